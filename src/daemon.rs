@@ -1,0 +1,234 @@
+//! Daemon discipline: the PID file, locked before the fork and for the whole
+//! life of the process, and the fork itself with a readiness pipe so that the
+//! launching shell learns whether the daemon really started.
+//!
+//! Order (as in OpenBSD's daemons and FreeBSD's pidfile(3)): lock the PID file
+//! while errors still reach the terminal, fork, write the PID, and only then
+//! start threads. `daemonize` forks, calls `setsid`, forks again, changes to
+//! the state directory, sets the umask and points the standard streams at
+//! /dev/null; we do not hand it the PID file because its lock check runs in
+//! the grandchild, after the launcher has already exited 0.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::relpath::EscapedPath;
+
+/// A locked PID file. The lock lives as long as the open file description,
+/// which survives the fork, so the daemon holds it until it exits.
+#[derive(Debug)]
+pub struct PidFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl PidFile {
+    /// Opens (never through a symlink) and locks `path`. A live holder is
+    /// "already running"; a stale file is reused.
+    pub fn acquire(path: &Path) -> Result<Self> {
+        let shown = EscapedPath(path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::runtime(format!(
+                    "cannot create the directory of PID file {shown}: {e}: choose another --pid-file"
+                ))
+            })?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    Error::runtime(format!(
+                        "PID file {shown} is a symbolic link, which ftpmonitor never writes through: remove it"
+                    ))
+                } else {
+                    Error::runtime(format!(
+                        "cannot open PID file {shown}: {e}: run as root or choose a writable --pid-file"
+                    ))
+                }
+            })?;
+        let meta = file.metadata().map_err(|e| Error::runtime(format!("PID file {shown}: {e}")))?;
+        if !meta.is_file() {
+            return Err(Error::runtime(format!(
+                "PID file {shown} is not a regular file: remove it or choose another --pid-file"
+            )));
+        }
+        match file.try_lock() {
+            Ok(()) => Ok(Self { file, path: path.to_path_buf() }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = (&file).read_to_string(&mut text);
+                let pid = text.trim();
+                let pid = if pid.is_empty() { "unknown" } else { pid };
+                Err(Error::runtime(format!(
+                    "already running (pid {pid}): stop it first (kill {pid}) or give this instance its own --pid-file than {shown}"
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(Error::runtime(format!("cannot lock PID file {shown}: {e}")))
+            }
+        }
+    }
+
+    /// Writes this process's PID and a newline, replacing what was there.
+    pub fn write_pid(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.rewind()?;
+        writeln!(self.file, "{}", std::process::id())?;
+        self.file.sync_data()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the file, if the name still refers to our file.
+    pub fn remove(self) {
+        let ours = match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        if ours {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                log::warn!("warning: cannot remove PID file {}: {e}", EscapedPath(&self.path));
+            }
+        }
+    }
+}
+
+/// The grandchild's side of the readiness pipe: reports to the launcher
+/// whether start-up worked.
+#[derive(Debug)]
+pub struct Readiness(Option<io::PipeWriter>);
+
+impl Readiness {
+    /// In the foreground there is nobody to tell.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    pub fn ready(&mut self) {
+        if let Some(mut w) = self.0.take() {
+            let _ = w.write_all(b"ready\n");
+        }
+    }
+
+    pub fn failed(&mut self, msg: &str) {
+        if let Some(mut w) = self.0.take() {
+            let _ = w.write_all(msg.as_bytes());
+        }
+    }
+}
+
+/// What `daemonize` returned in this process.
+pub enum Forked {
+    /// The launcher: exit with this code once the daemon has reported.
+    Launcher(std::process::ExitCode),
+    /// The daemon.
+    Daemon(Readiness),
+}
+
+/// Forks into the background. The launcher waits until the daemon reports
+/// ready (exit 0) or a start-up error (printed, exit 1).
+pub fn daemonize(state_dir: &Path, log_hint: &str) -> Result<Forked> {
+    let (mut reader, writer) = io::pipe()
+        .map_err(|e| Error::runtime(format!("cannot create a pipe to start the daemon: {e}")))?;
+    let outcome = daemonize::Daemonize::new()
+        .working_directory(state_dir)
+        .umask(0o002)
+        .stdout(daemonize::Stdio::devnull())
+        .stderr(daemonize::Stdio::devnull())
+        .execute();
+    match outcome {
+        daemonize::Outcome::Parent(Ok(_)) => {
+            drop(writer);
+            let mut report = String::new();
+            let _ = reader.read_to_string(&mut report);
+            if report == "ready\n" {
+                Ok(Forked::Launcher(std::process::ExitCode::SUCCESS))
+            } else if report.is_empty() {
+                eprintln!(
+                    "error: the daemon exited during start-up without saying why: see {log_hint}"
+                );
+                Ok(Forked::Launcher(std::process::ExitCode::from(1)))
+            } else {
+                eprintln!("error: {}", report.trim_end());
+                Ok(Forked::Launcher(std::process::ExitCode::from(1)))
+            }
+        }
+        daemonize::Outcome::Parent(Err(e)) => {
+            Err(Error::runtime(format!("cannot fork into the background: {e}")))
+        }
+        daemonize::Outcome::Child(Ok(_)) => {
+            drop(reader);
+            Ok(Forked::Daemon(Readiness(Some(writer))))
+        }
+        daemonize::Outcome::Child(Err(e)) => {
+            let mut r = Readiness(Some(writer));
+            r.failed(&format!(
+                "cannot become a daemon: {e}: check that the state directory {} is usable",
+                EscapedPath(state_dir)
+            ));
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Whether this process has a controlling terminal (then SIGHUP in the
+/// foreground means the terminal went away).
+pub fn has_controlling_terminal() -> bool {
+    // SAFETY: open(2) with a constant NUL-terminated path; the descriptor is
+    // closed right away.
+    unsafe {
+        let fd = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::close(fd);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_file_is_refused_with_the_pid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x.pid");
+        let mut first = PidFile::acquire(&path).unwrap();
+        first.write_pid().unwrap();
+        let err = PidFile::acquire(&path).unwrap_err().to_string();
+        assert!(err.contains(&format!("already running (pid {})", std::process::id())), "{err}");
+        first.remove();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn never_opens_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let link = tmp.path().join("link.pid");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = PidFile::acquire(&link).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+}

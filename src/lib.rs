@@ -1,0 +1,20 @@
+//! ftpmonitor: watch a directory and keep it pushed to an FTP or FTPS server.
+//!
+//! The binary is a thin `main.rs`; everything lives here so that the demo
+//! example can run the real daemon in-process.
+
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod debounce;
+pub mod error;
+pub mod event;
+pub mod ftp;
+pub mod logging;
+pub mod relpath;
+pub mod signals;
+pub mod status;
+pub mod transfer;
+pub mod watcher;

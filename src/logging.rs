@@ -1,0 +1,142 @@
+//! The log: `<timestamp> - <message>` lines through simplelog, into a file that
+//! SIGHUP reopens (for logrotate) and, in the foreground, onto stderr too.
+//!
+//! One logger is installed for the life of the process, writing into a
+//! [`Sink`] whose destinations are switched as the process moves from
+//! start-up (stderr only) to running (file, plus stderr in the foreground).
+//! Only this crate's records pass: suppaftp traces every command it sends,
+//! `PASS` included, so its records never reach the log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use log::LevelFilter;
+use simplelog::{ConfigBuilder, WriteLogger, format_description};
+
+use crate::relpath::EscapedPath;
+
+#[derive(Default)]
+struct Destinations {
+    file: Option<File>,
+    path: Option<PathBuf>,
+    stderr: bool,
+}
+
+/// Where log lines go; cheap to clone, shared with the logger.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Destinations>>);
+
+impl Sink {
+    fn lock(&self) -> MutexGuard<'_, Destinations> {
+        // A panic while logging must not silence the log for good.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut d = self.lock();
+        if d.stderr {
+            // Best effort: a closed stderr must not stop the file log.
+            let _ = io::stderr().write_all(buf);
+        }
+        if let Some(f) = d.file.as_mut() {
+            f.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut d = self.lock();
+        if let Some(f) = d.file.as_mut() {
+            f.flush()?;
+        }
+        Ok(())
+    }
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Installs the logger, writing to stderr, before anything else runs. Must be
+/// called while the process has one thread (the local time offset is read
+/// here, and `time` refuses to read it once threads exist).
+pub fn init(level: LevelFilter) {
+    let sink = SINK.get_or_init(|| {
+        let sink = Sink::default();
+        sink.lock().stderr = true;
+        sink
+    });
+    let mut builder = ConfigBuilder::new();
+    builder
+        .set_time_format_custom(format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] -"
+        ))
+        .set_max_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off)
+        .add_filter_allow_str("ftpmonitor");
+    // Without a known offset the lines are in UTC, which is still correct.
+    let _ = builder.set_time_offset_to_local();
+    let _ = WriteLogger::init(LevelFilter::Trace, builder.build(), sink.clone());
+    log::set_max_level(level);
+}
+
+pub fn set_level(level: LevelFilter) {
+    log::set_max_level(level);
+}
+
+fn open(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // File names are in the log: not for every local user to read.
+        opts.mode(0o640).custom_flags(libc::O_NOFOLLOW);
+    }
+    opts.open(path)
+}
+
+/// Checks, before forking, that the log file can be opened, so that a bad
+/// `--log-file` is reported on the terminal.
+pub fn probe(path: &Path) -> Result<(), String> {
+    open(path).map(drop).map_err(|e| {
+        format!(
+            "cannot open log file {}: {e}: fix --log-file or the directory's permissions",
+            EscapedPath(path)
+        )
+    })
+}
+
+/// Sends the log to `file` (if any) and to stderr if `stderr`.
+pub fn redirect(file: Option<&Path>, stderr: bool) -> io::Result<()> {
+    let Some(sink) = SINK.get() else { return Ok(()) };
+    let opened = file.map(open).transpose()?;
+    let mut d = sink.lock();
+    d.file = opened;
+    d.path = file.map(Path::to_path_buf);
+    d.stderr = stderr;
+    Ok(())
+}
+
+/// Reopens the log file under its name (after logrotate moved it away).
+pub fn reopen() -> io::Result<()> {
+    let Some(sink) = SINK.get() else { return Ok(()) };
+    let path = sink.lock().path.clone();
+    if let Some(path) = path {
+        let f = open(&path)?;
+        sink.lock().file = Some(f);
+    }
+    Ok(())
+}
+
+/// The owner of the log file can be changed before a privilege drop.
+pub fn current_path() -> Option<PathBuf> {
+    SINK.get().and_then(|s| s.lock().path.clone())
+}

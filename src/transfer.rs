@@ -1,0 +1,145 @@
+//! The transfer workers: `--parallel` threads, each with its own FTP session
+//! kept open between jobs, fed from one job channel by the main loop and
+//! reporting every outcome back to it. Workers hold no sync state and make no
+//! retry decisions beyond one: a job whose session turns out to be dead (the
+//! server closed an idle connection) is tried once more on a fresh session.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::event::{Done, Event, Job, Outcome};
+use crate::ftp::{Connector, Failure, Kind, Session};
+
+pub struct Pool {
+    jobs: Option<Sender<Job>>,
+    handles: Vec<JoinHandle<()>>,
+    abort: Arc<AtomicBool>,
+}
+
+impl Pool {
+    pub fn start(n: usize, connector: &Connector, watch_dir: PathBuf, events: &Sender<Event>) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let abort = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let worker = Worker {
+                connector: connector.clone(),
+                session: None,
+                watch_dir: watch_dir.clone(),
+                abort: Arc::clone(&abort),
+            };
+            let (rx, events) = (Arc::clone(&rx), events.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("transfer-{i}"))
+                .spawn(move || worker.run(&rx, &events))?;
+            handles.push(handle);
+        }
+        Ok(Self { jobs: Some(tx), handles, abort })
+    }
+
+    /// A pool with no workers, left behind once the real one is joined.
+    pub fn empty() -> Self {
+        Self { jobs: None, handles: Vec::new(), abort: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Hands a job to the next idle worker. The caller sends no more jobs
+    /// than there are idle workers.
+    pub fn submit(&self, job: Job) {
+        if let Some(tx) = &self.jobs {
+            // Workers only stop after `close`.
+            let _ = tx.send(job);
+        }
+    }
+
+    /// Makes running uploads stop at their next read; nothing half-written is
+    /// ever published under a final name.
+    pub fn abort(&self) {
+        self.abort.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Closes the job channel: each worker finishes its job, says goodbye to
+    /// the server and sends [`Event::WorkerExit`].
+    pub fn close(&mut self) {
+        self.jobs = None;
+    }
+
+    pub fn size(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Joins the workers that have exited (all of them, once every
+    /// `WorkerExit` was seen).
+    pub fn join(self) {
+        for h in self.handles {
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+struct Worker {
+    connector: Connector,
+    session: Option<Session>,
+    watch_dir: PathBuf,
+    abort: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn run(mut self, jobs: &Mutex<Receiver<Job>>, events: &Sender<Event>) {
+        loop {
+            let job = {
+                let rx = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                rx.recv()
+            };
+            let Ok(job) = job else { break };
+            let started = Instant::now();
+            let result = self.execute(&job).map(|bytes| Done { bytes, elapsed: started.elapsed() });
+            if events.send(Event::Done(Outcome { job, result })).is_err() {
+                break;
+            }
+        }
+        if let Some(s) = self.session.take() {
+            s.quit();
+        }
+        let _ = events.send(Event::WorkerExit);
+    }
+
+    fn execute(&mut self, job: &Job) -> Result<u64, Failure> {
+        let reused = self.session.is_some();
+        match self.attempt(job) {
+            // A kept-open session may have been closed by the server while
+            // idle: that is no reason to report a failure yet.
+            Err(f) if reused && f.kind == Kind::Connection => {
+                log::debug!("session lost ({f}); reconnecting");
+                self.attempt(job)
+            }
+            other => other,
+        }
+    }
+
+    fn attempt(&mut self, job: &Job) -> Result<u64, Failure> {
+        let mut session = match self.session.take() {
+            Some(s) => s,
+            None => self.connector.connect()?,
+        };
+        let result = match job {
+            Job::Upload(rel) => {
+                let local = rel.to_local(&self.watch_dir);
+                session.upload(&local, rel, &self.abort)
+            }
+            Job::Delete(rel) => session.delete(rel).map(|()| 0),
+            Job::Rename { from, to } => session.rename(from, to).map(|()| 0),
+        };
+        match &result {
+            Err(f) if !f.session_usable() => drop(session),
+            _ => self.session = Some(session),
+        }
+        result
+    }
+}

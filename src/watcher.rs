@@ -1,0 +1,148 @@
+//! notify at the edge: filesystem events become [`Change`]s on the main
+//! loop's channel, and no other module knows notify.
+//!
+//! What notify does not do and the main loop must: walk a directory created or
+//! moved in (notify adds watches for it but reports nothing inside it), and
+//! rescan everything after an overflow. Access events are dropped here, except
+//! a close after writing: the uploader's own reads must not trigger it again.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+
+use crate::event::Event;
+
+/// A filesystem change, with absolute paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Created, written or closed after writing: upload it after the cooldown.
+    Touched(PathBuf),
+    /// A directory appeared (created or moved in): walk it now.
+    DirAppeared(PathBuf),
+    /// Deleted or moved out of the tree.
+    Removed(PathBuf),
+    /// Moved within the tree.
+    Renamed { from: PathBuf, to: PathBuf },
+    /// Events were lost (queue overflow): reconcile the whole tree.
+    Rescan,
+    /// A watch error, already phrased for the log.
+    Error(String),
+}
+
+pub struct Watcher {
+    _inner: RecommendedWatcher,
+}
+
+impl Watcher {
+    pub fn start(root: &Path, recursive: bool, tx: Sender<Event>) -> notify::Result<Self> {
+        let handler = move |res: notify::Result<notify::Event>| {
+            for change in translate(res) {
+                // The loop has stopped: nothing left to tell.
+                let _ = tx.send(Event::Fs(change));
+            }
+        };
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let mut inner = RecommendedWatcher::new(handler, config)?;
+        let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+        inner.watch(root, mode)?;
+        Ok(Self { _inner: inner })
+    }
+}
+
+/// Explains an error, with the fix for the limit an operator can raise.
+pub fn describe_error(e: &notify::Error) -> String {
+    match e.kind {
+        notify::ErrorKind::MaxFilesWatch => format!(
+            "the system's limit of inotify watches is reached{}: some directories are not watched \
+             (changes there are found by the periodic rescan); raise it with \
+             `sysctl fs.inotify.max_user_watches=524288` (persist in /etc/sysctl.d/)",
+            e.paths.first().map(|p| format!(" at {}", crate::relpath::EscapedPath(p))).unwrap_or_default()
+        ),
+        _ => format!("watch error: {e}"),
+    }
+}
+
+fn translate(res: notify::Result<notify::Event>) -> Vec<Change> {
+    let ev = match res {
+        Ok(ev) => ev,
+        Err(e) => return vec![Change::Error(describe_error(&e))],
+    };
+    if ev.need_rescan() {
+        return vec![Change::Rescan];
+    }
+    let mut paths = ev.paths.into_iter();
+    match ev.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => paths.map(Change::Touched).collect(),
+        EventKind::Access(_) => Vec::new(),
+        EventKind::Create(CreateKind::Folder) => paths.map(Change::DirAppeared).collect(),
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => match (paths.next(), paths.next()) {
+            (Some(from), Some(to)) => vec![Change::Renamed { from, to }],
+            (Some(p), None) | (None, Some(p)) => vec![Change::Touched(p)],
+            (None, None) => Vec::new(),
+        },
+        // The `From` half of a move inside the tree is followed by `Both`;
+        // a lone `From` is a move out. Either way the old name is gone.
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => paths.map(Change::Removed).collect(),
+        EventKind::Modify(ModifyKind::Name(_)) => paths.map(appeared).collect(),
+        EventKind::Remove(_) => paths.map(Change::Removed).collect(),
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
+            paths.map(Change::Touched).collect()
+        }
+    }
+}
+
+/// Something moved in under this name: a directory is walked, a file waits.
+fn appeared(p: PathBuf) -> Change {
+    match std::fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => Change::DirAppeared(p),
+        _ => Change::Touched(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{DataChange, Flag};
+
+    fn ev(kind: EventKind, paths: &[&str]) -> notify::Result<notify::Event> {
+        let mut e = notify::Event::new(kind);
+        for p in paths {
+            e = e.add_path(PathBuf::from(p));
+        }
+        Ok(e)
+    }
+
+    #[test]
+    fn reads_and_opens_are_ignored_but_a_close_after_write_counts() {
+        assert!(translate(ev(EventKind::Access(AccessKind::Open(AccessMode::Any)), &["/w/a"])).is_empty());
+        assert!(translate(ev(EventKind::Access(AccessKind::Close(AccessMode::Read)), &["/w/a"])).is_empty());
+        assert_eq!(
+            translate(ev(EventKind::Access(AccessKind::Close(AccessMode::Write)), &["/w/a"])),
+            vec![Change::Touched("/w/a".into())]
+        );
+        assert_eq!(
+            translate(ev(EventKind::Modify(ModifyKind::Data(DataChange::Any)), &["/w/a"])),
+            vec![Change::Touched("/w/a".into())]
+        );
+    }
+
+    #[test]
+    fn folders_renames_and_overflow() {
+        assert_eq!(
+            translate(ev(EventKind::Create(CreateKind::Folder), &["/w/d"])),
+            vec![Change::DirAppeared("/w/d".into())]
+        );
+        assert_eq!(
+            translate(ev(EventKind::Modify(ModifyKind::Name(RenameMode::Both)), &["/w/a", "/w/b"])),
+            vec![Change::Renamed { from: "/w/a".into(), to: "/w/b".into() }]
+        );
+        assert_eq!(
+            translate(ev(EventKind::Modify(ModifyKind::Name(RenameMode::From)), &["/w/a"])),
+            vec![Change::Removed("/w/a".into())]
+        );
+        let overflow = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
+        assert_eq!(translate(Ok(overflow)), vec![Change::Rescan]);
+    }
+}
