@@ -7,8 +7,8 @@
 //! ending, the periodic rescan, the shutdown grace period): no polling while
 //! idle.
 
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -55,8 +55,9 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // Before the fork this reaches the terminal; after it, the log.
-            error!("error: {e}");
+            // Only errors from before the fork (or from `check`/`status`) get
+            // here, while stderr is still the terminal.
+            eprintln!("ftpmonitor: error: {e}");
             e.exit_code()
         }
     }
@@ -75,11 +76,17 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     let mut pid_file = PidFile::acquire(&cfg.pid_file)?;
     let mut readiness = if cfg.foreground {
         std::env::set_current_dir(&cfg.state_dir).map_err(|e| {
-            Error::runtime(format!("cannot enter state directory {}: {e}", EscapedPath(&cfg.state_dir)))
+            Error::runtime(format!(
+                "cannot enter state directory {}: {e}",
+                EscapedPath(&cfg.state_dir)
+            ))
         })?;
         Readiness::none()
     } else {
-        let hint = cfg.log_file.as_deref().map_or_else(|| "the log".to_string(), |p| EscapedPath(p).to_string());
+        let hint = cfg
+            .log_file
+            .as_deref()
+            .map_or_else(|| "the log".to_string(), |p| EscapedPath(p).to_string());
         match daemon::daemonize(&cfg.state_dir, &hint)? {
             Forked::Launcher(code) => return Ok(code),
             Forked::Daemon(r) => r,
@@ -87,11 +94,16 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     };
     // From here on we are the daemon: errors go to the log and the launcher.
     let result = (|| -> Result<ExitCode> {
-        pid_file
-            .write_pid()
-            .map_err(|e| Error::runtime(format!("cannot write PID file {}: {e}", EscapedPath(pid_file.path()))))?;
+        pid_file.write_pid().map_err(|e| {
+            Error::runtime(format!(
+                "cannot write PID file {}: {e}",
+                EscapedPath(pid_file.path())
+            ))
+        })?;
         logging::redirect(cfg.log_file.as_deref(), cfg.foreground).map_err(|e| {
-            Error::runtime(format!("cannot open log file: {e}: fix --log-file or its directory's permissions"))
+            Error::runtime(format!(
+                "cannot open log file: {e}: fix --log-file or its directory's permissions"
+            ))
         })?;
         let mut app = App::start(cfg, args, connector)?;
         readiness.ready();
@@ -214,20 +226,30 @@ impl App {
             cfg.target(),
             humantime::format_duration(cfg.cooldown),
             cfg.parallel,
-            if cfg.recursive { "" } else { ", top level only" },
-            if cfg.delete { ", deletes propagated" } else { "" },
+            if cfg.recursive {
+                ""
+            } else {
+                ", top level only"
+            },
+            if cfg.delete {
+                ", deletes propagated"
+            } else {
+                ""
+            },
             if cfg.dry_run { ", dry run" } else { "" },
         );
         let watcher = if cfg.once {
             None
         } else {
-            Some(Watcher::start(&cfg.watch_dir, cfg.recursive, tx.clone()).map_err(|e| {
-                Error::runtime(format!(
-                    "cannot watch {}: {}",
-                    EscapedPath(&cfg.watch_dir),
-                    crate::watcher::describe_error(&e)
-                ))
-            })?)
+            Some(
+                Watcher::start(&cfg.watch_dir, cfg.recursive, tx.clone()).map_err(|e| {
+                    Error::runtime(format!(
+                        "cannot watch {}: {}",
+                        EscapedPath(&cfg.watch_dir),
+                        crate::watcher::describe_error(&e)
+                    ))
+                })?,
+            )
         };
         let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx)
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
@@ -263,9 +285,15 @@ impl App {
         };
         let queued = app.full_scan(false);
         if app.cfg.once {
-            info!("ready: syncing {} ({queued} files to check)", EscapedPath(&app.cfg.watch_dir));
+            info!(
+                "ready: syncing {} ({queued} files to check)",
+                EscapedPath(&app.cfg.watch_dir)
+            );
         } else {
-            info!("ready: watching {} ({queued} files queued)", EscapedPath(&app.cfg.watch_dir));
+            info!(
+                "ready: watching {} ({queued} files queued)",
+                EscapedPath(&app.cfg.watch_dir)
+            );
         }
         Ok(app)
     }
@@ -303,7 +331,8 @@ impl App {
 
     fn finished(&self) -> bool {
         if let Some(stop) = self.stop {
-            return self.in_flight.is_empty() || (stop.aborted && Instant::now() >= stop.grace_until);
+            return self.in_flight.is_empty()
+                || (stop.aborted && Instant::now() >= stop.grace_until);
         }
         self.cfg.once
             && self.pending.is_empty()
@@ -404,7 +433,10 @@ impl App {
         self.watcher = None;
         self.pending.clear();
         self.queued.clear();
-        self.stop = Some(Stop { grace_until: Instant::now() + GRACE, aborted: false });
+        self.stop = Some(Stop {
+            grace_until: Instant::now() + GRACE,
+            aborted: false,
+        });
     }
 
     fn reload(&mut self) {
@@ -453,7 +485,10 @@ impl App {
             }
             Err(BadName::Outside) => None,
             Err(BadName::NotUtf8(name)) => {
-                self.skip_once(&name, "name is not valid UTF-8, which FTP commands cannot carry");
+                self.skip_once(
+                    &name,
+                    "name is not valid UTF-8, which FTP commands cannot carry",
+                );
                 None
             }
             Err(BadName::LineBreak(name)) => {
@@ -500,7 +535,10 @@ impl App {
                 let was_synced = self.synced.contains_key(&from_rel)
                     || self.synced.keys().any(|k| k.starts_with(&from_rel));
                 if self.cfg.delete && was_synced && !self.debouncer.contains(&from_rel) {
-                    self.enqueue(Job::Rename { from: from_rel, to: to_rel });
+                    self.enqueue(Job::Rename {
+                        from: from_rel,
+                        to: to_rel,
+                    });
                 } else {
                     self.debouncer.push(from_rel, now);
                     if to.is_dir() {
@@ -526,7 +564,9 @@ impl App {
     fn walk(&mut self, dir: &Path) -> Vec<RelPath> {
         let max_depth = if self.cfg.recursive { usize::MAX } else { 1 };
         let root = self.cfg.watch_dir.clone();
-        let depth_here = dir.strip_prefix(&root).map_or(0, |r| r.components().count());
+        let depth_here = dir
+            .strip_prefix(&root)
+            .map_or(0, |r| r.components().count());
         let mut out = Vec::new();
         let excludes = self.cfg.excludes.clone();
         let walker = walkdir::WalkDir::new(dir)
@@ -535,14 +575,25 @@ impl App {
             .into_iter()
             .filter_entry(|e| {
                 e.depth() == 0
-                    || !RelPath::from_local(&root, e.path()).is_ok_and(|r| excludes.is_match(r.as_str()))
+                    || !RelPath::from_local(&root, e.path())
+                        .is_ok_and(|r| excludes.is_match(r.as_str()))
             });
         for entry in walker {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    let name = e.path().map(|p| EscapedPath(p).to_string()).unwrap_or_default();
-                    self.skip_once(&name, &format!("cannot read: {}", e.io_error().map_or_else(|| e.to_string(), ToString::to_string)));
+                    let name = e
+                        .path()
+                        .map(|p| EscapedPath(p).to_string())
+                        .unwrap_or_default();
+                    self.skip_once(
+                        &name,
+                        &format!(
+                            "cannot read: {}",
+                            e.io_error()
+                                .map_or_else(|| e.to_string(), ToString::to_string)
+                        ),
+                    );
                     continue;
                 }
             };
@@ -550,7 +601,9 @@ impl App {
             if ft.is_dir() {
                 continue;
             }
-            let Some(rel) = self.rel(entry.path()) else { continue };
+            let Some(rel) = self.rel(entry.path()) else {
+                continue;
+            };
             if ft.is_file() {
                 out.push(rel);
             } else if ft.is_symlink() {
@@ -570,7 +623,8 @@ impl App {
         for rel in self.walk(&root) {
             if !everything
                 && let Some(stamp) = self.synced.get(&rel)
-                && std::fs::symlink_metadata(rel.to_local(&root)).is_ok_and(|m| Stamp::of(&m) == *stamp)
+                && std::fs::symlink_metadata(rel.to_local(&root))
+                    .is_ok_and(|m| Stamp::of(&m) == *stamp)
             {
                 continue;
             }
@@ -588,19 +642,25 @@ impl App {
         let local = rel.to_local(&self.cfg.watch_dir);
         match std::fs::symlink_metadata(&local) {
             Ok(m) if m.is_file() => {
-                if self.synced.get(&rel) == Some(&Stamp::of(&m)) && !self.retries.contains_key(&rel) {
+                if self.synced.get(&rel) == Some(&Stamp::of(&m)) && !self.retries.contains_key(&rel)
+                {
                     debug!("{rel} is unchanged since its upload");
                     return;
                 }
                 self.enqueue(Job::Upload(rel));
             }
             Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => self.skip_once(rel.as_str(), "symbolic link (never followed)"),
+            Ok(m) if m.file_type().is_symlink() => {
+                self.skip_once(rel.as_str(), "symbolic link (never followed)")
+            }
             Ok(_) => self.skip_once(rel.as_str(), "not a regular file"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.retries.remove(&rel);
                 if !self.cfg.watch_dir.is_dir() {
-                    warn!("warning: the watch directory {} is gone: nothing is deleted on the server", EscapedPath(&self.cfg.watch_dir));
+                    warn!(
+                        "warning: the watch directory {} is gone: nothing is deleted on the server",
+                        EscapedPath(&self.cfg.watch_dir)
+                    );
                     return;
                 }
                 if self.cfg.delete && self.synced.contains_key(&rel) {
@@ -644,7 +704,9 @@ impl App {
             }
         }
         while self.idle > 0 {
-            let Some(job) = self.pending.pop_front() else { break };
+            let Some(job) = self.pending.pop_front() else {
+                break;
+            };
             self.queued.remove(job.path());
             self.in_flight.insert(job.path().clone());
             self.idle -= 1;
@@ -669,23 +731,36 @@ impl App {
                 }
                 match &job {
                     Job::Upload(rel) => {
-                        if let Ok(m) = std::fs::symlink_metadata(rel.to_local(&self.cfg.watch_dir)) {
+                        if let Ok(m) = std::fs::symlink_metadata(rel.to_local(&self.cfg.watch_dir))
+                        {
                             self.synced.insert(rel.clone(), Stamp::of(&m));
                         }
                         self.uploaded_files += 1;
                         self.uploaded_bytes += done.bytes;
-                        info!("uploaded {rel} ({}, {} ms)", human_bytes(done.bytes), done.elapsed.as_millis());
+                        info!(
+                            "uploaded {rel} ({}, {} ms)",
+                            human_bytes(done.bytes),
+                            done.elapsed.as_millis()
+                        );
                     }
                     Job::Delete(rel) => {
                         self.synced.remove(rel);
                         info!("deleted {rel} on the server");
                     }
                     Job::Rename { from, to } => {
-                        let moved: Vec<_> = self.synced.keys().filter(|k| k.starts_with(from)).cloned().collect();
+                        let moved: Vec<_> = self
+                            .synced
+                            .keys()
+                            .filter(|k| k.starts_with(from))
+                            .cloned()
+                            .collect();
                         for k in moved {
                             if let Some(s) = self.synced.remove(&k) {
                                 let suffix = &k.as_str()[from.as_str().len()..];
-                                if let Ok(nk) = RelPath::from_local(Path::new("/"), Path::new(&format!("/{}{suffix}", to.as_str()))) {
+                                if let Ok(nk) = RelPath::from_local(
+                                    Path::new("/"),
+                                    Path::new(&format!("/{}{suffix}", to.as_str())),
+                                ) {
                                     self.synced.insert(nk, s);
                                 }
                             }
@@ -721,7 +796,8 @@ impl App {
                 if self.cfg.once && self.server.failures >= ONCE_ATTEMPTS {
                     self.failed_for_good.push((path.clone(), f.message.clone()));
                     for job in self.pending.drain(..) {
-                        self.failed_for_good.push((job.path().clone(), "server unreachable".into()));
+                        self.failed_for_good
+                            .push((job.path().clone(), "server unreachable".into()));
                     }
                     self.queued.clear();
                     return;
@@ -764,7 +840,10 @@ impl App {
             return;
         }
         let delay = jitter(backoff(RETRY_FIRST, RETRY_CAP, r.attempts));
-        if r.attempts == 1 || r.last_message != f.message || now.duration_since(r.last_logged) >= RELOG {
+        if r.attempts == 1
+            || r.last_message != f.message
+            || now.duration_since(r.last_logged) >= RELOG
+        {
             warn!(
                 "warning: {f} (attempt {}); retrying in {}",
                 r.attempts,
@@ -776,20 +855,33 @@ impl App {
             debug!("{f} (attempt {})", r.attempts);
         }
         self.retry_seq += 1;
-        self.retry_at.push(Reverse((now + delay, self.retry_seq, path)));
+        self.retry_at
+            .push(Reverse((now + delay, self.retry_seq, path)));
     }
 
     fn server_down(&mut self, f: &Failure, now: Instant) {
         let s = &mut self.server;
+        if s.resume_at.is_some_and(|t| t > now) {
+            // Another session already reported this outage.
+            return;
+        }
         s.failures += 1;
-        s.backoff = if s.down_since.is_none() { RETRY_FIRST } else { (s.backoff * 2).min(SERVER_CAP) };
+        s.backoff = if s.down_since.is_none() {
+            RETRY_FIRST
+        } else {
+            (s.backoff * 2).min(SERVER_CAP)
+        };
         s.resume_at = Some(now + jitter(s.backoff));
         let first = s.down_since.is_none();
         s.down_since.get_or_insert(now);
         let level_warn = first || s.last_logged.is_none_or(|t| now.duration_since(t) >= RELOG);
         let msg = format!(
             "{}: {f}; retrying in {}",
-            if f.kind == Kind::Login { "error: login refused" } else { "warning: server unavailable" },
+            if f.kind == Kind::Login {
+                "error: login refused"
+            } else {
+                "warning: server unavailable"
+            },
             humantime::format_duration(Duration::from_secs(s.backoff.as_secs().max(1)))
         );
         if level_warn {
@@ -804,7 +896,9 @@ impl App {
         if let Some(since) = self.server.down_since.take() {
             info!(
                 "server reachable again after {}",
-                humantime::format_duration(Duration::from_secs(now.duration_since(since).as_secs()))
+                humantime::format_duration(Duration::from_secs(
+                    now.duration_since(since).as_secs()
+                ))
             );
         }
         self.server = ServerState::default();
@@ -843,8 +937,17 @@ impl App {
                 return ExitCode::SUCCESS;
             }
             let n = self.failed_for_good.len();
-            let list: Vec<String> = self.failed_for_good.iter().take(20).map(|(p, why)| format!("{p} ({why})")).collect();
-            error!("error: {n} file(s) could not be synced: {}{}", list.join(", "), if n > 20 { ", ..." } else { "" });
+            let list: Vec<String> = self
+                .failed_for_good
+                .iter()
+                .take(20)
+                .map(|(p, why)| format!("{p} ({why})"))
+                .collect();
+            error!(
+                "error: {n} file(s) could not be synced: {}{}",
+                list.join(", "),
+                if n > 20 { ", ..." } else { "" }
+            );
             return ExitCode::from(1);
         }
         info!("stopped ({summary})");
@@ -853,14 +956,18 @@ impl App {
 }
 
 fn backoff(first: Duration, cap: Duration, attempt: u32) -> Duration {
-    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1).min(20))
+        .unwrap_or(u32::MAX);
     first.saturating_mul(factor).min(cap)
 }
 
 /// Spreads a delay over 75–125 % so that many failures do not retry in step.
 fn jitter(d: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
-    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
     let frac = 0.75 + (r % 1000) as f64 / 2000.0;
     d.mul_f64(frac)
 }

@@ -33,38 +33,60 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             let fix = match f.kind {
                 Kind::Login => "check --user and the password",
                 Kind::Tls => "check the certificate, or give its CA with --ca-file",
-                _ => "check HOST and PORT, and that the server runs and a firewall lets you through",
+                _ => {
+                    "check HOST and PORT, and that the server runs and a firewall lets you through"
+                }
             };
             println!("server: FAILED: {f}: {fix}");
             return Ok(ExitCode::from(1));
         }
     };
-    println!("server: logged in as {} in {} ms", cfg.user, started.elapsed().as_millis());
+    println!(
+        "server: logged in as {} in {} ms",
+        cfg.user,
+        started.elapsed().as_millis()
+    );
     if let Some(w) = session.welcome() {
-        println!("  banner: {}", crate::relpath::Escaped(w.lines().next().unwrap_or_default()));
+        println!(
+            "  banner: {}",
+            crate::relpath::Escaped(w.lines().next().unwrap_or_default())
+        );
     }
 
     let probe_dir = tempfile_dir()?;
     let name = format!(".ftpmonitor-check-{}", std::process::id());
     let local = probe_dir.join(&name);
-    std::fs::write(&local, b"ftpmonitor check\n")
-        .map_err(|e| Error::runtime(format!("cannot write a probe file in {}: {e}", EscapedPath(&probe_dir))))?;
-    let rel = RelPath::from_local(&probe_dir, &local).map_err(|_| Error::runtime("probe file name"))?;
+    std::fs::write(&local, b"ftpmonitor check\n").map_err(|e| {
+        Error::runtime(format!(
+            "cannot write a probe file in {}: {e}",
+            EscapedPath(&probe_dir)
+        ))
+    })?;
+    let rel =
+        RelPath::from_local(&probe_dir, &local).map_err(|_| Error::runtime("probe file name"))?;
     let abort = AtomicBool::new(false);
     let t = Instant::now();
     let result = session.upload(&local, &rel, &abort);
     let _ = std::fs::remove_dir_all(&probe_dir);
     let ok = match result {
         Ok(_) => {
-            println!("upload: probe stored under a temporary name and renamed into place in {} ms", t.elapsed().as_millis());
+            println!(
+                "upload: probe stored under a temporary name and renamed into place in {} ms",
+                t.elapsed().as_millis()
+            );
             match session.delete(&rel) {
                 Ok(()) => println!("delete: probe removed"),
-                Err(f) => println!("delete: FAILED: {f}: --delete would not work; remove {name} by hand"),
+                Err(f) => {
+                    println!("delete: FAILED: {f}: --delete would not work; remove {name} by hand")
+                }
             }
             true
         }
         Err(f) => {
-            println!("upload: FAILED: {f}: check that {} may write to {}", cfg.user, cfg.remote_dir);
+            println!(
+                "upload: FAILED: {f}: check that {} may write to {}",
+                cfg.user, cfg.remote_dir
+            );
             false
         }
     };

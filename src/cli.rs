@@ -174,7 +174,10 @@ mod tests {
         let cli = Cli::try_parse_from(["ftpmonitor", "check", "/w", "h", "21", "/r"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Check(_))));
         let cli = Cli::try_parse_from(["ftpmonitor", "status", "--json"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Status(StatusArgs { json: true, .. }))));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Status(StatusArgs { json: true, .. }))
+        ));
     }
 
     #[test]

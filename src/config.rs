@@ -80,7 +80,12 @@ impl Excludes {
     pub fn new(user: &[String]) -> Result<Self> {
         let mut builder = GlobSetBuilder::new();
         let mut patterns = Vec::new();
-        for pat in DEFAULT_EXCLUDES.iter().copied().map(str::to_string).chain(user.iter().cloned()) {
+        for pat in DEFAULT_EXCLUDES
+            .iter()
+            .copied()
+            .map(str::to_string)
+            .chain(user.iter().cloned())
+        {
             let glob = Glob::new(&pat).map_err(|e| {
                 Error::usage(format!(
                     "--exclude {pat:?} is not a valid glob ({}): use *, ?, [abc] and ** for any depth",
@@ -90,7 +95,8 @@ impl Excludes {
             builder.add(glob);
             // A pattern without a slash matches a name at any depth, as in .gitignore.
             if !pat.contains('/') {
-                builder.add(Glob::new(&format!("**/{pat}")).map_err(|e| Error::usage(e.to_string()))?);
+                builder
+                    .add(Glob::new(&format!("**/{pat}")).map_err(|e| Error::usage(e.to_string()))?);
             }
             patterns.push(pat);
         }
@@ -209,7 +215,9 @@ impl Config {
 
         let user_given = s.user.clone().or(file.user.clone());
         let netrc = env.home.as_ref().map(|h| h.join(".netrc"));
-        let netrc_entry = netrc.as_deref().and_then(|p| netrc_lookup(p, &host, user_given.as_deref()));
+        let netrc_entry = netrc
+            .as_deref()
+            .and_then(|p| netrc_lookup(p, &host, user_given.as_deref()));
         let user = user_given
             .or_else(|| netrc_entry.as_ref().and_then(|e| e.login.clone()))
             .unwrap_or_else(|| "anonymous".to_string());
@@ -247,7 +255,9 @@ impl Config {
             None => file.cooldown.unwrap_or(Duration::from_secs(5)),
         };
         let rescan_interval = match &y.rescan_interval {
-            Some(c) => parse_duration(c).map_err(|e| Error::usage(format!("--rescan-interval: {e}")))?,
+            Some(c) => {
+                parse_duration(c).map_err(|e| Error::usage(format!("--rescan-interval: {e}")))?
+            }
             None => file.rescan_interval.unwrap_or(Duration::from_secs(3600)),
         };
         let parallel = match &y.parallel {
@@ -265,7 +275,9 @@ impl Config {
         let once = y.once || file.once.unwrap_or(false);
         let run_as = d.run_as.clone().or(file.run_as.clone());
         if run_as.is_some() && !root {
-            return Err(Error::usage("--run-as needs root: start ftpmonitor as root, or leave --run-as out"));
+            return Err(Error::usage(
+                "--run-as needs root: start ftpmonitor as root, or leave --run-as out",
+            ));
         }
 
         Ok(Self {
@@ -300,14 +312,23 @@ impl Config {
 
     /// The address to connect to, resolved anew (DNS may change while we run).
     pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
-        (self.host.as_str(), self.port).to_socket_addrs().map(Iterator::collect)
+        (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map(Iterator::collect)
     }
 
     /// A URL-ish description of the target, without the password.
     pub fn target(&self) -> String {
         let scheme = if self.tls { "ftpes" } else { "ftp" };
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        format!("{scheme}://{}@{host}:{}{}", self.user, self.port, self.remote_dir)
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!(
+            "{scheme}://{}@{host}:{}{}",
+            self.user, self.port, self.remote_dir
+        )
     }
 
     /// Whether two configurations describe the same sync job (what is synced
@@ -350,7 +371,11 @@ struct Env {
 
 impl Env {
     fn from_process() -> Self {
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         Self {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             is_root: crate::daemon::is_root(),
@@ -398,16 +423,24 @@ impl Env {
 }
 
 fn absolute(p: &Path, base: &Path) -> PathBuf {
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 fn check_watch_dir(dir: &Path) -> Result<PathBuf> {
     let shown = EscapedPath(dir);
     let meta = fs::metadata(dir).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::usage(format!("watch directory {shown} does not exist: create it or fix the path"))
+            Error::usage(format!(
+                "watch directory {shown} does not exist: create it or fix the path"
+            ))
         } else {
-            Error::usage(format!("cannot access watch directory {shown}: {e}: check its permissions"))
+            Error::usage(format!(
+                "cannot access watch directory {shown}: {e}: check its permissions"
+            ))
         }
     })?;
     if !meta.is_dir() {
@@ -427,7 +460,9 @@ fn check_watch_dir(dir: &Path) -> Result<PathBuf> {
 
 fn check_host(host: &str, port: u16) -> Result<()> {
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(Error::usage(format!("HOST {host:?} is not a host name: give a name or an IP address")));
+        return Err(Error::usage(format!(
+            "HOST {host:?} is not a host name: give a name or an IP address"
+        )));
     }
     match (host, port).to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(_)) => Ok(()),
@@ -442,11 +477,17 @@ fn check_host(host: &str, port: u16) -> Result<()> {
 
 fn normalize_remote_dir(dir: &str) -> Result<String> {
     if dir.contains(['\r', '\n']) {
-        return Err(Error::usage("REMOTE_DIR contains a line break: FTP cannot carry it"));
+        return Err(Error::usage(
+            "REMOTE_DIR contains a line break: FTP cannot carry it",
+        ));
     }
     let trimmed = dir.trim_end_matches('/');
     if trimmed.is_empty() {
-        return Ok(if dir.starts_with('/') { "/".into() } else { String::new() });
+        return Ok(if dir.starts_with('/') {
+            "/".into()
+        } else {
+            String::new()
+        });
     }
     Ok(trimmed.to_string())
 }
@@ -464,11 +505,13 @@ pub fn parse_port(s: &str) -> std::result::Result<u16, String> {
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs)
-            .map_err(|_| format!("{s:?} is not a duration: use seconds like 5 or 0.5, or 500ms, 2s, 1h"));
+        return Duration::try_from_secs_f64(secs).map_err(|_| {
+            format!("{s:?} is not a duration: use seconds like 5 or 0.5, or 500ms, 2s, 1h")
+        });
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("{s:?} is not a duration ({e}): use seconds like 5 or 0.5, or 500ms, 2s, 1h"))
+    humantime::parse_duration(t).map_err(|e| {
+        format!("{s:?} is not a duration ({e}): use seconds like 5 or 0.5, or 500ms, 2s, 1h")
+    })
 }
 
 fn parse_parallel(s: &str) -> std::result::Result<usize, String> {
@@ -492,7 +535,9 @@ fn parse_log_level(s: &str) -> std::result::Result<LevelFilter, String> {
         "info" => Ok(LevelFilter::Info),
         "debug" => Ok(LevelFilter::Debug),
         "trace" => Ok(LevelFilter::Trace),
-        _ => Err(format!("{s:?} is not a level: use error, warn, info or debug")),
+        _ => Err(format!(
+            "{s:?} is not a level: use error, warn, info or debug"
+        )),
     }
 }
 
@@ -505,7 +550,10 @@ fn read_password_file(path: &Path) -> Result<Secret> {
     })?;
     let mut line = String::new();
     BufReader::new(f).read_line(&mut line).map_err(|e| {
-        Error::usage(format!("cannot read password file {}: {e}", EscapedPath(path)))
+        Error::usage(format!(
+            "cannot read password file {}: {e}",
+            EscapedPath(path)
+        ))
     })?;
     Ok(Secret::new(line.trim_end_matches(['\r', '\n'])))
 }
@@ -627,7 +675,9 @@ impl FileConfig {
     /// Parses the text; an error carries the 1-based line and a one-line message.
     fn parse(text: &str) -> std::result::Result<Self, (Option<usize>, String)> {
         toml::from_str(text).map_err(|e: toml::de::Error| {
-            let line = e.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
             let msg = e.message().lines().collect::<Vec<_>>().join(" ");
             (line, msg)
         })
@@ -653,7 +703,10 @@ impl NumOrStr {
     }
 }
 
-fn de_with<'de, D, T>(d: D, parse: fn(&str) -> std::result::Result<T, String>) -> std::result::Result<Option<T>, D::Error>
+fn de_with<'de, D, T>(
+    d: D,
+    parse: fn(&str) -> std::result::Result<T, String>,
+) -> std::result::Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
 {
@@ -673,7 +726,9 @@ fn de_parallel<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<us
 fn de_percent<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
     de_with(d, parse_percent)
 }
-fn de_log_level<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<LevelFilter>, D::Error> {
+fn de_log_level<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<LevelFilter>, D::Error> {
     de_with(d, parse_log_level)
 }
 
@@ -682,7 +737,11 @@ mod tests {
     use super::*;
 
     fn env(cwd: &Path) -> Env {
-        Env { cwd: cwd.to_path_buf(), home: Some(cwd.to_path_buf()), ..Env::default() }
+        Env {
+            cwd: cwd.to_path_buf(),
+            home: Some(cwd.to_path_buf()),
+            ..Env::default()
+        }
     }
 
     fn args(watch: &Path) -> RunArgs {
@@ -725,25 +784,41 @@ mod tests {
         assert_eq!(cfg.state_dir, tmp.path().join(".local/state/ftpmonitor"));
         assert_eq!(cfg.pid_file, cfg.state_dir.join("ftpmonitor.pid"));
         assert_eq!(cfg.user, "anonymous");
-        let root = Env { is_root: true, ..env(tmp.path()) };
+        let root = Env {
+            is_root: true,
+            ..env(tmp.path())
+        };
         let cfg = Config::from_args_env(&args(tmp.path()), &root).unwrap();
         assert_eq!(cfg.pid_file, Path::new("/var/run/ftpmonitor.pid"));
-        assert_eq!(cfg.log_file.as_deref(), Some(Path::new("/var/log/ftpmonitor.log")));
+        assert_eq!(
+            cfg.log_file.as_deref(),
+            Some(Path::new("/var/log/ftpmonitor.log"))
+        );
         assert_eq!(cfg.state_dir, Path::new("/var/lib/ftpmonitor"));
     }
 
     #[test]
     fn password_sources_in_order() {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join(".netrc"), "machine 127.0.0.1 login bob password fromnetrc\n").unwrap();
+        std::fs::write(
+            tmp.path().join(".netrc"),
+            "machine 127.0.0.1 login bob password fromnetrc\n",
+        )
+        .unwrap();
         std::fs::write(tmp.path().join("pw"), "fromfile\nsecond line\n").unwrap();
         let mut a = args(tmp.path());
         let cfg = Config::from_args_env(&a, &env(tmp.path())).unwrap();
-        assert_eq!((cfg.user.as_str(), cfg.password.expose()), ("bob", "fromnetrc"));
+        assert_eq!(
+            (cfg.user.as_str(), cfg.password.expose()),
+            ("bob", "fromnetrc")
+        );
         a.server.password_file = Some(tmp.path().join("pw"));
         let cfg = Config::from_args_env(&a, &env(tmp.path())).unwrap();
         assert_eq!(cfg.password.expose(), "fromfile");
-        let e = Env { password: Some("fromenv".into()), ..env(tmp.path()) };
+        let e = Env {
+            password: Some("fromenv".into()),
+            ..env(tmp.path())
+        };
         let cfg = Config::from_args_env(&a, &e).unwrap();
         assert_eq!(cfg.password.expose(), "fromenv");
         assert_eq!(format!("{:?}", cfg.password), "***");
@@ -776,11 +851,17 @@ mod tests {
         .unwrap();
         let a = RunArgs {
             config: Some(file),
-            sync: crate::cli::SyncArgs { cooldown: Some("500ms".into()), ..Default::default() },
+            sync: crate::cli::SyncArgs {
+                cooldown: Some("500ms".into()),
+                ..Default::default()
+            },
             ..RunArgs::default()
         };
         let cfg = Config::from_args_env(&a, &env(tmp.path())).unwrap();
-        assert_eq!(cfg.watch_dir, std::fs::canonicalize(tmp.path().join("w")).unwrap());
+        assert_eq!(
+            cfg.watch_dir,
+            std::fs::canonicalize(tmp.path().join("w")).unwrap()
+        );
         assert_eq!(cfg.port, 21);
         assert_eq!(cfg.cooldown, Duration::from_millis(500));
         assert_eq!(cfg.state_dir, etc.join("state"));
@@ -790,7 +871,13 @@ mod tests {
     #[test]
     fn default_excludes_cover_editor_files_and_our_temp_names() {
         let ex = Excludes::new(&[]).unwrap();
-        for name in ["a/.report.txt.swp", "notes.txt~", ".#lock", "x/.f.ftpmonitor-part", "#auto#"] {
+        for name in [
+            "a/.report.txt.swp",
+            "notes.txt~",
+            ".#lock",
+            "x/.f.ftpmonitor-part",
+            "#auto#",
+        ] {
             assert!(ex.is_match(name), "{name}");
         }
         assert!(!ex.is_match("a/report.txt"));
@@ -799,8 +886,14 @@ mod tests {
     #[test]
     fn netrc_prefers_the_machine_then_default() {
         let text = "machine a login u1 password p1\ndefault login anon password guest\n";
-        assert_eq!(parse_netrc(text, "a", None).unwrap().password.as_deref(), Some("p1"));
-        assert_eq!(parse_netrc(text, "b", None).unwrap().login.as_deref(), Some("anon"));
+        assert_eq!(
+            parse_netrc(text, "a", None).unwrap().password.as_deref(),
+            Some("p1")
+        );
+        assert_eq!(
+            parse_netrc(text, "b", None).unwrap().login.as_deref(),
+            Some("anon")
+        );
         assert_eq!(parse_netrc(text, "a", Some("other")), None);
     }
 }

@@ -56,21 +56,26 @@ impl PidFile {
                     ))
                 }
             })?;
-        let meta = file.metadata().map_err(|e| Error::runtime(format!("PID file {shown}: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::runtime(format!("PID file {shown}: {e}")))?;
         if !meta.is_file() {
             return Err(Error::runtime(format!(
                 "PID file {shown} is not a regular file: remove it or choose another --pid-file"
             )));
         }
         match file.try_lock() {
-            Ok(()) => Ok(Self { file, path: path.to_path_buf() }),
+            Ok(()) => Ok(Self {
+                file,
+                path: path.to_path_buf(),
+            }),
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut text = String::new();
                 let _ = (&file).read_to_string(&mut text);
                 let pid = text.trim();
                 let pid = if pid.is_empty() { "unknown" } else { pid };
                 Err(Error::runtime(format!(
-                    "already running (pid {pid}): stop it first (kill {pid}) or give this instance its own --pid-file than {shown}"
+                    "already running (pid {pid}, PID file {shown}): stop it first (kill {pid}), or give this instance another --pid-file"
                 )))
             }
             Err(std::fs::TryLockError::Error(e)) => {
@@ -99,7 +104,10 @@ impl PidFile {
         };
         if ours {
             if let Err(e) = std::fs::remove_file(&self.path) {
-                log::warn!("warning: cannot remove PID file {}: {e}", EscapedPath(&self.path));
+                log::warn!(
+                    "warning: cannot remove PID file {}: {e}",
+                    EscapedPath(&self.path)
+                );
             }
         }
     }
@@ -165,9 +173,9 @@ pub fn daemonize(state_dir: &Path, log_hint: &str) -> Result<Forked> {
                 Ok(Forked::Launcher(std::process::ExitCode::from(1)))
             }
         }
-        daemonize::Outcome::Parent(Err(e)) => {
-            Err(Error::runtime(format!("cannot fork into the background: {e}")))
-        }
+        daemonize::Outcome::Parent(Err(e)) => Err(Error::runtime(format!(
+            "cannot fork into the background: {e}"
+        ))),
         daemonize::Outcome::Child(Ok(_)) => {
             drop(reader);
             Ok(Forked::Daemon(Readiness(Some(writer))))
@@ -189,7 +197,10 @@ pub fn has_controlling_terminal() -> bool {
     // SAFETY: open(2) with a constant NUL-terminated path; the descriptor is
     // closed right away.
     unsafe {
-        let fd = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        let fd = libc::open(
+            c"/dev/tty".as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
         if fd >= 0 {
             libc::close(fd);
             true
@@ -215,7 +226,10 @@ mod tests {
         let mut first = PidFile::acquire(&path).unwrap();
         first.write_pid().unwrap();
         let err = PidFile::acquire(&path).unwrap_err().to_string();
-        assert!(err.contains(&format!("already running (pid {})", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("already running (pid {})", std::process::id())),
+            "{err}"
+        );
         first.remove();
         assert!(!path.exists());
     }

@@ -46,7 +46,13 @@ impl<K: Clone + Eq + Hash> Debouncer<K> {
         match self.entries.get_mut(&key) {
             Some(e) => e.last = now,
             None => {
-                self.entries.insert(key.clone(), Entry { first: now, last: now });
+                self.entries.insert(
+                    key.clone(),
+                    Entry {
+                        first: now,
+                        last: now,
+                    },
+                );
                 self.by_first.push_back((now, key.clone()));
             }
         }

@@ -62,7 +62,11 @@ pub struct Failure {
 
 impl Failure {
     fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Self { kind, code: None, message: message.into() }
+        Self {
+            kind,
+            code: None,
+            message: message.into(),
+        }
     }
 
     /// Whether the control connection can still be trusted afterwards.
@@ -113,9 +117,9 @@ fn describe_io(e: &io::Error) -> String {
 fn is_tls_error(err: &FtpError) -> bool {
     match err {
         FtpError::SecureError(_) => true,
-        FtpError::ConnectionError(e) => {
-            e.get_ref().is_some_and(|inner| inner.is::<suppaftp::rustls::Error>())
-        }
+        FtpError::ConnectionError(e) => e
+            .get_ref()
+            .is_some_and(|inner| inner.is::<suppaftp::rustls::Error>()),
         _ => false,
     }
 }
@@ -136,7 +140,11 @@ fn classify(err: &FtpError, what: &str) -> Failure {
             None => Kind::Connection,
         }
     };
-    Failure { kind, code, message: format!("{what}: {}", reply_text(err)) }
+    Failure {
+        kind,
+        code,
+        message: format!("{what}: {}", reply_text(err)),
+    }
 }
 
 /// How to reach and log in to the server; shared by all sessions.
@@ -164,7 +172,11 @@ impl fmt::Debug for Connector {
 
 impl Connector {
     pub fn new(cfg: &Config) -> Result<Self, Failure> {
-        let tls = if cfg.tls { Some(tls_config(cfg.ca_file.as_deref())?) } else { None };
+        let tls = if cfg.tls {
+            Some(tls_config(cfg.ca_file.as_deref())?)
+        } else {
+            None
+        };
         Ok(Self {
             host: cfg.host.clone(),
             port: cfg.port,
@@ -179,9 +191,15 @@ impl Connector {
 
     /// Connects and logs in.
     pub fn connect(&self) -> Result<Session, Failure> {
-        let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(self.host.as_str(), self.port))
-            .map_err(|e| Failure::new(Kind::Connection, format!("cannot resolve {}: {e}", self.host)))?
-            .collect();
+        let addrs: Vec<SocketAddr> =
+            std::net::ToSocketAddrs::to_socket_addrs(&(self.host.as_str(), self.port))
+                .map_err(|e| {
+                    Failure::new(
+                        Kind::Connection,
+                        format!("cannot resolve {}: {e}", self.host),
+                    )
+                })?
+                .collect();
         let mut last = None;
         let mut tcp = None;
         for addr in &addrs {
@@ -200,13 +218,21 @@ impl Connector {
                 format!("cannot connect to {}:{}: {why}", self.host, self.port),
             ));
         };
-        let conn_err = |e: io::Error| Failure::new(Kind::Connection, format!("connection to {}: {e}", self.host));
+        let conn_err = |e: io::Error| {
+            Failure::new(
+                Kind::Connection,
+                format!("connection to {}: {e}", self.host),
+            )
+        };
         tcp.set_read_timeout(Some(TIMEOUT)).map_err(conn_err)?;
         tcp.set_write_timeout(Some(TIMEOUT)).map_err(conn_err)?;
         tcp.set_nodelay(true).map_err(conn_err)?;
 
         let greeting = |e: FtpError| {
-            let mut f = classify(&e, &format!("no FTP greeting from {}:{}", self.host, self.port));
+            let mut f = classify(
+                &e,
+                &format!("no FTP greeting from {}:{}", self.host, self.port),
+            );
             if f.kind != Kind::Tls {
                 f.kind = Kind::Connection;
             }
@@ -215,9 +241,12 @@ impl Connector {
         let mut ftp = RustlsFtpStream::connect_with_stream(tcp)
             .map_err(greeting)?
             .passive_stream_builder(|addr| {
-                let s = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(FtpError::ConnectionError)?;
-                s.set_read_timeout(Some(TIMEOUT)).map_err(FtpError::ConnectionError)?;
-                s.set_write_timeout(Some(TIMEOUT)).map_err(FtpError::ConnectionError)?;
+                let s = TcpStream::connect_timeout(&addr, TIMEOUT)
+                    .map_err(FtpError::ConnectionError)?;
+                s.set_read_timeout(Some(TIMEOUT))
+                    .map_err(FtpError::ConnectionError)?;
+                s.set_write_timeout(Some(TIMEOUT))
+                    .map_err(FtpError::ConnectionError)?;
                 s.set_nodelay(true).map_err(FtpError::ConnectionError)?;
                 Ok(s)
             });
@@ -270,12 +299,22 @@ fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, Failure> {
     if let Some(path) = ca_file {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| Failure::new(Kind::Tls, format!("cannot read CA file {}: {e}", path.display())))?;
+            .map_err(|e| {
+                Failure::new(
+                    Kind::Tls,
+                    format!("cannot read CA file {}: {e}", path.display()),
+                )
+            })?;
         if certs.is_empty() {
-            return Err(Failure::new(Kind::Tls, format!("CA file {} holds no certificate", path.display())));
+            return Err(Failure::new(
+                Kind::Tls,
+                format!("CA file {} holds no certificate", path.display()),
+            ));
         }
         for cert in certs {
-            roots.add(cert).map_err(|e| Failure::new(Kind::Tls, format!("CA file {}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| Failure::new(Kind::Tls, format!("CA file {}: {e}", path.display())))?;
         }
     }
     let provider = Arc::new(suppaftp::rustls::crypto::ring::default_provider());
@@ -310,7 +349,10 @@ pub struct Stamp {
 
 impl Stamp {
     pub fn of(meta: &std::fs::Metadata) -> Self {
-        Self { len: meta.len(), mtime: meta.modified().ok() }
+        Self {
+            len: meta.len(),
+            mtime: meta.modified().ok(),
+        }
     }
 }
 
@@ -333,7 +375,10 @@ impl Session {
     /// Runs a data command, falling back once from EPSV to PASV (with the
     /// NAT workaround: connect to the control peer, not the announced
     /// address) when the server does not understand EPSV.
-    fn with_data<T>(&mut self, mut op: impl FnMut(&mut RustlsFtpStream) -> Result<T, FtpError>) -> Result<T, FtpError> {
+    fn with_data<T>(
+        &mut self,
+        mut op: impl FnMut(&mut RustlsFtpStream) -> Result<T, FtpError>,
+    ) -> Result<T, FtpError> {
         match op(&mut self.ftp) {
             Err(e) if self.epsv && matches!(reply_code(&e), Some(500..=502)) => {
                 log::debug!("server refused EPSV ({}); using PASV", reply_text(&e));
@@ -357,7 +402,10 @@ impl Session {
             return Ok(());
         }
         let dirs = Arc::clone(&self.dirs);
-        let mut known = dirs.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = dirs
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if known.contains(dir) {
             return Ok(());
         }
@@ -390,16 +438,27 @@ impl Session {
     }
 
     fn forget_dir(&self, dir: &str) {
-        let mut known = self.dirs.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = self
+            .dirs
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         known.retain(|d| !(d == dir || d.starts_with(&format!("{dir}/"))));
     }
 
     /// Uploads `local` to `rel`: to a temporary name in the target directory,
     /// then renamed over the final name, so readers never see a partial file.
     /// Returns the bytes sent.
-    pub fn upload(&mut self, local: &Path, rel: &RelPath, abort: &AtomicBool) -> Result<u64, Failure> {
+    pub fn upload(
+        &mut self,
+        local: &Path,
+        rel: &RelPath,
+        abort: &AtomicBool,
+    ) -> Result<u64, Failure> {
         let final_path = self.remote(rel.as_str());
-        let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
+        let dir = rel
+            .parent()
+            .map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
         let tmp = join_remote(&dir, &format!(".{}{TEMP_SUFFIX}", rel.file_name()));
 
         let file = open_regular(local)?;
@@ -427,7 +486,10 @@ impl Session {
         let after = std::fs::symlink_metadata(local).map(|m| Stamp::of(&m)).ok();
         if after != Some(before) {
             let _ = self.ftp.rm(&tmp);
-            return Err(Failure::new(Kind::Changed, format!("{rel} changed while it was uploaded")));
+            return Err(Failure::new(
+                Kind::Changed,
+                format!("{rel} changed while it was uploaded"),
+            ));
         }
         self.publish(&tmp, &final_path).inspect_err(|f| {
             if f.session_usable() {
@@ -438,7 +500,10 @@ impl Session {
     }
 
     fn store(&mut self, remote: &str, file: &File, abort: &AtomicBool) -> Result<u64, Failure> {
-        let mut reader = Abortable { inner: BufReader::with_capacity(256 * 1024, file), abort };
+        let mut reader = Abortable {
+            inner: BufReader::with_capacity(256 * 1024, file),
+            abort,
+        };
         let result = self.with_data(|ftp| {
             std::io::Seek::rewind(&mut reader.inner).map_err(FtpError::ConnectionError)?;
             ftp.put_file(remote, &mut reader)
@@ -556,7 +621,10 @@ fn open_regular(path: &Path) -> Result<File, Failure> {
         .metadata()
         .map_err(|e| Failure::new(Kind::Local, format!("cannot read {shown}: {e}")))?;
     if !meta.is_file() {
-        return Err(Failure::new(Kind::Vanished, format!("{shown} is no longer a regular file")));
+        return Err(Failure::new(
+            Kind::Vanished,
+            format!("{shown} is no longer a regular file"),
+        ));
     }
     Ok(file)
 }

@@ -31,7 +31,9 @@ struct Sink(Arc<Mutex<Destinations>>);
 impl Sink {
     fn lock(&self) -> MutexGuard<'_, Destinations> {
         // A panic while logging must not silence the log for good.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -116,7 +118,9 @@ pub fn probe(path: &Path) -> Result<(), String> {
 
 /// Sends the log to `file` (if any) and to stderr if `stderr`.
 pub fn redirect(file: Option<&Path>, stderr: bool) -> io::Result<()> {
-    let Some(sink) = SINK.get() else { return Ok(()) };
+    let Some(sink) = SINK.get() else {
+        return Ok(());
+    };
     let opened = file.map(open).transpose()?;
     let mut d = sink.lock();
     d.file = opened;
@@ -127,7 +131,9 @@ pub fn redirect(file: Option<&Path>, stderr: bool) -> io::Result<()> {
 
 /// Reopens the log file under its name (after logrotate moved it away).
 pub fn reopen() -> io::Result<()> {
-    let Some(sink) = SINK.get() else { return Ok(()) };
+    let Some(sink) = SINK.get() else {
+        return Ok(());
+    };
     let path = sink.lock().path.clone();
     if let Some(path) = path {
         let f = open(&path)?;

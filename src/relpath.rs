@@ -149,7 +149,10 @@ mod tests {
     fn refuses_the_root_outside_paths_and_line_breaks() {
         let root = Path::new("/w");
         assert_eq!(RelPath::from_local(root, root), Err(BadName::Outside));
-        assert_eq!(RelPath::from_local(root, Path::new("/x/y")), Err(BadName::Outside));
+        assert_eq!(
+            RelPath::from_local(root, Path::new("/x/y")),
+            Err(BadName::Outside)
+        );
         assert!(matches!(
             RelPath::from_local(root, Path::new("/w/bad\nname")),
             Err(BadName::LineBreak(_))

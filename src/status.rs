@@ -29,7 +29,11 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode> {
             None => println!("ftpmonitor is not running (no live holder of {shown})"),
         }
     }
-    Ok(if running.is_some() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if running.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 /// The PID of the live daemon holding `path`'s lock, if any.
