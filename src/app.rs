@@ -105,6 +105,12 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
                 "cannot open log file: {e}: fix --log-file or its directory's permissions"
             ))
         })?;
+        if let Some(user) = &cfg.run_as {
+            let mut owned: Vec<&Path> = vec![pid_file.path(), cfg.state_dir.as_path()];
+            owned.extend(cfg.log_file.as_deref());
+            daemon::drop_privileges(user, &owned)?;
+            info!("running as user {user}");
+        }
         let mut app = App::start(cfg, args, connector)?;
         readiness.ready();
         Ok(app.run())
