@@ -102,13 +102,11 @@ impl PidFile {
             (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
             _ => false,
         };
-        if ours {
-            if let Err(e) = std::fs::remove_file(&self.path) {
-                log::warn!(
-                    "warning: cannot remove PID file {}: {e}",
-                    EscapedPath(&self.path)
-                );
-            }
+        if ours && let Err(e) = std::fs::remove_file(&self.path) {
+            log::warn!(
+                "warning: cannot remove PID file {}: {e}",
+                EscapedPath(&self.path)
+            );
         }
     }
 }
@@ -216,19 +214,25 @@ pub fn has_controlling_terminal() -> bool {
 /// the group and user ids are set, real and effective.
 pub fn drop_privileges(user: &str, owned: &[&Path]) -> Result<()> {
     use std::ffi::CString;
-    let name = CString::new(user).map_err(|_| Error::usage(format!("--run-as {user:?}: not a user name")))?;
+    let name = CString::new(user)
+        .map_err(|_| Error::usage(format!("--run-as {user:?}: not a user name")))?;
     // SAFETY: getpwnam(3) with a valid C string; the result is read at once,
     // while no other thread exists that could call it concurrently.
     let (uid, gid) = unsafe {
         let pw = libc::getpwnam(name.as_ptr());
         if pw.is_null() {
-            return Err(Error::usage(format!("--run-as {user:?}: no such user: create it or name another")));
+            return Err(Error::usage(format!(
+                "--run-as {user:?}: no such user: create it or name another"
+            )));
         }
         ((*pw).pw_uid, (*pw).pw_gid)
     };
     for path in owned {
         std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| {
-            Error::runtime(format!("--run-as {user}: cannot hand {} to {user}: {e}", EscapedPath(path)))
+            Error::runtime(format!(
+                "--run-as {user}: cannot hand {} to {user}: {e}",
+                EscapedPath(path)
+            ))
         })?;
     }
     // SAFETY: plain system calls on ids; each result is checked.
