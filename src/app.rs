@@ -4,11 +4,13 @@
 //! Only this loop decides anything: the watcher, the signal thread and the
 //! transfer workers just send [`Event`]s. The loop sleeps in `recv_timeout`
 //! until the next deadline (a cooldown ending, a retry due, the server back-off
-//! ending, the periodic rescan, the shutdown grace period): no polling while
-//! idle.
+//! ending, the periodic rescan, a progress line, the shutdown grace period):
+//! no polling while idle. The sync decisions themselves live in `engine`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+mod engine;
+mod progress;
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -21,13 +23,16 @@ use crate::config::Config;
 use crate::daemon::{self, Forked, PidFile, Readiness};
 use crate::debounce::Debouncer;
 use crate::error::{Error, Result};
-use crate::event::{Event, Job, Outcome};
-use crate::ftp::{Connector, Failure, Kind, Stamp};
-use crate::relpath::{BadName, EscapedPath, RelPath};
+use crate::event::{Event, Job};
+use crate::ftp::{Connector, Kind};
+use crate::journal::{Batch, JobKey, Journal, Synced};
+use crate::relpath::{EscapedPath, RelPath};
 use crate::signals::{self, SignalThread};
 use crate::transfer::Pool;
-use crate::watcher::{Change, Watcher};
+use crate::watcher::Watcher;
 use crate::{check, logging, status};
+
+use progress::Progress;
 
 /// A file that never goes quiet is still uploaded this often.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -35,15 +40,8 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 const GRACE: Duration = Duration::from_secs(10);
 /// After the grace period, how long aborted transfers may take to stop.
 const ABORT_WAIT: Duration = Duration::from_secs(5);
-/// Per-file retry back-off: first delay and cap.
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_CAP: Duration = Duration::from_secs(300);
-/// Server back-off cap (reconnect attempts while it is down).
-const SERVER_CAP: Duration = Duration::from_secs(60);
-/// A failure that repeats is logged again at most this often.
-const RELOG: Duration = Duration::from_secs(600);
-/// `--once` gives a file this many attempts.
-const ONCE_ATTEMPTS: u32 = 5;
+/// How often a missing or empty watch directory is looked at again.
+const ROOT_RECHECK: Duration = Duration::from_secs(5);
 
 /// The program, after argument parsing.
 pub fn run(cli: Cli) -> ExitCode {
@@ -106,8 +104,17 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
             ))
         })?;
         if let Some(user) = &cfg.run_as {
-            let mut owned: Vec<&Path> = vec![pid_file.path(), cfg.state_dir.as_path()];
-            owned.extend(cfg.log_file.as_deref());
+            let mut owned: Vec<std::path::PathBuf> =
+                vec![pid_file.path().to_path_buf(), cfg.state_dir.clone()];
+            owned.extend(cfg.log_file.clone());
+            let journal = Journal::path_in(&cfg.state_dir);
+            for suffix in ["", "-wal", "-shm"] {
+                let p = std::path::PathBuf::from(format!("{}{suffix}", journal.display()));
+                if p.exists() {
+                    owned.push(p);
+                }
+            }
+            let owned: Vec<&Path> = owned.iter().map(std::path::PathBuf::as_path).collect();
             daemon::drop_privileges(user, &owned)?;
             info!("running as user {user}");
         }
@@ -183,6 +190,15 @@ struct ServerState {
     failures: u32,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Stop {
+    grace_until: Instant,
+    aborted: bool,
+}
+
+/// A local file waiting for its directory's remote listing (first sync).
+type Awaiting = Vec<(RelPath, crate::ftp::Stamp)>;
+
 struct App {
     cfg: Config,
     args: RunArgs,
@@ -193,30 +209,36 @@ struct App {
     pool: Pool,
     idle: usize,
     exited: usize,
+    journal: Journal,
+    batch: Batch,
+    journal_failing: bool,
+    /// What the server holds, as far as the journal knows.
+    synced: BTreeMap<RelPath, Synced>,
+    /// Remote directories this tool created (full remote paths).
+    created_dirs: HashSet<String>,
     debouncer: Debouncer<RelPath>,
     pending: VecDeque<Job>,
-    queued: HashSet<RelPath>,
-    in_flight: HashSet<RelPath>,
+    pending_large: VecDeque<Job>,
+    queued: HashSet<String>,
+    in_flight: HashMap<String, bool>,
+    large_in_flight: usize,
     dirty: HashSet<RelPath>,
-    retry_at: BinaryHeap<Reverse<(Instant, u64, RelPath)>>,
-    retries: HashMap<RelPath, Retry>,
+    retry_at: BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    retry_jobs: HashMap<u64, Job>,
+    retries: HashMap<String, Retry>,
     retry_seq: u64,
     server: ServerState,
-    /// What this process uploaded: path -> size and mtime at upload.
-    synced: HashMap<RelPath, Stamp>,
+    awaiting: HashMap<String, Awaiting>,
+    root_held: bool,
+    root_check_at: Option<Instant>,
     skipped: HashSet<String>,
-    failed_for_good: Vec<(RelPath, String)>,
+    failed_for_good: Vec<(String, String)>,
     next_rescan: Option<Instant>,
     stop: Option<Stop>,
     uploaded_files: u64,
     uploaded_bytes: u64,
     hangup_is_stop: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Stop {
-    grace_until: Instant,
-    aborted: bool,
+    progress: Progress,
 }
 
 impl App {
@@ -244,6 +266,22 @@ impl App {
             },
             if cfg.dry_run { ", dry run" } else { "" },
         );
+        let journal = Journal::open(&cfg.state_dir, &JobKey::of(&cfg))
+            .map_err(|e| Error::runtime(format!("{e}: check the state directory (--state-dir)")))?;
+        let synced: BTreeMap<_, _> = journal
+            .load_synced()
+            .map_err(|e| Error::runtime(e.to_string()))?
+            .into_iter()
+            .collect();
+        let created_dirs = journal
+            .load_dirs()
+            .map_err(|e| Error::runtime(e.to_string()))?
+            .into_iter()
+            .collect();
+        let leftovers = journal
+            .load_queue()
+            .map_err(|e| Error::runtime(e.to_string()))?;
+
         let watcher = if cfg.once {
             None
         } else {
@@ -271,42 +309,55 @@ impl App {
             _signals: signals,
             _tx: tx,
             rx,
+            journal,
+            batch: Batch::default(),
+            journal_failing: false,
+            synced,
+            created_dirs,
             pending: VecDeque::new(),
+            pending_large: VecDeque::new(),
             queued: HashSet::new(),
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
+            large_in_flight: 0,
             dirty: HashSet::new(),
             retry_at: BinaryHeap::new(),
+            retry_jobs: HashMap::new(),
             retries: HashMap::new(),
             retry_seq: 0,
             server: ServerState::default(),
-            synced: HashMap::new(),
+            awaiting: HashMap::new(),
+            root_held: false,
+            root_check_at: None,
             skipped: HashSet::new(),
             failed_for_good: Vec::new(),
             stop: None,
             uploaded_files: 0,
             uploaded_bytes: 0,
             hangup_is_stop,
+            progress: Progress::new(cfg.foreground),
             args,
             cfg,
         };
-        let queued = app.full_scan(false);
-        if app.cfg.once {
-            info!(
-                "ready: syncing {} ({queued} files to check)",
-                EscapedPath(&app.cfg.watch_dir)
-            );
+        let queued = if app.synced.is_empty() {
+            app.first_sync()
         } else {
-            info!(
-                "ready: watching {} ({queued} files queued)",
-                EscapedPath(&app.cfg.watch_dir)
-            );
-        }
+            app.reconcile("start")
+        };
+        app.resume_leftovers(leftovers);
+        app.flush_journal();
+        let what = if app.cfg.once { "syncing" } else { "watching" };
+        info!(
+            "ready: {what} {} ({} files in the journal, {queued} queued)",
+            EscapedPath(&app.cfg.watch_dir),
+            app.synced.len()
+        );
         Ok(app)
     }
 
     fn run(&mut self) -> ExitCode {
         loop {
             self.dispatch();
+            self.flush_journal();
             if self.finished() {
                 break;
             }
@@ -335,6 +386,29 @@ impl App {
         self.shutdown()
     }
 
+    fn flush_journal(&mut self) {
+        if self.cfg.dry_run {
+            self.batch = Batch::default();
+            return;
+        }
+        match self.journal.apply(&mut self.batch) {
+            Ok(()) => {
+                if self.journal_failing {
+                    info!("the journal is writable again");
+                    self.journal_failing = false;
+                }
+            }
+            Err(e) => {
+                if !self.journal_failing {
+                    error!(
+                        "error: cannot write the journal: {e}; uploads go on, but a restart may repeat some"
+                    );
+                    self.journal_failing = true;
+                }
+            }
+        }
+    }
+
     fn finished(&self) -> bool {
         if let Some(stop) = self.stop {
             return self.in_flight.is_empty()
@@ -342,9 +416,11 @@ impl App {
         }
         self.cfg.once
             && self.pending.is_empty()
+            && self.pending_large.is_empty()
             && self.in_flight.is_empty()
             && self.retry_at.is_empty()
             && self.debouncer.is_empty()
+            && self.awaiting.is_empty()
     }
 
     fn next_deadline(&mut self) -> Option<Instant> {
@@ -357,12 +433,18 @@ impl App {
                 d = Some(d.map_or(t, |d: Instant| d.min(t)));
             }
         };
-        consider(self.retry_at.peek().map(|Reverse((t, _, _))| *t));
-        if !self.pending.is_empty() && self.in_flight.is_empty() {
+        consider(self.retry_at.peek().map(|std::cmp::Reverse((t, _))| *t));
+        if self.has_pending() && self.in_flight.is_empty() {
             consider(self.server.resume_at);
         }
         consider(self.next_rescan);
+        consider(self.root_check_at);
+        consider(self.progress.next_tick());
         d
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || !self.pending_large.is_empty()
     }
 
     fn on_deadlines(&mut self, now: Instant) {
@@ -382,21 +464,32 @@ impl App {
         for rel in self.debouncer.drain_ready(now) {
             self.plan(rel);
         }
-        while let Some(Reverse((t, _, _))) = self.retry_at.peek() {
-            if *t > now {
+        while let Some(std::cmp::Reverse((t, seq))) = self.retry_at.peek().copied() {
+            if t > now {
                 break;
             }
-            if let Some(Reverse((_, _, rel))) = self.retry_at.pop() {
-                self.plan(rel);
+            self.retry_at.pop();
+            if let Some(job) = self.retry_jobs.remove(&seq) {
+                self.retry_due(job);
             }
         }
         if let (Some(t), Some(every)) = (self.next_rescan, self.cfg.rescan_interval)
             && t <= now
         {
             self.next_rescan = Some(now + every);
-            let n = self.full_scan(false);
-            info!("periodic rescan: {n} new or changed files queued");
+            let n = self.reconcile("periodic rescan");
+            if n > 0 {
+                info!("periodic rescan: {n} new or changed files queued");
+            }
         }
+        if self.root_check_at.is_some_and(|t| t <= now) {
+            self.root_check_at = None;
+            self.check_root_back();
+        }
+        self.progress.tick(
+            now,
+            self.pending.len() + self.pending_large.len() + self.in_flight.len(),
+        );
     }
 
     fn handle(&mut self, ev: Event) {
@@ -415,10 +508,9 @@ impl App {
             signals::HUP if self.hangup_is_stop => self.begin_stop("SIGHUP (terminal hang-up)"),
             signals::HUP => self.reload(),
             signals::USR1 => {
-                info!("SIGUSR1: queueing the whole tree");
-                self.synced.clear();
-                let n = self.full_scan(true);
-                info!("SIGUSR1: {n} files queued");
+                info!("SIGUSR1: reconciling the whole tree");
+                let n = self.reconcile("SIGUSR1");
+                info!("SIGUSR1: {n} new or changed files queued");
             }
             _ => {}
         }
@@ -437,7 +529,9 @@ impl App {
             }
         );
         self.watcher = None;
+        // What is still queued stays in the journal's queue for the next start.
         self.pending.clear();
+        self.pending_large.clear();
         self.queued.clear();
         self.stop = Some(Stop {
             grace_until: Instant::now() + GRACE,
@@ -463,6 +557,9 @@ impl App {
                  server, login, TLS, mode or connections): restart ftpmonitor to apply that part"
             );
         }
+        let rescan = new.excludes.patterns() != self.cfg.excludes.patterns()
+            || new.delete != self.cfg.delete
+            || new.max_delete != self.cfg.max_delete;
         self.debouncer.set_cooldown(new.cooldown);
         self.cfg.cooldown = new.cooldown;
         self.cfg.log_level = new.log_level;
@@ -474,440 +571,10 @@ impl App {
             self.next_rescan = new.rescan_interval.map(|d| Instant::now() + d);
         }
         info!("reloaded configuration and reopened the log (SIGHUP)");
-    }
-
-    /// A path relative to the watch directory, or why it is skipped.
-    fn rel(&mut self, path: &Path) -> Option<RelPath> {
-        match RelPath::from_local(&self.cfg.watch_dir, path) {
-            Ok(rel) => {
-                if !self.cfg.recursive && rel.parent().is_some() {
-                    return None;
-                }
-                if self.cfg.excludes.is_match(rel.as_str()) {
-                    self.skip_once(rel.as_str(), "excluded");
-                    return None;
-                }
-                Some(rel)
-            }
-            Err(BadName::Outside) => None,
-            Err(BadName::NotUtf8(name)) => {
-                self.skip_once(
-                    &name,
-                    "name is not valid UTF-8, which FTP commands cannot carry",
-                );
-                None
-            }
-            Err(BadName::LineBreak(name)) => {
-                self.skip_once(&name, "name contains a line break, which FTP cannot carry");
-                None
-            }
+        if rescan {
+            let n = self.reconcile("new configuration");
+            info!("reconcile after reload: {n} files queued");
         }
-    }
-
-    fn skip_once(&mut self, name: &str, why: &str) {
-        if self.skipped.insert(format!("{name}\0{why}")) {
-            info!("skipping {}: {why}", crate::relpath::Escaped(name));
-        }
-    }
-
-    fn on_change(&mut self, change: Change) {
-        let now = Instant::now();
-        match change {
-            Change::Touched(p) | Change::Removed(p) => {
-                if p == self.cfg.watch_dir {
-                    return;
-                }
-                if let Some(rel) = self.rel(&p) {
-                    self.debouncer.push(rel, now);
-                }
-            }
-            Change::DirAppeared(p) => {
-                if self.rel(&p).is_some() {
-                    for rel in self.walk(&p) {
-                        self.debouncer.push(rel, now);
-                    }
-                }
-            }
-            Change::Renamed { from, to } => {
-                let (Some(from_rel), Some(to_rel)) = (self.rel(&from), self.rel(&to)) else {
-                    // Renamed from or to an excluded or unusable name.
-                    for p in [from, to] {
-                        if let Some(rel) = self.rel(&p) {
-                            self.debouncer.push(rel, now);
-                        }
-                    }
-                    return;
-                };
-                let was_synced = self.synced.contains_key(&from_rel)
-                    || self.synced.keys().any(|k| k.starts_with(&from_rel));
-                if self.cfg.delete && was_synced && !self.debouncer.contains(&from_rel) {
-                    self.enqueue(Job::Rename {
-                        from: from_rel,
-                        to: to_rel,
-                    });
-                } else {
-                    self.debouncer.push(from_rel, now);
-                    if to.is_dir() {
-                        for rel in self.walk(&to) {
-                            self.debouncer.push(rel, now);
-                        }
-                    } else {
-                        self.debouncer.push(to_rel, now);
-                    }
-                }
-            }
-            Change::Rescan => {
-                warn!("warning: filesystem events were lost (queue overflow); rescanning the tree");
-                let n = self.full_scan(false);
-                info!("rescan: {n} new or changed files queued");
-            }
-            Change::Error(msg) => warn!("warning: {msg}"),
-        }
-    }
-
-    /// Regular files below `dir` (or `dir` itself), skipping and logging what
-    /// cannot be synced. Symlinks are never followed.
-    fn walk(&mut self, dir: &Path) -> Vec<RelPath> {
-        let max_depth = if self.cfg.recursive { usize::MAX } else { 1 };
-        let root = self.cfg.watch_dir.clone();
-        let depth_here = dir
-            .strip_prefix(&root)
-            .map_or(0, |r| r.components().count());
-        let mut out = Vec::new();
-        let excludes = self.cfg.excludes.clone();
-        let walker = walkdir::WalkDir::new(dir)
-            .follow_links(false)
-            .max_depth(max_depth.saturating_sub(depth_here))
-            .into_iter()
-            .filter_entry(|e| {
-                e.depth() == 0
-                    || !RelPath::from_local(&root, e.path())
-                        .is_ok_and(|r| excludes.is_match(r.as_str()))
-            });
-        for entry in walker {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    let name = e
-                        .path()
-                        .map(|p| EscapedPath(p).to_string())
-                        .unwrap_or_default();
-                    self.skip_once(
-                        &name,
-                        &format!(
-                            "cannot read: {}",
-                            e.io_error()
-                                .map_or_else(|| e.to_string(), ToString::to_string)
-                        ),
-                    );
-                    continue;
-                }
-            };
-            let ft = entry.file_type();
-            if ft.is_dir() {
-                continue;
-            }
-            let Some(rel) = self.rel(entry.path()) else {
-                continue;
-            };
-            if ft.is_file() {
-                out.push(rel);
-            } else if ft.is_symlink() {
-                self.skip_once(rel.as_str(), "symbolic link (never followed)");
-            } else {
-                self.skip_once(rel.as_str(), "not a regular file");
-            }
-        }
-        out
-    }
-
-    /// Walks the whole tree and queues what this process has not uploaded in
-    /// its current form. Returns how many files were queued.
-    fn full_scan(&mut self, everything: bool) -> usize {
-        let root = self.cfg.watch_dir.clone();
-        let mut n = 0;
-        for rel in self.walk(&root) {
-            if !everything
-                && let Some(stamp) = self.synced.get(&rel)
-                && std::fs::symlink_metadata(rel.to_local(&root))
-                    .is_ok_and(|m| Stamp::of(&m) == *stamp)
-            {
-                continue;
-            }
-            if self.debouncer.contains(&rel) {
-                continue;
-            }
-            self.enqueue(Job::Upload(rel));
-            n += 1;
-        }
-        n
-    }
-
-    /// Decides what a quiet path needs.
-    fn plan(&mut self, rel: RelPath) {
-        let local = rel.to_local(&self.cfg.watch_dir);
-        match std::fs::symlink_metadata(&local) {
-            Ok(m) if m.is_file() => {
-                if self.synced.get(&rel) == Some(&Stamp::of(&m)) && !self.retries.contains_key(&rel)
-                {
-                    debug!("{rel} is unchanged since its upload");
-                    return;
-                }
-                self.enqueue(Job::Upload(rel));
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                self.skip_once(rel.as_str(), "symbolic link (never followed)")
-            }
-            Ok(_) => self.skip_once(rel.as_str(), "not a regular file"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.retries.remove(&rel);
-                if !self.cfg.watch_dir.is_dir() {
-                    warn!(
-                        "warning: the watch directory {} is gone: nothing is deleted on the server",
-                        EscapedPath(&self.cfg.watch_dir)
-                    );
-                    return;
-                }
-                if self.cfg.delete && self.synced.contains_key(&rel) {
-                    self.enqueue(Job::Delete(rel));
-                }
-            }
-            Err(e) => self.skip_once(rel.as_str(), &format!("cannot read: {e}")),
-        }
-    }
-
-    fn enqueue(&mut self, job: Job) {
-        let path = job.path().clone();
-        if self.in_flight.contains(&path) {
-            self.dirty.insert(path);
-            return;
-        }
-        if !self.queued.insert(path) {
-            return;
-        }
-        if self.cfg.dry_run {
-            self.queued.remove(job.path());
-            match &job {
-                Job::Upload(p) => info!("dry run: would upload {p}"),
-                Job::Delete(p) => info!("dry run: would delete {p}"),
-                Job::Rename { from, to } => info!("dry run: would rename {from} to {to}"),
-            }
-            return;
-        }
-        self.pending.push_back(job);
-    }
-
-    fn dispatch(&mut self) {
-        if self.stop.is_some() {
-            return;
-        }
-        let now = Instant::now();
-        if self.server.down_since.is_some() {
-            // While the server is down one job at a time probes it.
-            if !self.in_flight.is_empty() || self.server.resume_at.is_some_and(|t| t > now) {
-                return;
-            }
-        }
-        while self.idle > 0 {
-            let Some(job) = self.pending.pop_front() else {
-                break;
-            };
-            self.queued.remove(job.path());
-            self.in_flight.insert(job.path().clone());
-            self.idle -= 1;
-            self.pool.submit(job);
-            if self.server.down_since.is_some() {
-                break;
-            }
-        }
-    }
-
-    fn on_done(&mut self, outcome: Outcome) {
-        self.idle += 1;
-        let Outcome { job, result } = outcome;
-        let path = job.path().clone();
-        self.in_flight.remove(&path);
-        let now = Instant::now();
-        match result {
-            Ok(done) => {
-                self.server_up(now);
-                if let Some(r) = self.retries.remove(&path) {
-                    info!("{path}: succeeded after {} failed attempt(s)", r.attempts);
-                }
-                match &job {
-                    Job::Upload(rel) => {
-                        if let Ok(m) = std::fs::symlink_metadata(rel.to_local(&self.cfg.watch_dir))
-                        {
-                            self.synced.insert(rel.clone(), Stamp::of(&m));
-                        }
-                        self.uploaded_files += 1;
-                        self.uploaded_bytes += done.bytes;
-                        info!(
-                            "uploaded {rel} ({}, {} ms)",
-                            human_bytes(done.bytes),
-                            done.elapsed.as_millis()
-                        );
-                    }
-                    Job::Delete(rel) => {
-                        self.synced.remove(rel);
-                        info!("deleted {rel} on the server");
-                    }
-                    Job::Rename { from, to } => {
-                        let moved: Vec<_> = self
-                            .synced
-                            .keys()
-                            .filter(|k| k.starts_with(from))
-                            .cloned()
-                            .collect();
-                        for k in moved {
-                            if let Some(s) = self.synced.remove(&k) {
-                                let suffix = &k.as_str()[from.as_str().len()..];
-                                if let Ok(nk) = RelPath::from_local(
-                                    Path::new("/"),
-                                    Path::new(&format!("/{}{suffix}", to.as_str())),
-                                ) {
-                                    self.synced.insert(nk, s);
-                                }
-                            }
-                        }
-                        info!("renamed {from} to {to} on the server");
-                    }
-                }
-            }
-            Err(f) => self.on_failure(job, f, now),
-        }
-        if self.dirty.remove(&path) && self.stop.is_none() {
-            self.debouncer.push(path, now);
-        }
-    }
-
-    fn on_failure(&mut self, job: Job, f: Failure, now: Instant) {
-        let path = job.path().clone();
-        match f.kind {
-            Kind::Changed => {
-                debug!("{f}; uploading it once it is quiet");
-                self.debouncer.push(path, now);
-            }
-            Kind::Vanished => {
-                debug!("{f}");
-                self.plan(path);
-            }
-            Kind::Aborted => {}
-            Kind::Connection | Kind::Login | Kind::Tls => {
-                if self.stop.is_some() {
-                    return;
-                }
-                self.server_down(&f, now);
-                if self.cfg.once && self.server.failures >= ONCE_ATTEMPTS {
-                    self.failed_for_good.push((path.clone(), f.message.clone()));
-                    for job in self.pending.drain(..) {
-                        self.failed_for_good
-                            .push((job.path().clone(), "server unreachable".into()));
-                    }
-                    self.queued.clear();
-                    return;
-                }
-                self.queued.insert(path);
-                self.pending.push_front(job);
-            }
-            Kind::Local => {
-                warn!("warning: {f}; skipped until it changes again");
-                if self.cfg.once {
-                    self.failed_for_good.push((path, f.message));
-                }
-            }
-            Kind::Transient | Kind::Refused => {
-                if matches!(job, Job::Rename { .. }) {
-                    // The server could not rename (e.g. the source was never
-                    // uploaded): upload under the new name instead.
-                    if let Job::Rename { from, to } = &job {
-                        warn!("warning: {f}; uploading {to} instead");
-                        self.debouncer.push(from.clone(), now);
-                        self.debouncer.push(to.clone(), now);
-                    }
-                    return;
-                }
-                self.retry_later(path, &f, now);
-            }
-        }
-    }
-
-    fn retry_later(&mut self, path: RelPath, f: &Failure, now: Instant) {
-        let r = self.retries.entry(path.clone()).or_insert(Retry {
-            attempts: 0,
-            last_logged: now,
-            last_message: String::new(),
-        });
-        r.attempts += 1;
-        if self.cfg.once && r.attempts >= ONCE_ATTEMPTS {
-            warn!("warning: {f}; giving up after {} attempts", r.attempts);
-            self.failed_for_good.push((path, f.message.clone()));
-            return;
-        }
-        let delay = jitter(backoff(RETRY_FIRST, RETRY_CAP, r.attempts));
-        if r.attempts == 1
-            || r.last_message != f.message
-            || now.duration_since(r.last_logged) >= RELOG
-        {
-            warn!(
-                "warning: {f} (attempt {}); retrying in {}",
-                r.attempts,
-                humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
-            );
-            r.last_logged = now;
-            r.last_message.clone_from(&f.message);
-        } else {
-            debug!("{f} (attempt {})", r.attempts);
-        }
-        self.retry_seq += 1;
-        self.retry_at
-            .push(Reverse((now + delay, self.retry_seq, path)));
-    }
-
-    fn server_down(&mut self, f: &Failure, now: Instant) {
-        let s = &mut self.server;
-        if s.resume_at.is_some_and(|t| t > now) {
-            // Another session already reported this outage.
-            return;
-        }
-        s.failures += 1;
-        s.backoff = if s.down_since.is_none() {
-            RETRY_FIRST
-        } else {
-            (s.backoff * 2).min(SERVER_CAP)
-        };
-        s.resume_at = Some(now + jitter(s.backoff));
-        let first = s.down_since.is_none();
-        s.down_since.get_or_insert(now);
-        let level_warn = first || s.last_logged.is_none_or(|t| now.duration_since(t) >= RELOG);
-        let msg = format!(
-            "{}: {f}; retrying in {}",
-            if f.kind == Kind::Login {
-                "error: login refused"
-            } else {
-                "warning: server unavailable"
-            },
-            humantime::format_duration(Duration::from_secs(s.backoff.as_secs().max(1)))
-        );
-        if level_warn {
-            warn!("{msg}");
-            s.last_logged = Some(now);
-        } else {
-            debug!("{msg}");
-        }
-    }
-
-    fn server_up(&mut self, now: Instant) {
-        if let Some(since) = self.server.down_since.take() {
-            info!(
-                "server reachable again after {}",
-                humantime::format_duration(Duration::from_secs(
-                    now.duration_since(since).as_secs()
-                ))
-            );
-        }
-        self.server = ServerState::default();
     }
 
     fn shutdown(&mut self) -> ExitCode {
@@ -921,17 +588,16 @@ impl App {
             }
             match self.rx.recv_timeout(deadline - now) {
                 Ok(Event::WorkerExit) => self.exited += 1,
-                Ok(Event::Done(o)) => {
-                    if let Ok(done) = &o.result {
-                        info!("uploaded {} ({})", o.job.path(), human_bytes(done.bytes));
-                    }
-                }
+                Ok(Event::Done(o)) => self.on_done(o),
                 Ok(_) => {}
                 Err(_) => break,
             }
         }
+        self.flush_journal();
+        self.journal.stopped();
         let pool = std::mem::replace(&mut self.pool, Pool::empty());
         pool.join();
+        self.progress.finish();
         let summary = format!(
             "{} file(s), {} uploaded",
             self.uploaded_files,
@@ -961,23 +627,6 @@ impl App {
     }
 }
 
-fn backoff(first: Duration, cap: Duration, attempt: u32) -> Duration {
-    let factor = 1u32
-        .checked_shl(attempt.saturating_sub(1).min(20))
-        .unwrap_or(u32::MAX);
-    first.saturating_mul(factor).min(cap)
-}
-
-/// Spreads a delay over 75–125 % so that many failures do not retry in step.
-fn jitter(d: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let r = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let frac = 0.75 + (r % 1000) as f64 / 2000.0;
-    d.mul_f64(frac)
-}
-
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {
@@ -998,20 +647,6 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_the_cap() {
-        let s = Duration::from_secs(1);
-        assert_eq!(backoff(s, 300 * s, 1), s);
-        assert_eq!(backoff(s, 300 * s, 2), 2 * s);
-        assert_eq!(backoff(s, 300 * s, 9), 256 * s);
-        assert_eq!(backoff(s, 300 * s, 10), 300 * s);
-        assert_eq!(backoff(s, 300 * s, 1000), 300 * s);
-        for _ in 0..100 {
-            let j = jitter(4 * s);
-            assert!(j >= 3 * s && j <= 5 * s, "{j:?}");
-        }
-    }
 
     #[test]
     fn sizes_read_well() {

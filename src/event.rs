@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::ftp::Failure;
+use crate::ftp::{Failure, RemoteEntry, Uploaded};
 use crate::relpath::RelPath;
 use crate::watcher::Change;
 
@@ -19,17 +19,43 @@ pub enum Event {
 /// One unit of remote work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
-    Upload(RelPath),
+    Upload {
+        rel: RelPath,
+        size: u64,
+    },
     Delete(RelPath),
-    Rename { from: RelPath, to: RelPath },
+    Rename {
+        from: RelPath,
+        to: RelPath,
+    },
+    /// List a remote directory (`None`: REMOTE_DIR itself).
+    List(Option<RelPath>),
+    /// Delete the temporary upload of this path left by a crash.
+    RemoveTemp(RelPath),
+    /// Remove an empty remote directory (full remote path).
+    RemoveDir(String),
 }
 
 impl Job {
-    /// The path whose state the job changes.
-    pub fn path(&self) -> &RelPath {
+    /// What the job works on: at most one job per key is in flight.
+    pub fn key(&self) -> String {
         match self {
-            Self::Upload(p) | Self::Delete(p) => p,
-            Self::Rename { to, .. } => to,
+            Self::Upload { rel, .. } | Self::Delete(rel) | Self::Rename { to: rel, .. } => {
+                rel.as_str().to_string()
+            }
+            Self::List(dir) => format!("\0list\0{}", dir.as_ref().map_or("", RelPath::as_str)),
+            Self::RemoveTemp(rel) => format!("\0temp\0{}", rel.as_str()),
+            Self::RemoveDir(dir) => format!("\0rmd\0{dir}"),
+        }
+    }
+
+    /// The synced path the job changes, for file jobs.
+    pub fn path(&self) -> Option<&RelPath> {
+        match self {
+            Self::Upload { rel, .. } | Self::Delete(rel) | Self::Rename { to: rel, .. } => {
+                Some(rel)
+            }
+            _ => None,
         }
     }
 }
@@ -38,11 +64,15 @@ impl Job {
 pub struct Outcome {
     pub job: Job,
     pub result: Result<Done, Failure>,
+    pub elapsed: Duration,
+    /// Remote directories created on the way (full remote paths).
+    pub created_dirs: Vec<String>,
 }
 
-/// What a successful job did.
-#[derive(Debug, Clone, Copy)]
-pub struct Done {
-    pub bytes: u64,
-    pub elapsed: Duration,
+/// What a successful job produced.
+#[derive(Debug)]
+pub enum Done {
+    Uploaded(Uploaded),
+    Listed(Vec<RemoteEntry>),
+    Ok,
 }

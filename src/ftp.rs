@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use suppaftp::rustls::ClientConfig;
 use suppaftp::types::FileType;
-use suppaftp::{FtpError, Mode, RustlsConnector, RustlsFtpStream};
+use suppaftp::{FtpError, Mode, RustlsConnector, RustlsFtpStream, Status};
 
 use crate::config::{ASIDE_SUFFIX, Config, TEMP_SUFFIX};
 use crate::relpath::{Escaped, RelPath, join_remote};
@@ -34,6 +34,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 pub enum Kind {
     /// The server is unreachable, hung up or timed out: reconnect and retry.
     Connection,
+    /// A data connection could not be opened or broke (425/426); the
+    /// control connection is fine: retry at once.
+    Data,
     /// The server refused the login (530): fatal at start-up.
     Login,
     /// TLS negotiation or certificate verification failed: fatal at start-up.
@@ -131,9 +134,9 @@ fn classify(err: &FtpError, what: &str) -> Failure {
         Kind::Tls
     } else {
         match code {
-            // 421: the server closes the session; 425/426: the data connection
-            // could not be opened or broke.
-            Some(421 | 425 | 426) => Kind::Connection,
+            // 421: the server closes the session.
+            Some(421) => Kind::Connection,
+            Some(425 | 426) => Kind::Data,
             Some(400..=499) => Kind::Transient,
             Some(500..=599) => Kind::Refused,
             Some(_) => Kind::Refused,
@@ -275,12 +278,18 @@ impl Connector {
         } else {
             ftp.set_mode(Mode::ExtendedPassive);
         }
+        let features = Features::read(&mut ftp);
+        if features.utf8 {
+            let _ = ftp.opts("UTF8", Some("ON"));
+        }
         Ok(Session {
             ftp,
             epsv: !self.active,
             remote_dir: self.remote_dir.clone(),
             dirs: Arc::clone(&self.dirs),
             rename_over_refused: false,
+            features,
+            created: Vec::new(),
         })
     }
 }
@@ -331,6 +340,51 @@ fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, Failure> {
 #[derive(Debug, Default)]
 struct RemoteDirs(Mutex<HashSet<String>>);
 
+/// What the server said it supports (FEAT), read once per session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    pub mfmt: bool,
+    pub size: bool,
+    pub mlsd: bool,
+    pub utf8: bool,
+}
+
+impl Features {
+    fn read(ftp: &mut RustlsFtpStream) -> Self {
+        match ftp.feat() {
+            Ok(map) => {
+                let has = |k: &str| map.keys().any(|f| f.eq_ignore_ascii_case(k));
+                Self {
+                    mfmt: has("MFMT"),
+                    size: has("SIZE"),
+                    mlsd: has("MLST") || has("MLSD"),
+                    utf8: has("UTF8"),
+                }
+            }
+            // No FEAT (RFC 959-only server): assume nothing.
+            Err(_) => Self::default(),
+        }
+    }
+}
+
+/// A successful upload.
+#[derive(Debug, Clone, Copy)]
+pub struct Uploaded {
+    pub bytes: u64,
+    /// The local file as it was read (it did not change meanwhile).
+    pub stamp: Stamp,
+    pub blake3: [u8; 32],
+}
+
+/// One entry of a remote directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEntry {
+    pub name: String,
+    pub is_file: bool,
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+}
+
 /// One logged-in control connection.
 pub struct Session {
     ftp: RustlsFtpStream,
@@ -338,6 +392,9 @@ pub struct Session {
     remote_dir: String,
     dirs: Arc<RemoteDirs>,
     rename_over_refused: bool,
+    features: Features,
+    /// Remote directories this session created since the caller last took them.
+    created: Vec<String>,
 }
 
 /// A file's identity for "did it change while we read it".
@@ -356,10 +413,12 @@ impl Stamp {
     }
 }
 
-/// Reads a file but stops when shutdown asks for it.
+/// Reads a file for upload, fingerprinting what it reads, and stops when
+/// shutdown asks for it.
 struct Abortable<'a, R> {
     inner: R,
     abort: &'a AtomicBool,
+    hasher: blake3::Hasher,
 }
 
 impl<R: Read> Read for Abortable<'_, R> {
@@ -367,8 +426,58 @@ impl<R: Read> Read for Abortable<'_, R> {
         if self.abort.load(Ordering::Relaxed) {
             return Err(io::Error::other("upload aborted for shutdown"));
         }
-        self.inner.read(buf)
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
+}
+
+/// The temporary name an upload of `name` into `dir` uses.
+pub fn temp_name(dir: &str, name: &str) -> String {
+    join_remote(dir, &format!(".{name}{TEMP_SUFFIX}"))
+}
+
+/// `YYYYMMDDHHMMSS` in UTC, for MFMT.
+fn mfmt_time(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let dt = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    )
+}
+
+/// Parses listing lines (MLSD, or Unix / Windows LIST) into entries; lines
+/// that parse as none of them, and `.`/`..`, are left out.
+pub fn parse_listing(lines: &[String]) -> Vec<RemoteEntry> {
+    use suppaftp::list::ListParser;
+    lines
+        .iter()
+        .filter_map(|line| {
+            let f = ListParser::parse_mlsd(line)
+                .or_else(|_| ListParser::parse_posix(line))
+                .or_else(|_| ListParser::parse_dos(line))
+                .ok()?;
+            let name = f.name().to_string();
+            if name == "." || name == ".." || name.is_empty() {
+                return None;
+            }
+            Some(RemoteEntry {
+                name,
+                is_file: f.is_file(),
+                size: f.size() as u64,
+                modified: Some(f.modified()),
+            })
+        })
+        .collect()
 }
 
 impl Session {
@@ -422,7 +531,10 @@ impl Session {
                 continue;
             }
             match self.ftp.mkdir(&prefix) {
-                Ok(()) => log::debug!("created remote directory {}", Escaped(&prefix)),
+                Ok(()) => {
+                    log::debug!("created remote directory {}", Escaped(&prefix));
+                    self.created.push(prefix.clone());
+                }
                 Err(e) => {
                     let f = classify(&e, &format!("MKD {}", Escaped(&prefix)));
                     if f.kind == Kind::Connection || f.kind == Kind::Transient {
@@ -448,18 +560,20 @@ impl Session {
 
     /// Uploads `local` to `rel`: to a temporary name in the target directory,
     /// then renamed over the final name, so readers never see a partial file.
-    /// Returns the bytes sent.
+    /// Before the rename the local file must be unchanged and, where the
+    /// server has SIZE, the remote size must match; MFMT sets the remote
+    /// mtime where the server has it.
     pub fn upload(
         &mut self,
         local: &Path,
         rel: &RelPath,
         abort: &AtomicBool,
-    ) -> Result<u64, Failure> {
+    ) -> Result<Uploaded, Failure> {
         let final_path = self.remote(rel.as_str());
         let dir = rel
             .parent()
             .map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
-        let tmp = join_remote(&dir, &format!(".{}{TEMP_SUFFIX}", rel.file_name()));
+        let tmp = temp_name(&dir, rel.file_name());
 
         let file = open_regular(local)?;
         let before = file
@@ -468,7 +582,7 @@ impl Session {
             .map_err(|e| Failure::new(Kind::Local, format!("cannot read {rel}: {e}")))?;
 
         self.ensure_dir(&dir)?;
-        let sent = match self.store(&tmp, &file, abort) {
+        let stored = match self.store(&tmp, &file, abort) {
             Err(f) if f.code == Some(553) || (f.code == Some(550) && f.kind == Kind::Refused) => {
                 // The directory may have been removed behind our back.
                 self.forget_dir(&dir);
@@ -477,44 +591,127 @@ impl Session {
             }
             other => other,
         };
-        let sent = sent.inspect_err(|f| {
-            if f.session_usable() {
-                let _ = self.ftp.rm(&tmp);
-            }
-        })?;
+        let (bytes, blake3) = stored.inspect_err(|f| self.discard(&tmp, f))?;
 
         let after = std::fs::symlink_metadata(local).map(|m| Stamp::of(&m)).ok();
-        if after != Some(before) {
+        if after != Some(before) || bytes != before.len {
             let _ = self.ftp.rm(&tmp);
             return Err(Failure::new(
                 Kind::Changed,
                 format!("{rel} changed while it was uploaded"),
             ));
         }
-        self.publish(&tmp, &final_path).inspect_err(|f| {
-            if f.session_usable() {
-                let _ = self.ftp.rm(&tmp);
+        if self.features.size {
+            match self.ftp.size(&tmp) {
+                Ok(n) if n as u64 == bytes => {}
+                Ok(n) => {
+                    let _ = self.ftp.rm(&tmp);
+                    return Err(Failure::new(
+                        Kind::Transient,
+                        format!(
+                            "{rel}: the server holds {n} bytes after sending {bytes}; sending it again"
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    let f = classify(&e, "SIZE");
+                    if !f.session_usable() {
+                        return Err(f);
+                    }
+                    // SIZE advertised but refused for this file: rely on the 226.
+                    log::debug!("{f}");
+                }
             }
-        })?;
-        Ok(sent)
+        }
+        if self.features.mfmt
+            && let Some(mtime) = before.mtime
+        {
+            let ts = mfmt_time(mtime);
+            if let Err(e) = self
+                .ftp
+                .custom_command(format!("MFMT {ts} {tmp}"), &[Status::File])
+            {
+                let f = classify(&e, "MFMT");
+                if !f.session_usable() {
+                    return Err(f);
+                }
+                log::debug!("{f}; not setting modification times on this server");
+                self.features.mfmt = false;
+            }
+        }
+        self.publish(&tmp, &final_path)
+            .inspect_err(|f| self.discard(&tmp, f))?;
+        Ok(Uploaded {
+            bytes,
+            stamp: before,
+            blake3,
+        })
     }
 
-    fn store(&mut self, remote: &str, file: &File, abort: &AtomicBool) -> Result<u64, Failure> {
+    /// Removes a temporary file after a failure, if the session still works.
+    fn discard(&mut self, tmp: &str, f: &Failure) {
+        if f.session_usable() {
+            let _ = self.ftp.rm(tmp);
+        }
+    }
+
+    /// Deletes a temporary upload left by a crash, if there is one.
+    pub fn remove_temp(&mut self, rel: &RelPath) -> Result<(), Failure> {
+        let dir = rel
+            .parent()
+            .map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
+        let tmp = temp_name(&dir, rel.file_name());
+        match self.ftp.rm(&tmp) {
+            Ok(()) => Ok(()),
+            Err(e) if reply_code(&e) == Some(550) => Ok(()),
+            Err(e) => Err(classify(&e, &format!("DELE {}", Escaped(&tmp)))),
+        }
+    }
+
+    /// Removes an (empty) remote directory given by its full remote path.
+    pub fn remove_dir(&mut self, remote: &str) -> Result<(), Failure> {
+        match self.ftp.rmdir(remote) {
+            Ok(()) => {
+                self.forget_dir(remote);
+                Ok(())
+            }
+            Err(e) => Err(classify(&e, &format!("RMD {}", Escaped(remote)))),
+        }
+    }
+
+    /// The remote directories this session created since the last call.
+    pub fn take_created(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.created)
+    }
+
+    pub fn features(&self) -> Features {
+        self.features
+    }
+
+    fn store(
+        &mut self,
+        remote: &str,
+        file: &File,
+        abort: &AtomicBool,
+    ) -> Result<(u64, [u8; 32]), Failure> {
         let mut reader = Abortable {
             inner: BufReader::with_capacity(256 * 1024, file),
             abort,
+            hasher: blake3::Hasher::new(),
         };
         let result = self.with_data(|ftp| {
             std::io::Seek::rewind(&mut reader.inner).map_err(FtpError::ConnectionError)?;
+            reader.hasher.reset();
             ftp.put_file(remote, &mut reader)
         });
-        result.map_err(|e| {
-            if abort.load(Ordering::Relaxed) {
-                Failure::new(Kind::Aborted, "upload aborted for shutdown")
-            } else {
-                classify(&e, &format!("STOR {}", Escaped(remote)))
+        match result {
+            Ok(n) => Ok((n, *reader.hasher.finalize().as_bytes())),
+            Err(e) if abort.load(Ordering::Relaxed) => {
+                let _ = e;
+                Err(Failure::new(Kind::Aborted, "upload aborted for shutdown"))
             }
-        })
+            Err(e) => Err(classify(&e, &format!("STOR {}", Escaped(remote)))),
+        }
     }
 
     /// Renames `tmp` over `target`. Servers that refuse to rename over an
@@ -575,17 +772,25 @@ impl Session {
         Ok(())
     }
 
-    /// Lists a remote directory (MLSD, else LIST), as raw lines.
-    pub fn list(&mut self, rel: Option<&RelPath>) -> Result<Vec<String>, Failure> {
+    /// Lists a remote directory (MLSD where the server has it, else LIST).
+    pub fn list(&mut self, rel: Option<&RelPath>) -> Result<Vec<RemoteEntry>, Failure> {
         let dir = rel.map_or_else(|| self.remote_dir.clone(), |r| self.remote(r.as_str()));
         let shown = Escaped(&dir).to_string();
-        match self.with_data(|ftp| ftp.mlsd(Some(&dir))) {
-            Ok(lines) => Ok(lines),
-            Err(e) if matches!(reply_code(&e), Some(500..=502)) => self
-                .with_data(|ftp| ftp.list(Some(&dir)))
-                .map_err(|e| classify(&e, &format!("LIST {shown}"))),
-            Err(e) => Err(classify(&e, &format!("MLSD {shown}"))),
-        }
+        let lines = if self.features.mlsd {
+            match self.with_data(|ftp| ftp.mlsd(Some(&dir))) {
+                Ok(lines) => lines,
+                Err(e) if matches!(reply_code(&e), Some(500..=502)) => {
+                    self.features.mlsd = false;
+                    self.with_data(|ftp| ftp.list(Some(&dir)))
+                        .map_err(|e| classify(&e, &format!("LIST {shown}")))?
+                }
+                Err(e) => return Err(classify(&e, &format!("MLSD {shown}"))),
+            }
+        } else {
+            self.with_data(|ftp| ftp.list(Some(&dir)))
+                .map_err(|e| classify(&e, &format!("LIST {shown}")))?
+        };
+        Ok(parse_listing(&lines))
     }
 
     /// A cheap round trip to check the session is alive.

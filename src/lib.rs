@@ -12,6 +12,7 @@ pub mod debounce;
 pub mod error;
 pub mod event;
 pub mod ftp;
+pub mod journal;
 pub mod logging;
 pub mod relpath;
 pub mod signals;

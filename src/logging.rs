@@ -22,6 +22,10 @@ struct Destinations {
     file: Option<File>,
     path: Option<PathBuf>,
     stderr: bool,
+    /// The part of a line written so far: simplelog writes a line in several
+    /// pieces, and a progress bar must be cleared only for whole lines.
+    line: Vec<u8>,
+    progress: Option<indicatif::ProgressBar>,
 }
 
 /// Where log lines go; cheap to clone, shared with the logger.
@@ -40,12 +44,20 @@ impl Sink {
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut d = self.lock();
+        d.line.extend_from_slice(buf);
+        if !buf.ends_with(b"\n") {
+            return Ok(buf.len());
+        }
+        let line = std::mem::take(&mut d.line);
         if d.stderr {
             // Best effort: a closed stderr must not stop the file log.
-            let _ = io::stderr().write_all(buf);
+            match &d.progress {
+                Some(bar) => bar.suspend(|| io::stderr().write_all(&line)).unwrap_or(()),
+                None => io::stderr().write_all(&line).unwrap_or(()),
+            }
         }
         if let Some(f) = d.file.as_mut() {
-            f.write_all(buf)?;
+            f.write_all(&line)?;
         }
         Ok(buf.len())
     }
@@ -140,6 +152,13 @@ pub fn reopen() -> io::Result<()> {
         sink.lock().file = Some(f);
     }
     Ok(())
+}
+
+/// Routes stderr log lines around a progress bar while one is shown.
+pub fn set_progress(bar: Option<indicatif::ProgressBar>) {
+    if let Some(sink) = SINK.get() {
+        sink.lock().progress = bar;
+    }
 }
 
 /// The owner of the log file can be changed before a privilege drop.

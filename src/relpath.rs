@@ -47,6 +47,28 @@ impl RelPath {
         Ok(Self(joined))
     }
 
+    /// A range bound for ordered maps of paths; not a path itself.
+    pub(crate) fn bound(s: String) -> Self {
+        Self(s)
+    }
+
+    /// Checks a stored relative path (from the journal).
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && !s.contains(['\r', '\n'])
+            && s.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        ok.then(|| Self(s.to_string()))
+    }
+
+    /// `self` with the prefix `from` replaced by `to` (for a renamed
+    /// directory); `None` if `self` is not below `from`.
+    pub fn rebase(&self, from: &RelPath, to: &RelPath) -> Option<Self> {
+        if !self.starts_with(from) {
+            return None;
+        }
+        Some(Self(format!("{}{}", to.0, &self.0[from.0.len()..])))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

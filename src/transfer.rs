@@ -114,11 +114,19 @@ impl Worker {
             };
             let Ok(job) = job else { break };
             let started = Instant::now();
-            let result = self.execute(&job).map(|bytes| Done {
-                bytes,
+            let result = self.execute(&job);
+            let created_dirs = self
+                .session
+                .as_mut()
+                .map(Session::take_created)
+                .unwrap_or_default();
+            let outcome = Outcome {
+                job,
+                result,
                 elapsed: started.elapsed(),
-            });
-            if events.send(Event::Done(Outcome { job, result })).is_err() {
+                created_dirs,
+            };
+            if events.send(Event::Done(outcome)).is_err() {
                 break;
             }
         }
@@ -128,31 +136,47 @@ impl Worker {
         let _ = events.send(Event::WorkerExit);
     }
 
-    fn execute(&mut self, job: &Job) -> Result<u64, Failure> {
-        let reused = self.session.is_some();
-        match self.attempt(job) {
-            // A kept-open session may have been closed by the server while
-            // idle: that is no reason to report a failure yet.
-            Err(f) if reused && f.kind == Kind::Connection => {
-                log::debug!("session lost ({f}); reconnecting");
-                self.attempt(job)
+    fn execute(&mut self, job: &Job) -> Result<Done, Failure> {
+        let mut reused = self.session.is_some();
+        let mut data_retries = 0;
+        loop {
+            match self.attempt(job) {
+                // A kept-open session may have been closed by the server while
+                // idle: that is no reason to report a failure yet.
+                Err(f) if reused && f.kind == Kind::Connection => {
+                    log::debug!("session lost ({f}); reconnecting");
+                    reused = false;
+                }
+                // A data connection that could not be opened (425, e.g. two
+                // sessions picked the same passive port) is retried at once.
+                Err(f) if f.kind == Kind::Data && data_retries < 3 => {
+                    log::debug!("{f}; retrying at once");
+                    data_retries += 1;
+                }
+                Err(mut f) if f.kind == Kind::Data => {
+                    f.kind = Kind::Transient;
+                    return Err(f);
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
-    fn attempt(&mut self, job: &Job) -> Result<u64, Failure> {
+    fn attempt(&mut self, job: &Job) -> Result<Done, Failure> {
         let mut session = match self.session.take() {
             Some(s) => s,
             None => self.connector.connect()?,
         };
         let result = match job {
-            Job::Upload(rel) => {
+            Job::Upload { rel, .. } => {
                 let local = rel.to_local(&self.watch_dir);
-                session.upload(&local, rel, &self.abort)
+                session.upload(&local, rel, &self.abort).map(Done::Uploaded)
             }
-            Job::Delete(rel) => session.delete(rel).map(|()| 0),
-            Job::Rename { from, to } => session.rename(from, to).map(|()| 0),
+            Job::Delete(rel) => session.delete(rel).map(|()| Done::Ok),
+            Job::Rename { from, to } => session.rename(from, to).map(|()| Done::Ok),
+            Job::List(dir) => session.list(dir.as_ref()).map(Done::Listed),
+            Job::RemoveTemp(rel) => session.remove_temp(rel).map(|()| Done::Ok),
+            Job::RemoveDir(dir) => session.remove_dir(dir).map(|()| Done::Ok),
         };
         match &result {
             Err(f) if !f.session_usable() => drop(session),

@@ -1,0 +1,965 @@
+//! The sync decisions of the run loop: what a change means, what a quiet path
+//! needs (nothing, an upload, a delete), reconciling the tree with the
+//! journal, the first sync against an already-populated server, dispatching
+//! jobs to the workers, and what each outcome changes.
+
+use std::cmp::Reverse;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+
+use super::{App, Awaiting, Retry};
+use crate::config::TEMP_SUFFIX;
+use crate::event::{Done, Job, Outcome};
+use crate::ftp::{Failure, Kind, RemoteEntry, Stamp};
+use crate::journal::{Op, Synced, mtime_ns};
+use crate::relpath::{BadName, Escaped, EscapedPath, RelPath};
+use crate::watcher::{Change, Watcher};
+
+/// Per-file retry back-off: first delay and cap.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_CAP: Duration = Duration::from_secs(300);
+/// Server back-off cap (reconnect attempts while it is down).
+const SERVER_CAP: Duration = Duration::from_secs(60);
+/// A failure that repeats is logged again at most this often.
+const RELOG: Duration = Duration::from_secs(600);
+/// `--once` gives a file, and the server, this many attempts.
+const ONCE_ATTEMPTS: u32 = 5;
+/// Files at least this big go to their own queue, so that small files never
+/// wait behind them while another connection is free.
+const LARGE: u64 = 8 * 1024 * 1024;
+
+impl App {
+    /// A path relative to the watch directory, or `None` (logged) if it is
+    /// not synced.
+    pub(super) fn rel(&mut self, path: &Path) -> Option<RelPath> {
+        match RelPath::from_local(&self.cfg.watch_dir, path) {
+            Ok(rel) => {
+                if !self.cfg.recursive && rel.parent().is_some() {
+                    return None;
+                }
+                if self.cfg.excludes.is_match(rel.as_str()) {
+                    self.skip_once(rel.as_str(), "excluded");
+                    return None;
+                }
+                Some(rel)
+            }
+            Err(BadName::Outside) => None,
+            Err(BadName::NotUtf8(name)) => {
+                self.skip_once(
+                    &name,
+                    "name is not valid UTF-8, which FTP commands cannot carry",
+                );
+                None
+            }
+            Err(BadName::LineBreak(name)) => {
+                self.skip_once(&name, "name contains a line break, which FTP cannot carry");
+                None
+            }
+        }
+    }
+
+    pub(super) fn skip_once(&mut self, name: &str, why: &str) {
+        if self.skipped.insert(format!("{name}\0{why}")) {
+            info!("skipping {}: {why}", Escaped(name));
+        }
+    }
+
+    /// A path enters the cooldown (and the journal's queue, so that a crash
+    /// during the cooldown loses nothing).
+    fn touch(&mut self, rel: RelPath, now: Instant) {
+        if !self.debouncer.contains(&rel) {
+            self.batch.queue(rel.clone(), Op::Upload);
+        }
+        self.debouncer.push(rel, now);
+    }
+
+    pub(super) fn on_change(&mut self, change: Change) {
+        let now = Instant::now();
+        match change {
+            Change::Touched(p) | Change::Removed(p) => {
+                if p == self.cfg.watch_dir {
+                    if !self.cfg.watch_dir.is_dir() {
+                        self.hold_for_root();
+                    }
+                    return;
+                }
+                if let Some(rel) = self.rel(&p) {
+                    self.touch(rel, now);
+                }
+            }
+            Change::DirAppeared(p) => {
+                if self.rel(&p).is_some() {
+                    for (rel, _) in self.walk(&p) {
+                        self.touch(rel, now);
+                    }
+                }
+            }
+            Change::Renamed { from, to } => self.on_rename(&from, &to, now),
+            Change::Rescan => {
+                warn!(
+                    "warning: filesystem events were lost (event queue overflow); reconciling the tree"
+                );
+                let n = self.reconcile("overflow");
+                info!("reconcile after overflow: {n} files queued");
+            }
+            Change::Error(msg) => warn!("warning: {msg}"),
+        }
+    }
+
+    fn on_rename(&mut self, from: &Path, to: &Path, now: Instant) {
+        let (Some(from_rel), Some(to_rel)) = (self.rel(from), self.rel(to)) else {
+            // Renamed from or to an excluded or unusable name: a delete plus
+            // a new file.
+            if let Some(rel) = self.rel(from) {
+                self.touch(rel, now);
+            }
+            if let Some(rel) = self.rel(to) {
+                if to.is_dir() {
+                    self.on_change(Change::DirAppeared(to.to_path_buf()));
+                } else {
+                    self.touch(rel, now);
+                }
+            }
+            return;
+        };
+        let synced_here =
+            self.synced.contains_key(&from_rel) || self.synced_below(&from_rel).next().is_some();
+        let busy = self.debouncer.contains(&from_rel)
+            || self.in_flight.contains_key(from_rel.as_str())
+            || self
+                .synced_below(&from_rel)
+                .any(|r| self.in_flight.contains_key(r.as_str()));
+        if self.cfg.delete && synced_here && !busy && !self.synced.contains_key(&to_rel) {
+            self.batch.queue(to_rel.clone(), Op::Upload);
+            self.enqueue(Job::Rename {
+                from: from_rel,
+                to: to_rel,
+            });
+            return;
+        }
+        self.touch(from_rel, now);
+        if to.is_dir() {
+            for (rel, _) in self.walk(to) {
+                self.touch(rel, now);
+            }
+        } else {
+            self.touch(to_rel, now);
+        }
+    }
+
+    /// Synced paths strictly below the directory `dir`: as strings they sort
+    /// between `dir/` and `dir0` ('0' follows '/').
+    fn synced_below<'a>(&'a self, dir: &RelPath) -> impl Iterator<Item = &'a RelPath> + 'a {
+        let lo = RelPath::bound(format!("{}/", dir.as_str()));
+        let hi = RelPath::bound(format!("{}0", dir.as_str()));
+        self.synced.range(lo..hi).map(|(k, _)| k)
+    }
+
+    /// Regular files below `dir` with their metadata, skipping (and logging)
+    /// what cannot be synced. Symlinks are never followed.
+    pub(super) fn walk(&mut self, dir: &Path) -> Vec<(RelPath, Stamp)> {
+        let root = self.cfg.watch_dir.clone();
+        let depth_here = dir
+            .strip_prefix(&root)
+            .map_or(0, |r| r.components().count());
+        let max_depth = if self.cfg.recursive {
+            usize::MAX
+        } else {
+            1usize.saturating_sub(depth_here)
+        };
+        let excludes = self.cfg.excludes.clone();
+        let walker = walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .max_depth(max_depth)
+            .into_iter()
+            .filter_entry(|e| {
+                e.depth() == 0
+                    || !RelPath::from_local(&root, e.path())
+                        .is_ok_and(|r| excludes.is_match(r.as_str()))
+            });
+        let mut out = Vec::new();
+        for entry in walker {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let name = e
+                        .path()
+                        .map(|p| EscapedPath(p).to_string())
+                        .unwrap_or_default();
+                    let why = e
+                        .io_error()
+                        .map_or_else(|| e.to_string(), ToString::to_string);
+                    self.skip_once(&name, &format!("cannot read: {why}"));
+                    continue;
+                }
+            };
+            let ft = entry.file_type();
+            if ft.is_dir() {
+                continue;
+            }
+            let Some(rel) = self.rel(entry.path()) else {
+                continue;
+            };
+            if ft.is_file() {
+                match entry.metadata() {
+                    Ok(m) => out.push((rel, Stamp::of(&m))),
+                    Err(e) => self.skip_once(rel.as_str(), &format!("cannot read: {e}")),
+                }
+            } else if ft.is_symlink() {
+                self.skip_once(rel.as_str(), "symbolic link (never followed)");
+            } else {
+                self.skip_once(rel.as_str(), "not a regular file (socket, FIFO or device)");
+            }
+        }
+        out
+    }
+
+    /// Whether the watch directory looks like itself: it exists and, if the
+    /// journal knows synced files, it is not empty (an unmounted disk leaves
+    /// an empty mount point).
+    fn root_ok(&self) -> bool {
+        match std::fs::read_dir(&self.cfg.watch_dir) {
+            Ok(mut entries) => self.synced.is_empty() || entries.next().is_some(),
+            Err(_) => false,
+        }
+    }
+
+    /// Holds every delete until the watch directory is back.
+    fn hold_for_root(&mut self) {
+        if !self.root_held {
+            error!(
+                "error: the watch directory {} is missing or empty while {} files are synced: \
+                 holding all deletes (nothing is deleted on the server) until it is back",
+                EscapedPath(&self.cfg.watch_dir),
+                self.synced.len()
+            );
+            self.root_held = true;
+        }
+        self.pending.retain(|j| !matches!(j, Job::Delete(_)));
+        self.root_check_at = Some(Instant::now() + super::ROOT_RECHECK);
+    }
+
+    pub(super) fn check_root_back(&mut self) {
+        if !self.root_ok() {
+            self.root_check_at = Some(Instant::now() + super::ROOT_RECHECK);
+            return;
+        }
+        if self.root_held {
+            info!(
+                "the watch directory {} is back; reconciling",
+                EscapedPath(&self.cfg.watch_dir)
+            );
+            self.root_held = false;
+        }
+        if !self.cfg.once {
+            // The old watch died with the directory.
+            self.watcher = None;
+            match Watcher::start(&self.cfg.watch_dir, self.cfg.recursive, self._tx.clone()) {
+                Ok(w) => self.watcher = Some(w),
+                Err(e) => warn!(
+                    "warning: cannot watch {} again: {e}",
+                    EscapedPath(&self.cfg.watch_dir)
+                ),
+            }
+        }
+        let n = self.reconcile("watch directory back");
+        info!("reconcile: {n} files queued");
+    }
+
+    /// Compares the whole tree with the journal and queues what is new or
+    /// changed, and (with `--delete`) what is gone, unless that is more than
+    /// `--max-delete` percent of the synced files. Returns how many files
+    /// were queued.
+    pub(super) fn reconcile(&mut self, why: &str) -> usize {
+        if !self.root_ok() {
+            self.hold_for_root();
+            return 0;
+        }
+        let root = self.cfg.watch_dir.clone();
+        let files = self.walk(&root);
+        let mut seen = std::collections::HashSet::with_capacity(files.len());
+        let mut queued = 0;
+        for (rel, stamp) in files {
+            seen.insert(rel.clone());
+            if self.debouncer.contains(&rel) {
+                continue;
+            }
+            if let Some(s) = self.synced.get(&rel)
+                && s.size == stamp.len
+                && s.mtime_ns == mtime_ns(stamp.mtime)
+            {
+                continue;
+            }
+            if self.plan_file(rel, stamp) {
+                queued += 1;
+            }
+        }
+        if self.cfg.delete {
+            let gone: Vec<RelPath> = self
+                .synced
+                .keys()
+                .filter(|k| !seen.contains(*k) && self.in_scope(k))
+                .filter(|k| !self.debouncer.contains(k) && !self.in_flight.contains_key(k.as_str()))
+                .cloned()
+                .collect();
+            let limit = self.synced.len() * usize::from(self.cfg.max_delete) / 100;
+            if gone.len() > limit && !gone.is_empty() {
+                error!(
+                    "error: {why}: {} of {} synced files are gone locally, more than --max-delete {} %: \
+                     holding these deletes (nothing is deleted on the server); if this is intended, raise \
+                     --max-delete (config + SIGHUP, or one run with --once --max-delete 100)",
+                    gone.len(),
+                    self.synced.len(),
+                    self.cfg.max_delete
+                );
+            } else {
+                for rel in gone {
+                    self.batch.queue(rel.clone(), Op::Delete);
+                    self.enqueue(Job::Delete(rel));
+                }
+            }
+        }
+        self.progress.add(queued as u64);
+        queued
+    }
+
+    /// Whether a journal entry is still within what this run syncs.
+    fn in_scope(&self, rel: &RelPath) -> bool {
+        (self.cfg.recursive || rel.parent().is_none()) && !self.cfg.excludes.is_match(rel.as_str())
+    }
+
+    /// The first sync of a job (empty journal): list the remote directories
+    /// and count a remote file with the same size and an mtime no older than
+    /// the local one as synced, so an already-populated server is not sent
+    /// everything again.
+    pub(super) fn first_sync(&mut self) -> usize {
+        let root = self.cfg.watch_dir.clone();
+        let files = self.walk(&root);
+        if files.is_empty() {
+            return 0;
+        }
+        let mut by_dir: std::collections::HashMap<Option<RelPath>, Awaiting> =
+            std::collections::HashMap::new();
+        for (rel, stamp) in files {
+            let dir = rel.parent().and_then(RelPath::parse);
+            by_dir.entry(dir).or_default().push((rel, stamp));
+        }
+        let n = by_dir.values().map(Vec::len).sum::<usize>();
+        info!(
+            "first sync of this job: comparing {n} files with the server's listing of {} directories",
+            by_dir.len()
+        );
+        for (dir, files) in by_dir {
+            let job = Job::List(dir);
+            self.awaiting.insert(job.key(), files);
+            self.enqueue(job);
+        }
+        n
+    }
+
+    fn on_listing(&mut self, job: &Job, entries: Option<Vec<RemoteEntry>>) {
+        let Some(files) = self.awaiting.remove(&job.key()) else {
+            return;
+        };
+        let entries = entries.unwrap_or_default();
+        let by_name: std::collections::HashMap<&str, &RemoteEntry> =
+            entries.iter().map(|e| (e.name.as_str(), e)).collect();
+        let mut matched = 0;
+        let mut local_names = std::collections::HashSet::new();
+        let mut to_plan = Vec::new();
+        for (rel, stamp) in files {
+            local_names.insert(rel.file_name().to_string());
+            let same = by_name.get(rel.file_name()).is_some_and(|e| {
+                e.is_file && e.size == stamp.len && remote_not_older(e.modified, stamp.mtime)
+            });
+            if same {
+                let s = Synced {
+                    size: stamp.len,
+                    mtime_ns: mtime_ns(stamp.mtime),
+                    hash: None,
+                };
+                self.synced.insert(rel.clone(), s);
+                self.batch.synced(rel, s, false);
+                matched += 1;
+            } else {
+                to_plan.push((rel, stamp));
+            }
+        }
+        let queued = to_plan.len();
+        for (rel, stamp) in to_plan {
+            self.plan_file(rel, stamp);
+        }
+        self.progress.add(queued as u64);
+        // Temporary uploads left by a crash, whose file is not being sent now.
+        if let Job::List(dir) = job {
+            for e in &entries {
+                if let Some(name) = e
+                    .name
+                    .strip_prefix('.')
+                    .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
+                    && !local_names.contains(name)
+                {
+                    let full = dir
+                        .as_ref()
+                        .map_or_else(|| name.to_string(), |d| format!("{}/{name}", d.as_str()));
+                    if let Some(rel) = RelPath::parse(&full) {
+                        self.enqueue(Job::RemoveTemp(rel));
+                    }
+                }
+            }
+        }
+        if matched > 0 {
+            debug!("listing: {matched} files already on the server, {queued} to upload");
+        }
+    }
+
+    /// Work the previous run left in the journal's queue.
+    pub(super) fn resume_leftovers(&mut self, leftovers: Vec<(RelPath, Op, u32)>) {
+        if leftovers.is_empty() {
+            return;
+        }
+        info!(
+            "resuming {} operations left by the previous run",
+            leftovers.len()
+        );
+        for (rel, _op, _attempts) in leftovers {
+            let local = rel.to_local(&self.cfg.watch_dir);
+            if std::fs::symlink_metadata(&local).is_err() {
+                // An upload may have been cut off: do not leave its temporary file.
+                self.enqueue(Job::RemoveTemp(rel.clone()));
+            }
+            if !self.queued.contains(rel.as_str()) {
+                self.plan(rel);
+            }
+        }
+    }
+
+    /// Decides what a quiet path needs.
+    pub(super) fn plan(&mut self, rel: RelPath) {
+        let local = rel.to_local(&self.cfg.watch_dir);
+        match std::fs::symlink_metadata(&local) {
+            Ok(m) if m.is_file() => {
+                self.plan_file(rel, Stamp::of(&m));
+            }
+            Ok(m) if m.is_dir() => self.batch.dequeue(rel),
+            Ok(m) if m.file_type().is_symlink() => {
+                self.skip_once(rel.as_str(), "symbolic link (never followed)");
+                self.batch.dequeue(rel);
+            }
+            Ok(_) => {
+                self.skip_once(rel.as_str(), "not a regular file (socket, FIFO or device)");
+                self.batch.dequeue(rel);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.plan_gone(rel),
+            Err(e) => {
+                self.skip_once(rel.as_str(), &format!("cannot read: {e}"));
+                self.batch.dequeue(rel);
+            }
+        }
+    }
+
+    /// A regular file: upload it unless the journal says the server has
+    /// these bytes. Returns whether an upload was queued.
+    fn plan_file(&mut self, rel: RelPath, stamp: Stamp) -> bool {
+        if let Some(s) = self.synced.get(&rel).copied()
+            && s.size == stamp.len
+        {
+            let mtime = mtime_ns(stamp.mtime);
+            if s.mtime_ns == mtime {
+                self.batch.dequeue(rel);
+                return false;
+            }
+            if let Some(known) = s.hash
+                && hash_file(&rel.to_local(&self.cfg.watch_dir)).is_some_and(|h| h == known)
+            {
+                debug!("{rel}: same content, new mtime; not sent again");
+                let s = Synced {
+                    mtime_ns: mtime,
+                    ..s
+                };
+                self.synced.insert(rel.clone(), s);
+                self.batch.synced(rel, s, false);
+                return false;
+            }
+        }
+        self.batch.queue(rel.clone(), Op::Upload);
+        self.enqueue(Job::Upload {
+            rel,
+            size: stamp.len,
+        })
+    }
+
+    /// The path is gone locally.
+    fn plan_gone(&mut self, rel: RelPath) {
+        self.batch.dequeue(rel.clone());
+        self.retries.remove(rel.as_str());
+        if !self.cfg.delete {
+            return;
+        }
+        if !self.root_ok() {
+            self.hold_for_root();
+            return;
+        }
+        let targets: Vec<RelPath> = if self.synced.contains_key(&rel) {
+            vec![rel]
+        } else {
+            // A directory that went away: everything synced below it.
+            self.synced_below(&rel).cloned().collect()
+        };
+        for t in targets {
+            self.batch.queue(t.clone(), Op::Delete);
+            self.enqueue(Job::Delete(t));
+        }
+    }
+
+    /// Queues a job unless it is already queued; a job for a path that is
+    /// in flight is planned again once that finishes. Returns whether it was
+    /// queued.
+    pub(super) fn enqueue(&mut self, job: Job) -> bool {
+        let key = job.key();
+        if self.in_flight.contains_key(&key) {
+            if let Some(p) = job.path() {
+                self.dirty.insert(p.clone());
+            }
+            return false;
+        }
+        if self.queued.contains(&key) {
+            return false;
+        }
+        if self.cfg.dry_run && !matches!(job, Job::List(_)) {
+            match &job {
+                Job::Upload { rel, size } => info!(
+                    "dry run: would upload {rel} ({})",
+                    super::human_bytes(*size)
+                ),
+                Job::Delete(p) => info!("dry run: would delete {p}"),
+                Job::Rename { from, to } => info!("dry run: would rename {from} to {to}"),
+                Job::RemoveTemp(p) => info!("dry run: would remove the temporary upload of {p}"),
+                Job::RemoveDir(d) => {
+                    info!("dry run: would remove the empty directory {}", Escaped(d))
+                }
+                Job::List(_) => {}
+            }
+            return false;
+        }
+        self.queued.insert(key);
+        match job {
+            Job::Upload { size, .. } if size >= LARGE => self.pending_large.push_back(job),
+            _ => self.pending.push_back(job),
+        }
+        true
+    }
+
+    pub(super) fn dispatch(&mut self) {
+        if self.stop.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let down = self.server.down_since.is_some();
+        if down && (!self.in_flight.is_empty() || self.server.resume_at.is_some_and(|t| t > now)) {
+            // While the server is down one job at a time probes it.
+            return;
+        }
+        let large_cap = self.pool.size().saturating_sub(1).max(1);
+        while self.idle > 0 {
+            let take_large = !self.pending_large.is_empty()
+                && self.large_in_flight < large_cap
+                && (self.pending.is_empty() || self.large_in_flight == 0);
+            let job = if take_large {
+                self.pending_large.pop_front()
+            } else {
+                self.pending.pop_front()
+            };
+            let Some(job) = job else { break };
+            let key = job.key();
+            self.queued.remove(&key);
+            self.in_flight.insert(key, take_large);
+            if take_large {
+                self.large_in_flight += 1;
+            }
+            self.idle -= 1;
+            self.pool.submit(job);
+            if down {
+                break;
+            }
+        }
+    }
+
+    pub(super) fn on_done(&mut self, outcome: Outcome) {
+        let Outcome {
+            job,
+            result,
+            elapsed,
+            created_dirs,
+        } = outcome;
+        self.idle += 1;
+        if self.in_flight.remove(&job.key()) == Some(true) {
+            self.large_in_flight -= 1;
+        }
+        for d in created_dirs {
+            if self.created_dirs.insert(d.clone()) {
+                self.batch.dir_created(d);
+            }
+        }
+        let now = Instant::now();
+        match result {
+            Ok(done) => {
+                self.server_up(now);
+                if let Some(r) = self.retries.remove(&job.key()) {
+                    info!(
+                        "{}: succeeded after {} failed attempt(s)",
+                        job_name(&job),
+                        r.attempts
+                    );
+                }
+                self.on_success(&job, done, elapsed);
+            }
+            Err(f) => self.on_failure(job.clone(), f, now),
+        }
+        if let Some(p) = job.path()
+            && self.dirty.remove(p)
+            && self.stop.is_none()
+        {
+            self.touch(p.clone(), now);
+        }
+    }
+
+    fn on_success(&mut self, job: &Job, done: Done, elapsed: Duration) {
+        match (job, done) {
+            (Job::Upload { rel, .. }, Done::Uploaded(u)) => {
+                let s = Synced {
+                    size: u.stamp.len,
+                    mtime_ns: mtime_ns(u.stamp.mtime),
+                    hash: Some(u.blake3),
+                };
+                self.synced.insert(rel.clone(), s);
+                self.batch.synced(rel.clone(), s, true);
+                self.uploaded_files += 1;
+                self.uploaded_bytes += u.bytes;
+                self.progress.done(u.bytes);
+                info!(
+                    "uploaded {rel} ({}, {} ms)",
+                    super::human_bytes(u.bytes),
+                    elapsed.as_millis()
+                );
+            }
+            (Job::List(_), Done::Listed(entries)) => self.on_listing(job, Some(entries)),
+            (Job::Delete(rel), _) => {
+                self.synced.remove(rel);
+                self.batch.forget(rel.clone());
+                info!("deleted {rel} on the server");
+                self.remove_empty_dirs(rel.parent().and_then(RelPath::parse));
+            }
+            (Job::Rename { from, to }, _) => {
+                let moved: Vec<RelPath> = if self.synced.contains_key(from) {
+                    vec![from.clone()]
+                } else {
+                    self.synced_below(from).cloned().collect()
+                };
+                for old in moved {
+                    if let (Some(s), Some(new)) = (self.synced.remove(&old), old.rebase(from, to)) {
+                        self.batch.forget(old);
+                        self.synced.insert(new.clone(), s);
+                        self.batch.synced(new, s, false);
+                    }
+                }
+                self.batch.dequeue(to.clone());
+                info!("renamed {from} to {to} on the server");
+                self.remove_empty_dirs(from.parent().and_then(RelPath::parse));
+            }
+            (Job::RemoveTemp(rel), _) => debug!("removed any temporary upload of {rel}"),
+            (Job::RemoveDir(dir), _) => {
+                self.created_dirs.remove(dir);
+                self.batch.dir_removed(dir.clone());
+                info!("removed the empty directory {} on the server", Escaped(dir));
+                let parent = dir
+                    .strip_prefix(&self.cfg.remote_dir)
+                    .map(|r| r.trim_start_matches('/'))
+                    .and_then(|r| r.rsplit_once('/').map(|(p, _)| p.to_string()));
+                self.remove_empty_dirs(parent.as_deref().and_then(RelPath::parse));
+            }
+            (job, _) => debug!("{} done", job_name(job)),
+        }
+    }
+
+    /// With `--delete`: a remote directory this tool created, that is gone
+    /// locally and holds no synced file any more, is removed.
+    fn remove_empty_dirs(&mut self, dir: Option<RelPath>) {
+        let Some(dir) = dir else { return };
+        if !self.cfg.delete || dir.to_local(&self.cfg.watch_dir).exists() {
+            return;
+        }
+        if self.synced_below(&dir).next().is_some() {
+            return;
+        }
+        let remote = dir.to_remote(&self.cfg.remote_dir);
+        if self.created_dirs.contains(&remote) {
+            self.enqueue(Job::RemoveDir(remote));
+        }
+    }
+
+    fn on_failure(&mut self, job: Job, f: Failure, now: Instant) {
+        match f.kind {
+            Kind::Changed => {
+                debug!("{f}; uploading it once it is quiet");
+                if let Some(p) = job.path() {
+                    self.touch(p.clone(), now);
+                }
+            }
+            Kind::Vanished => {
+                debug!("{f}");
+                if let Some(p) = job.path() {
+                    self.plan(p.clone());
+                }
+            }
+            Kind::Aborted => {}
+            Kind::Connection | Kind::Login | Kind::Tls | Kind::Data => {
+                if self.stop.is_some() {
+                    return;
+                }
+                self.server_down(&f, now);
+                if self.cfg.once && self.server.failures >= ONCE_ATTEMPTS {
+                    self.give_up(&job, &f.message);
+                    let rest: Vec<Job> = self
+                        .pending
+                        .drain(..)
+                        .chain(self.pending_large.drain(..))
+                        .collect();
+                    for j in rest {
+                        self.give_up(&j, "server unreachable");
+                    }
+                    self.queued.clear();
+                    self.awaiting.clear();
+                    return;
+                }
+                self.queued.insert(job.key());
+                self.pending.push_front(job);
+            }
+            Kind::Local => {
+                warn!("warning: {f}; skipped until it changes again");
+                if self.cfg.once {
+                    self.give_up(&job, &f.message);
+                }
+                if let Some(p) = job.path() {
+                    self.batch.dequeue(p.clone());
+                }
+            }
+            Kind::Transient | Kind::Refused => match job {
+                Job::Rename { from, to } => {
+                    // The server could not rename: upload under the new name
+                    // and delete the old one instead.
+                    warn!("warning: {f}; uploading {to} instead");
+                    self.touch(from, now);
+                    self.touch(to, now);
+                }
+                Job::List(_) => {
+                    // No listing (e.g. the directory does not exist yet):
+                    // everything in it is uploaded.
+                    debug!("{f}");
+                    self.on_listing(&job, None);
+                }
+                Job::RemoveTemp(_) => debug!("{f}"),
+                Job::RemoveDir(dir) => {
+                    debug!("{f}; leaving the directory");
+                    self.created_dirs.remove(&dir);
+                    self.batch.dir_removed(dir);
+                }
+                job => self.retry_later(job, &f, now),
+            },
+        }
+    }
+
+    fn give_up(&mut self, job: &Job, why: &str) {
+        if let Job::List(_) = job {
+            if let Some(files) = self.awaiting.remove(&job.key()) {
+                for (rel, _) in files {
+                    self.failed_for_good
+                        .push((rel.to_string(), why.to_string()));
+                }
+            }
+            return;
+        }
+        self.failed_for_good.push((job_name(job), why.to_string()));
+    }
+
+    fn retry_later(&mut self, job: Job, f: &Failure, now: Instant) {
+        let key = job.key();
+        let r = self.retries.entry(key).or_insert(Retry {
+            attempts: 0,
+            last_logged: now,
+            last_message: String::new(),
+        });
+        r.attempts += 1;
+        let attempts = r.attempts;
+        if let Some(p) = job.path() {
+            self.batch.failed(p.clone(), attempts, f.message.clone());
+        }
+        if self.cfg.once && attempts >= ONCE_ATTEMPTS {
+            warn!("warning: {f}; giving up after {attempts} attempts");
+            self.give_up(&job, &f.message);
+            return;
+        }
+        let delay = jitter(backoff(RETRY_FIRST, RETRY_CAP, attempts));
+        let Some(r) = self.retries.get_mut(&job.key()) else {
+            return;
+        };
+        if attempts == 1
+            || r.last_message != f.message
+            || now.duration_since(r.last_logged) >= RELOG
+        {
+            warn!(
+                "warning: {f} (attempt {attempts}); retrying in {}",
+                humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+            );
+            r.last_logged = now;
+            r.last_message.clone_from(&f.message);
+        } else {
+            debug!("{f} (attempt {attempts})");
+        }
+        self.retry_seq += 1;
+        self.retry_jobs.insert(self.retry_seq, job);
+        self.retry_at.push(Reverse((now + delay, self.retry_seq)));
+    }
+
+    pub(super) fn retry_due(&mut self, job: Job) {
+        match job {
+            Job::Upload { rel, .. } | Job::Delete(rel) => self.plan(rel),
+            other => {
+                self.enqueue(other);
+            }
+        }
+    }
+
+    fn server_down(&mut self, f: &Failure, now: Instant) {
+        let s = &mut self.server;
+        if s.resume_at.is_some_and(|t| t > now) {
+            // Another session already reported this outage.
+            return;
+        }
+        s.failures += 1;
+        s.backoff = if s.down_since.is_none() {
+            RETRY_FIRST
+        } else {
+            (s.backoff * 2).min(SERVER_CAP)
+        };
+        s.resume_at = Some(now + jitter(s.backoff));
+        let first = s.down_since.is_none();
+        s.down_since.get_or_insert(now);
+        let loud = first || s.last_logged.is_none_or(|t| now.duration_since(t) >= RELOG);
+        let msg = format!(
+            "{}: {f}; retrying in {}",
+            if f.kind == Kind::Login {
+                "error: login refused"
+            } else {
+                "warning: server unavailable"
+            },
+            humantime::format_duration(Duration::from_secs(s.backoff.as_secs().max(1)))
+        );
+        if loud {
+            warn!("{msg}");
+            s.last_logged = Some(now);
+            self.batch.error(f.message.clone());
+        } else {
+            debug!("{msg}");
+        }
+    }
+
+    fn server_up(&mut self, now: Instant) {
+        if let Some(since) = self.server.down_since.take() {
+            info!(
+                "server reachable again after {}",
+                humantime::format_duration(Duration::from_secs(
+                    now.duration_since(since).as_secs()
+                ))
+            );
+        }
+        self.server = super::ServerState::default();
+    }
+}
+
+fn job_name(job: &Job) -> String {
+    match job {
+        Job::Upload { rel, .. } | Job::Delete(rel) => rel.to_string(),
+        Job::Rename { from, to } => format!("{from} -> {to}"),
+        Job::List(dir) => format!(
+            "listing of {}",
+            dir.as_ref()
+                .map_or_else(|| "/".to_string(), ToString::to_string)
+        ),
+        Job::RemoveTemp(rel) => format!("temporary upload of {rel}"),
+        Job::RemoveDir(dir) => Escaped(dir).to_string(),
+    }
+}
+
+/// A remote file counts as synced when its mtime is no older than the local
+/// one (listings have whole seconds).
+fn remote_not_older(
+    remote: Option<std::time::SystemTime>,
+    local: Option<std::time::SystemTime>,
+) -> bool {
+    match (remote, local) {
+        (Some(r), Some(l)) => {
+            let secs = |t: std::time::SystemTime| mtime_ns(Some(t)) / 1_000_000_000;
+            secs(r) >= secs(l)
+        }
+        _ => false,
+    }
+}
+
+/// The BLAKE3 fingerprint of a local file, if it can be read.
+fn hash_file(path: &Path) -> Option<[u8; 32]> {
+    let f = std::fs::File::open(path).ok()?;
+    let mut h = blake3::Hasher::new();
+    h.update_reader(f).ok()?;
+    Some(*h.finalize().as_bytes())
+}
+
+fn backoff(first: Duration, cap: Duration, attempt: u32) -> Duration {
+    let factor = 1u32
+        .checked_shl(attempt.saturating_sub(1).min(20))
+        .unwrap_or(u32::MAX);
+    first.saturating_mul(factor).min(cap)
+}
+
+/// Spreads a delay over 75–125 % so that many failures do not retry in step.
+fn jitter(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let frac = 0.75 + (r % 1000) as f64 / 2000.0;
+    d.mul_f64(frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap() {
+        let s = Duration::from_secs(1);
+        assert_eq!(backoff(s, 300 * s, 1), s);
+        assert_eq!(backoff(s, 300 * s, 2), 2 * s);
+        assert_eq!(backoff(s, 300 * s, 9), 256 * s);
+        assert_eq!(backoff(s, 300 * s, 10), 300 * s);
+        assert_eq!(backoff(s, 300 * s, 1000), 300 * s);
+        for _ in 0..100 {
+            let j = jitter(4 * s);
+            assert!(j >= 3 * s && j <= 5 * s, "{j:?}");
+        }
+    }
+
+    #[test]
+    fn remote_mtime_rule() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert!(remote_not_older(
+            Some(t),
+            Some(t + Duration::from_millis(400))
+        ));
+        assert!(remote_not_older(Some(t + Duration::from_secs(5)), Some(t)));
+        assert!(!remote_not_older(Some(t), Some(t + Duration::from_secs(1))));
+        assert!(!remote_not_older(None, Some(t)));
+    }
+}

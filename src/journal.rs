@@ -1,0 +1,587 @@
+//! The sync journal: an SQLite database in the state directory recording, per
+//! job, what was uploaded (size, mtime, BLAKE3 fingerprint, remote path,
+//! time) and the queue of pending work, so that a restart, a `kill -9` or a
+//! reboot loses no change and re-sends nothing that is already there.
+//!
+//! One connection, owned by the main loop (opened after the fork, never shared
+//! between threads). Changes are collected in a [`Batch`] and written in one
+//! transaction per loop turn. WAL with `synchronous=NORMAL`: a crash never
+//! corrupts the file and a power loss costs at most the last turns, which the
+//! next start's reconcile finds again anyway. Several jobs (different watch
+//! directories or servers) can share one state directory: every row carries
+//! its job's id. Inspect it with `sqlite3 STATE_DIR/journal.sqlite`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::config::Config;
+use crate::relpath::{EscapedPath, RelPath};
+
+pub const FILE_NAME: &str = "journal.sqlite";
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id          INTEGER PRIMARY KEY,
+    watch_dir   TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    port        INTEGER NOT NULL,
+    remote_dir  TEXT NOT NULL,
+    user        TEXT NOT NULL,
+    started_at  INTEGER,
+    pid         INTEGER,
+    last_upload_at   INTEGER,
+    last_upload_path TEXT,
+    last_error_at    INTEGER,
+    last_error       TEXT,
+    UNIQUE (watch_dir, host, port, remote_dir, user)
+);
+-- What was last uploaded, per path relative to the watch directory.
+CREATE TABLE IF NOT EXISTS files (
+    job       INTEGER NOT NULL REFERENCES jobs(id),
+    path      TEXT NOT NULL,
+    size      INTEGER NOT NULL,
+    mtime_ns  INTEGER NOT NULL,
+    blake3    BLOB,
+    remote    TEXT NOT NULL,
+    synced_at INTEGER NOT NULL,
+    PRIMARY KEY (job, path)
+) WITHOUT ROWID;
+-- Work not yet done: op is 'upload' or 'delete'.
+CREATE TABLE IF NOT EXISTS queue (
+    job        INTEGER NOT NULL REFERENCES jobs(id),
+    path       TEXT NOT NULL,
+    op         TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    queued_at  INTEGER NOT NULL,
+    PRIMARY KEY (job, path)
+) WITHOUT ROWID;
+-- Remote directories this tool created (relative to the remote dir).
+CREATE TABLE IF NOT EXISTS dirs (
+    job  INTEGER NOT NULL REFERENCES jobs(id),
+    path TEXT NOT NULL,
+    PRIMARY KEY (job, path)
+) WITHOUT ROWID;
+";
+
+#[derive(Debug, thiserror::Error)]
+#[error("journal {path}: {source}")]
+pub struct JournalError {
+    path: String,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// What the journal knows about one synced file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Synced {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub hash: Option<[u8; 32]>,
+}
+
+/// A pending operation as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Upload,
+    Delete,
+}
+
+impl Op {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Upload => "upload",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// Changes collected during one loop turn, written in one transaction.
+#[derive(Debug, Default)]
+pub struct Batch {
+    synced: Vec<(RelPath, Synced)>,
+    forgotten: Vec<RelPath>,
+    queued: Vec<(RelPath, Op)>,
+    dequeued: Vec<RelPath>,
+    failed: Vec<(RelPath, u32, String)>,
+    dirs_created: Vec<String>,
+    dirs_removed: Vec<String>,
+    last_upload: Option<RelPath>,
+    last_error: Option<String>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.synced.is_empty()
+            && self.forgotten.is_empty()
+            && self.queued.is_empty()
+            && self.dequeued.is_empty()
+            && self.failed.is_empty()
+            && self.dirs_created.is_empty()
+            && self.dirs_removed.is_empty()
+            && self.last_upload.is_none()
+            && self.last_error.is_none()
+    }
+
+    /// `rel` was uploaded in this state (and leaves the queue).
+    pub fn synced(&mut self, rel: RelPath, s: Synced, uploaded: bool) {
+        if uploaded {
+            self.last_upload = Some(rel.clone());
+        }
+        self.dequeued.push(rel.clone());
+        self.synced.push((rel, s));
+    }
+
+    /// `rel` is no longer on the server (deleted or renamed away).
+    pub fn forget(&mut self, rel: RelPath) {
+        self.dequeued.push(rel.clone());
+        self.forgotten.push(rel);
+    }
+
+    pub fn queue(&mut self, rel: RelPath, op: Op) {
+        self.queued.push((rel, op));
+    }
+
+    pub fn dequeue(&mut self, rel: RelPath) {
+        self.dequeued.push(rel);
+    }
+
+    pub fn failed(&mut self, rel: RelPath, attempts: u32, error: String) {
+        self.last_error = Some(format!("{rel}: {error}"));
+        self.failed.push((rel, attempts, error));
+    }
+
+    pub fn error(&mut self, error: String) {
+        self.last_error = Some(error);
+    }
+
+    pub fn dir_created(&mut self, dir: String) {
+        self.dirs_created.push(dir);
+    }
+
+    pub fn dir_removed(&mut self, dir: String) {
+        self.dirs_removed.push(dir);
+    }
+}
+
+/// The identity of a job: what is synced where.
+#[derive(Debug, Clone)]
+pub struct JobKey {
+    pub watch_dir: String,
+    pub host: String,
+    pub port: u16,
+    pub remote_dir: String,
+    pub user: String,
+}
+
+impl JobKey {
+    pub fn of(cfg: &Config) -> Self {
+        Self {
+            watch_dir: cfg.watch_dir.to_string_lossy().into_owned(),
+            host: cfg.host.clone(),
+            port: cfg.port,
+            remote_dir: cfg.remote_dir.clone(),
+            user: cfg.user.clone(),
+        }
+    }
+}
+
+pub struct Journal {
+    conn: Connection,
+    job: i64,
+    path: PathBuf,
+}
+
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Nanoseconds since the epoch, the journal's mtime unit.
+pub fn mtime_ns(t: Option<SystemTime>) -> i64 {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+pub fn system_time(ns: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
+}
+
+impl Journal {
+    pub fn path_in(state_dir: &Path) -> PathBuf {
+        state_dir.join(FILE_NAME)
+    }
+
+    /// Opens (creating if needed, owner-only) the journal in `state_dir` and
+    /// registers this process as the job's runner.
+    pub fn open(state_dir: &Path, key: &JobKey) -> Result<Self, JournalError> {
+        let path = Self::path_in(state_dir);
+        let err = |source| JournalError {
+            path: EscapedPath(&path).to_string(),
+            source,
+        };
+        // SQLite gives the -wal and -shm files the main file's permissions,
+        // so creating it owner-only covers all three.
+        if !path.exists() {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            if let Err(e) = opts.open(&path)
+                && e.kind() != std::io::ErrorKind::AlreadyExists
+            {
+                return Err(err(rusqlite::Error::InvalidPath(path.clone())));
+            }
+        }
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+            params![SCHEMA_VERSION.to_string()],
+        )
+        .map_err(err)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO jobs (watch_dir, host, port, remote_dir, user) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![key.watch_dir, key.host, key.port, key.remote_dir, key.user],
+        )
+        .map_err(err)?;
+        let job: i64 = conn
+            .query_row(
+                "SELECT id FROM jobs WHERE watch_dir = ?1 AND host = ?2 AND port = ?3 AND remote_dir = ?4 AND user = ?5",
+                params![key.watch_dir, key.host, key.port, key.remote_dir, key.user],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        conn.execute(
+            "UPDATE jobs SET started_at = ?1, pid = ?2 WHERE id = ?3",
+            params![now_secs(), std::process::id(), job],
+        )
+        .map_err(err)?;
+        Ok(Self { conn, job, path })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> JournalError {
+        JournalError {
+            path: EscapedPath(&self.path).to_string(),
+            source,
+        }
+    }
+
+    /// Everything the journal knows was synced.
+    pub fn load_synced(&self) -> Result<HashMap<RelPath, Synced>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, size, mtime_ns, blake3 FROM files WHERE job = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![self.job], |r| {
+                let path: String = r.get(0)?;
+                let size: i64 = r.get(1)?;
+                let mtime_ns: i64 = r.get(2)?;
+                let hash: Option<Vec<u8>> = r.get(3)?;
+                Ok((path, size, mtime_ns, hash))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (path, size, mtime_ns, hash) = row.map_err(|e| self.err(e))?;
+            let Some(rel) = RelPath::parse(&path) else {
+                continue;
+            };
+            let hash = hash.and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
+            out.insert(
+                rel,
+                Synced {
+                    size: u64::try_from(size).unwrap_or(0),
+                    mtime_ns,
+                    hash,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The queue left by the previous run.
+    pub fn load_queue(&self) -> Result<Vec<(RelPath, Op, u32)>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, op, attempts FROM queue WHERE job = ?1 ORDER BY queued_at")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![self.job], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (path, op, attempts) = row.map_err(|e| self.err(e))?;
+            let Some(rel) = RelPath::parse(&path) else {
+                continue;
+            };
+            let op = if op == "delete" {
+                Op::Delete
+            } else {
+                Op::Upload
+            };
+            out.push((rel, op, attempts));
+        }
+        Ok(out)
+    }
+
+    /// Remote directories this tool created.
+    pub fn load_dirs(&self) -> Result<Vec<String>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path FROM dirs WHERE job = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![self.job], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Writes a batch in one transaction.
+    pub fn apply(&mut self, batch: &mut Batch) -> Result<(), JournalError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = now_secs();
+        let job = self.job;
+        let b = std::mem::take(batch);
+        let shown = EscapedPath(&self.path).to_string();
+        let tx = self.conn.transaction().map_err(|e| JournalError {
+            path: shown.clone(),
+            source: e,
+        })?;
+        let res = (|| -> rusqlite::Result<()> {
+            {
+                let mut q = tx.prepare_cached(
+                    "INSERT INTO queue (job, path, op, queued_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (job, path) DO UPDATE SET op = excluded.op",
+                )?;
+                for (rel, op) in &b.queued {
+                    q.execute(params![job, rel.as_str(), op.as_str(), now])?;
+                }
+                let mut d = tx.prepare_cached("DELETE FROM queue WHERE job = ?1 AND path = ?2")?;
+                for rel in &b.dequeued {
+                    d.execute(params![job, rel.as_str()])?;
+                }
+                let mut f = tx.prepare_cached(
+                    "UPDATE queue SET attempts = ?3, last_error = ?4 WHERE job = ?1 AND path = ?2",
+                )?;
+                for (rel, attempts, error) in &b.failed {
+                    f.execute(params![job, rel.as_str(), attempts, error])?;
+                }
+                let mut s = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO files (job, path, size, mtime_ns, blake3, remote, synced_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for (rel, syn) in &b.synced {
+                    s.execute(params![
+                        job,
+                        rel.as_str(),
+                        i64::try_from(syn.size).unwrap_or(i64::MAX),
+                        syn.mtime_ns,
+                        syn.hash.as_ref().map(<[u8; 32]>::as_slice),
+                        rel.as_str(),
+                        now
+                    ])?;
+                }
+                let mut r = tx.prepare_cached("DELETE FROM files WHERE job = ?1 AND path = ?2")?;
+                for rel in &b.forgotten {
+                    r.execute(params![job, rel.as_str()])?;
+                }
+                let mut dc =
+                    tx.prepare_cached("INSERT OR IGNORE INTO dirs (job, path) VALUES (?1, ?2)")?;
+                for dir in &b.dirs_created {
+                    dc.execute(params![job, dir])?;
+                }
+                let mut dr = tx.prepare_cached("DELETE FROM dirs WHERE job = ?1 AND path = ?2")?;
+                for dir in &b.dirs_removed {
+                    dr.execute(params![job, dir])?;
+                }
+            }
+            if let Some(rel) = &b.last_upload {
+                tx.execute(
+                    "UPDATE jobs SET last_upload_at = ?2, last_upload_path = ?3 WHERE id = ?1",
+                    params![job, now, rel.as_str()],
+                )?;
+            }
+            if let Some(e) = &b.last_error {
+                tx.execute(
+                    "UPDATE jobs SET last_error_at = ?2, last_error = ?3 WHERE id = ?1",
+                    params![job, now, e],
+                )?;
+            }
+            Ok(())
+        })();
+        res.and_then(|()| tx.commit()).map_err(|e| JournalError {
+            path: shown,
+            source: e,
+        })
+    }
+
+    /// Marks the job as stopped (for `status`).
+    pub fn stopped(&mut self) {
+        let _ = self.conn.execute(
+            "UPDATE jobs SET pid = NULL WHERE id = ?1",
+            params![self.job],
+        );
+    }
+}
+
+/// A read-only view for `ftpmonitor status`.
+#[derive(Debug, Default, Clone)]
+pub struct JobStatus {
+    pub watch_dir: String,
+    pub target: String,
+    pub started_at: Option<i64>,
+    pub pid: Option<i64>,
+    pub synced: i64,
+    pub pending: i64,
+    pub last_upload_at: Option<i64>,
+    pub last_upload_path: Option<String>,
+    pub last_error_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Reads every job's status from the journal in `state_dir`, without
+/// creating or changing anything.
+pub fn read_status(state_dir: &Path) -> Result<Vec<JobStatus>, String> {
+    let path = Journal::path_in(state_dir);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot open {}: {e}", EscapedPath(&path)))?;
+    let _ = conn.busy_timeout(Duration::from_secs(2));
+    let q = || -> rusqlite::Result<Vec<JobStatus>> {
+        let mut stmt = conn.prepare(
+            "SELECT id, watch_dir, host, port, remote_dir, user, started_at, pid,
+                    last_upload_at, last_upload_path, last_error_at, last_error,
+                    (SELECT count(*) FROM files f WHERE f.job = jobs.id),
+                    (SELECT count(*) FROM queue q WHERE q.job = jobs.id)
+             FROM jobs ORDER BY started_at DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let host: String = r.get(2)?;
+            let port: i64 = r.get(3)?;
+            let remote: String = r.get(4)?;
+            let user: String = r.get(5)?;
+            Ok(JobStatus {
+                watch_dir: r.get(1)?,
+                target: format!("ftp://{user}@{host}:{port}{remote}"),
+                started_at: r.get(6)?,
+                pid: r.get(7)?,
+                last_upload_at: r.get(8)?,
+                last_upload_path: r.get(9)?,
+                last_error_at: r.get(10)?,
+                last_error: r.get(11)?,
+                synced: r.get(12)?,
+                pending: r.get(13)?,
+            })
+        })?;
+        rows.collect()
+    };
+    q().optional_ok()
+        .map_err(|e| format!("cannot read {}: {e}", EscapedPath(&path)))
+}
+
+trait OptionalOk<T> {
+    fn optional_ok(self) -> rusqlite::Result<T>;
+}
+
+impl<T: Default> OptionalOk<T> for rusqlite::Result<T> {
+    /// A journal created by a daemon that has not written its schema yet
+    /// reads as empty.
+    fn optional_ok(self) -> rusqlite::Result<T> {
+        match self {
+            Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => {
+                Ok(T::default())
+            }
+            other => other.optional().map(Option::unwrap_or_default),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(w: &str) -> JobKey {
+        JobKey {
+            watch_dir: w.into(),
+            host: "h".into(),
+            port: 21,
+            remote_dir: "/r".into(),
+            user: "u".into(),
+        }
+    }
+
+    fn rel(s: &str) -> RelPath {
+        RelPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn batches_survive_reopening_and_jobs_are_separate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(tmp.path(), &key("/a")).unwrap();
+        let s = Synced {
+            size: 3,
+            mtime_ns: 42,
+            hash: Some([7; 32]),
+        };
+        let mut b = Batch::default();
+        b.queue(rel("x/y"), Op::Upload);
+        b.queue(rel("gone"), Op::Delete);
+        j.apply(&mut b).unwrap();
+        b.synced(rel("x/y"), s, true);
+        j.apply(&mut b).unwrap();
+        drop(j);
+
+        let j = Journal::open(tmp.path(), &key("/a")).unwrap();
+        assert_eq!(j.load_synced().unwrap().get(&rel("x/y")), Some(&s));
+        assert_eq!(j.load_queue().unwrap(), vec![(rel("gone"), Op::Delete, 0)]);
+        let other = Journal::open(tmp.path(), &key("/b")).unwrap();
+        assert!(other.load_synced().unwrap().is_empty());
+
+        let st = read_status(tmp.path()).unwrap();
+        let a = st.iter().find(|s| s.watch_dir == "/a").unwrap();
+        assert_eq!((a.synced, a.pending), (1, 1));
+        assert_eq!(a.last_upload_path.as_deref(), Some("x/y"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_journal_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let _j = Journal::open(tmp.path(), &key("/a")).unwrap();
+        let mode = std::fs::metadata(tmp.path().join(FILE_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+}
