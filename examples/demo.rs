@@ -67,9 +67,7 @@ fn demo() -> Result<()> {
         server.root.path().display()
     );
 
-    let work = tempfile::Builder::new()
-        .prefix("ftpmonitor-demo.")
-        .tempdir()?;
+    let work = tempfile::Builder::new().prefix("ftpmonitor-demo.").tempdir()?;
     let watch = work.path().join("watch");
     std::fs::create_dir(&watch)?;
     let pid_file = work.path().join("ftpmonitor.pid");
@@ -92,40 +90,27 @@ fn demo() -> Result<()> {
         server.port.to_string(),
         REMOTE_DIR.into(),
     ];
-    println!(
-        "demo: starting the daemon: FTPMONITOR_PASSWORD={PASSWORD} {}",
-        args.join(" ")
-    );
+    println!("demo: starting the daemon: FTPMONITOR_PASSWORD={PASSWORD} {}", args.join(" "));
     let cli = Cli::try_parse_from(&args)?;
-    let monitor = std::thread::Builder::new()
-        .name("ftpmonitor".into())
-        .spawn(move || ftpmonitor::app::run(cli))?;
+    let monitor = std::thread::Builder::new().name("ftpmonitor".into()).spawn(move || ftpmonitor::app::run(cli))?;
 
     wait_for("the daemon to write its PID file", || {
         if monitor.is_finished() {
             return Err("the daemon exited during start-up (see its log above)".into());
         }
-        Ok(std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok()))
+        Ok(std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()))
     })
     .map(|pid| println!("demo: daemon ready, PID file says {pid}"))?;
 
     let remote_root = server.root.path().join(REMOTE_DIR.trim_start_matches('/'));
 
     println!("demo: dropping three files into {}", watch.display());
-    std::fs::write(
-        watch.join("hello.txt"),
-        "Hello from ftpmonitor!\nThis file was uploaded to the FTP server.\n",
-    )?;
+    std::fs::write(watch.join("hello.txt"), "Hello from ftpmonitor!\nThis file was uploaded to the FTP server.\n")?;
     let binary: Vec<u8> = (0..=255u8).cycle().take(64 * 1024 + 7).collect();
     std::fs::write(watch.join("data.bin"), &binary)?;
     let nested = watch.join("reports").join("2026").join("11");
     std::fs::create_dir_all(&nested)?;
-    std::fs::write(
-        nested.join("summary.csv"),
-        "day,files\n2026-11-01,3\n2026-11-02,5\n",
-    )?;
+    std::fs::write(nested.join("summary.csv"), "day,files\n2026-11-01,3\n2026-11-02,5\n")?;
     println!("demo: waiting for the server to hold identical copies (cooldown 0.5 s)");
     wait_in_sync(&watch, &remote_root, &monitor)?;
     println!("demo: all three files arrived");
@@ -133,9 +118,7 @@ fn demo() -> Result<()> {
     println!("demo: appending a line to hello.txt");
     {
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(watch.join("hello.txt"))?;
+        let mut f = std::fs::OpenOptions::new().append(true).open(watch.join("hello.txt"))?;
         f.write_all(b"A second line, added after the first upload.\n")?;
     }
     wait_in_sync(&watch, &remote_root, &monitor)?;
@@ -154,9 +137,7 @@ fn demo() -> Result<()> {
     if rc != 0 {
         return Err(format!("kill(SIGTERM): {}", std::io::Error::last_os_error()).into());
     }
-    wait_for("the daemon to stop", || {
-        Ok(monitor.is_finished().then_some(()))
-    })?;
+    wait_for("the daemon to stop", || Ok(monitor.is_finished().then_some(())))?;
     let code = monitor.join().map_err(|_| "the daemon's thread panicked")?;
     if code != ExitCode::SUCCESS {
         return Err(format!("the daemon stopped with {code:?}, expected success").into());
@@ -170,9 +151,7 @@ fn demo() -> Result<()> {
 
 /// A path as a command-line argument (the temporary directories are UTF-8 in practice).
 fn path_arg(p: &Path) -> Result<String> {
-    p.to_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("path is not UTF-8: {}", p.display()).into())
+    p.to_str().map(str::to_owned).ok_or_else(|| format!("path is not UTF-8: {}", p.display()).into())
 }
 
 /// Polls `check` until it yields a value, fails, or [`TIMEOUT`] passes.
@@ -183,9 +162,7 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<Option<T>>) -> Resu
             return Ok(v);
         }
         if Instant::now() >= deadline {
-            return Err(
-                format!("timed out after {}s waiting for {what}", TIMEOUT.as_secs()).into(),
-            );
+            return Err(format!("timed out after {}s waiting for {what}", TIMEOUT.as_secs()).into());
         }
         std::thread::sleep(POLL);
     }
@@ -194,21 +171,14 @@ fn wait_for<T>(what: &str, mut check: impl FnMut() -> Result<Option<T>>) -> Resu
 /// Waits until the files under `remote` are exactly the files under `local`,
 /// byte for byte (so no upload is still under its temporary name either).
 fn wait_in_sync(local: &Path, remote: &Path, monitor: &JoinHandle<ExitCode>) -> Result<()> {
-    wait_for(
-        "the server to hold the same files as the watch directory",
-        || {
-            if monitor.is_finished() {
-                return Err("the daemon stopped unexpectedly (see its log above)".into());
-            }
-            let want = files_under(local)?;
-            let have = if remote.is_dir() {
-                files_under(remote)?
-            } else {
-                BTreeMap::new()
-            };
-            Ok((want == have).then_some(()))
-        },
-    )
+    wait_for("the server to hold the same files as the watch directory", || {
+        if monitor.is_finished() {
+            return Err("the daemon stopped unexpectedly (see its log above)".into());
+        }
+        let want = files_under(local)?;
+        let have = if remote.is_dir() { files_under(remote)? } else { BTreeMap::new() };
+        Ok((want == have).then_some(()))
+    })
 }
 
 /// Every regular file under `root`, keyed by its `/`-separated relative path.
@@ -260,9 +230,7 @@ impl Authenticator for DemoUser {
             return Err(AuthenticationError::BadUser);
         }
         match creds.password.as_deref() {
-            Some(PASSWORD) => Ok(Principal {
-                username: username.to_owned(),
-            }),
+            Some(PASSWORD) => Ok(Principal { username: username.to_owned() }),
             _ => Err(AuthenticationError::BadPassword),
         }
     }
@@ -279,21 +247,16 @@ struct DemoServer {
 impl DemoServer {
     /// Starts the server and returns once it accepts TCP connections.
     fn start() -> Result<Self> {
-        let root = tempfile::Builder::new()
-            .prefix("ftpmonitor-demo-server.")
-            .tempdir()?;
+        let root = tempfile::Builder::new().prefix("ftpmonitor-demo-server.").tempdir()?;
         // Fail here, with a proper error, if the backend cannot open the root.
         Filesystem::new(root.path())?;
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let storage_root: Arc<PathBuf> = Arc::new(root.path().to_path_buf());
         let (shutdown, on_shutdown) = tokio::sync::oneshot::channel::<()>();
 
-        let thread = std::thread::Builder::new()
-            .name("ftp-server".into())
-            .spawn(move || -> std::result::Result<(), String> {
+        let thread = std::thread::Builder::new().name("ftp-server".into()).spawn(
+            move || -> std::result::Result<(), String> {
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .enable_all()
@@ -303,9 +266,8 @@ impl DemoServer {
                     Box::new(move || {
                         // Opened once successfully above; the generator has no way
                         // to report an error, and the directory outlives the server.
-                        Filesystem::new(storage_root.as_path()).unwrap_or_else(|e| {
-                            panic!("cannot open {}: {e}", storage_root.display())
-                        })
+                        Filesystem::new(storage_root.as_path())
+                            .unwrap_or_else(|e| panic!("cannot open {}: {e}", storage_root.display()))
                     }),
                     Arc::new(DemoUser),
                 )
@@ -321,17 +283,14 @@ impl DemoServer {
                 let result = rt.block_on(server.listen(addr.to_string()));
                 rt.shutdown_timeout(Duration::from_secs(1));
                 result.map_err(|e| format!("FTP server on {addr}: {e}"))
-            })?;
+            },
+        )?;
 
         let listening = wait_for("the FTP server to accept connections", || {
             if thread.is_finished() {
                 return Ok(Some(false));
             }
-            Ok(
-                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                    .ok()
-                    .map(|_| true),
-            )
+            Ok(TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok().map(|_| true))
         })?;
         if !listening {
             return Err(match thread.join() {
@@ -340,20 +299,13 @@ impl DemoServer {
                 Err(_) => "the FTP server thread panicked during start-up".into(),
             });
         }
-        Ok(Self {
-            root,
-            port,
-            shutdown,
-            thread,
-        })
+        Ok(Self { root, port, shutdown, thread })
     }
 
     /// Stops listening, closes the sessions and waits for the server's thread.
     fn stop(self) -> Result<()> {
         let _ = self.shutdown.send(());
-        wait_for("the FTP server to stop", || {
-            Ok(self.thread.is_finished().then_some(()))
-        })?;
+        wait_for("the FTP server to stop", || Ok(self.thread.is_finished().then_some(())))?;
         match self.thread.join() {
             Ok(result) => result.map_err(Into::into),
             Err(_) => Err("the FTP server thread panicked".into()),

@@ -74,17 +74,11 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     let mut pid_file = PidFile::acquire(&cfg.pid_file)?;
     let mut readiness = if cfg.foreground {
         std::env::set_current_dir(&cfg.state_dir).map_err(|e| {
-            Error::runtime(format!(
-                "cannot enter state directory {}: {e}",
-                EscapedPath(&cfg.state_dir)
-            ))
+            Error::runtime(format!("cannot enter state directory {}: {e}", EscapedPath(&cfg.state_dir)))
         })?;
         Readiness::none()
     } else {
-        let hint = cfg
-            .log_file
-            .as_deref()
-            .map_or_else(|| "the log".to_string(), |p| EscapedPath(p).to_string());
+        let hint = cfg.log_file.as_deref().map_or_else(|| "the log".to_string(), |p| EscapedPath(p).to_string());
         match daemon::daemonize(&cfg.state_dir, &hint)? {
             Forked::Launcher(code) => return Ok(code),
             Forked::Daemon(r) => r,
@@ -92,20 +86,14 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     };
     // From here on we are the daemon: errors go to the log and the launcher.
     let result = (|| -> Result<ExitCode> {
-        pid_file.write_pid().map_err(|e| {
-            Error::runtime(format!(
-                "cannot write PID file {}: {e}",
-                EscapedPath(pid_file.path())
-            ))
-        })?;
+        pid_file
+            .write_pid()
+            .map_err(|e| Error::runtime(format!("cannot write PID file {}: {e}", EscapedPath(pid_file.path()))))?;
         logging::redirect(cfg.log_file.as_deref(), cfg.foreground).map_err(|e| {
-            Error::runtime(format!(
-                "cannot open log file: {e}: fix --log-file or its directory's permissions"
-            ))
+            Error::runtime(format!("cannot open log file: {e}: fix --log-file or its directory's permissions"))
         })?;
         if let Some(user) = &cfg.run_as {
-            let mut owned: Vec<std::path::PathBuf> =
-                vec![pid_file.path().to_path_buf(), cfg.state_dir.clone()];
+            let mut owned: Vec<std::path::PathBuf> = vec![pid_file.path().to_path_buf(), cfg.state_dir.clone()];
             owned.extend(cfg.log_file.clone());
             let journal = Journal::path_in(&cfg.state_dir);
             for suffix in ["", "-wal", "-shm"] {
@@ -254,46 +242,27 @@ impl App {
             cfg.target(),
             humantime::format_duration(cfg.cooldown),
             cfg.parallel,
-            if cfg.recursive {
-                ""
-            } else {
-                ", top level only"
-            },
-            if cfg.delete {
-                ", deletes propagated"
-            } else {
-                ""
-            },
+            if cfg.recursive { "" } else { ", top level only" },
+            if cfg.delete { ", deletes propagated" } else { "" },
             if cfg.dry_run { ", dry run" } else { "" },
         );
         let journal = Journal::open(&cfg.state_dir, &JobKey::of(&cfg))
             .map_err(|e| Error::runtime(format!("{e}: check the state directory (--state-dir)")))?;
-        let synced: BTreeMap<_, _> = journal
-            .load_synced()
-            .map_err(|e| Error::runtime(e.to_string()))?
-            .into_iter()
-            .collect();
-        let created_dirs = journal
-            .load_dirs()
-            .map_err(|e| Error::runtime(e.to_string()))?
-            .into_iter()
-            .collect();
-        let leftovers = journal
-            .load_queue()
-            .map_err(|e| Error::runtime(e.to_string()))?;
+        let synced: BTreeMap<_, _> =
+            journal.load_synced().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
+        let created_dirs = journal.load_dirs().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
+        let leftovers = journal.load_queue().map_err(|e| Error::runtime(e.to_string()))?;
 
         let watcher = if cfg.once {
             None
         } else {
-            Some(
-                Watcher::start(&cfg.watch_dir, cfg.recursive, tx.clone()).map_err(|e| {
-                    Error::runtime(format!(
-                        "cannot watch {}: {}",
-                        EscapedPath(&cfg.watch_dir),
-                        crate::watcher::describe_error(&e)
-                    ))
-                })?,
-            )
+            Some(Watcher::start(&cfg.watch_dir, cfg.recursive, tx.clone()).map_err(|e| {
+                Error::runtime(format!(
+                    "cannot watch {}: {}",
+                    EscapedPath(&cfg.watch_dir),
+                    crate::watcher::describe_error(&e)
+                ))
+            })?)
         };
         let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx)
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
@@ -338,11 +307,7 @@ impl App {
             args,
             cfg,
         };
-        let queued = if app.synced.is_empty() {
-            app.first_sync()
-        } else {
-            app.reconcile("start")
-        };
+        let queued = if app.synced.is_empty() { app.compare_with_server("first sync of this job") } else { app.reconcile("start") };
         app.resume_leftovers(leftovers);
         app.flush_journal();
         let what = if app.cfg.once { "syncing" } else { "watching" };
@@ -400,9 +365,7 @@ impl App {
             }
             Err(e) => {
                 if !self.journal_failing {
-                    error!(
-                        "error: cannot write the journal: {e}; uploads go on, but a restart may repeat some"
-                    );
+                    error!("error: cannot write the journal: {e}; uploads go on, but a restart may repeat some");
                     self.journal_failing = true;
                 }
             }
@@ -411,8 +374,7 @@ impl App {
 
     fn finished(&self) -> bool {
         if let Some(stop) = self.stop {
-            return self.in_flight.is_empty()
-                || (stop.aborted && Instant::now() >= stop.grace_until);
+            return self.in_flight.is_empty() || (stop.aborted && Instant::now() >= stop.grace_until);
         }
         self.cfg.once
             && self.pending.is_empty()
@@ -486,10 +448,7 @@ impl App {
             self.root_check_at = None;
             self.check_root_back();
         }
-        self.progress.tick(
-            now,
-            self.pending.len() + self.pending_large.len() + self.in_flight.len(),
-        );
+        self.progress.tick(now, self.pending.len() + self.pending_large.len() + self.in_flight.len());
     }
 
     fn handle(&mut self, ev: Event) {
@@ -508,9 +467,11 @@ impl App {
             signals::HUP if self.hangup_is_stop => self.begin_stop("SIGHUP (terminal hang-up)"),
             signals::HUP => self.reload(),
             signals::USR1 => {
-                info!("SIGUSR1: reconciling the whole tree");
+                // The journal says what changed here; the listings say what
+                // the server lost or holds differently.
                 let n = self.reconcile("SIGUSR1");
-                info!("SIGUSR1: {n} new or changed files queued");
+                info!("SIGUSR1: {n} new or changed files queued; checking the server's copies");
+                self.compare_with_server("SIGUSR1");
             }
             _ => {}
         }
@@ -533,10 +494,7 @@ impl App {
         self.pending.clear();
         self.pending_large.clear();
         self.queued.clear();
-        self.stop = Some(Stop {
-            grace_until: Instant::now() + GRACE,
-            aborted: false,
-        });
+        self.stop = Some(Stop { grace_until: Instant::now() + GRACE, aborted: false });
     }
 
     fn reload(&mut self) {
@@ -598,28 +556,16 @@ impl App {
         let pool = std::mem::replace(&mut self.pool, Pool::empty());
         pool.join();
         self.progress.finish();
-        let summary = format!(
-            "{} file(s), {} uploaded",
-            self.uploaded_files,
-            human_bytes(self.uploaded_bytes)
-        );
+        let summary = format!("{} file(s), {} uploaded", self.uploaded_files, human_bytes(self.uploaded_bytes));
         if self.cfg.once && self.stop.is_none() {
             if self.failed_for_good.is_empty() {
                 info!("done: {summary}");
                 return ExitCode::SUCCESS;
             }
             let n = self.failed_for_good.len();
-            let list: Vec<String> = self
-                .failed_for_good
-                .iter()
-                .take(20)
-                .map(|(p, why)| format!("{p} ({why})"))
-                .collect();
-            error!(
-                "error: {n} file(s) could not be synced: {}{}",
-                list.join(", "),
-                if n > 20 { ", ..." } else { "" }
-            );
+            let list: Vec<String> =
+                self.failed_for_good.iter().take(20).map(|(p, why)| format!("{p} ({why})")).collect();
+            error!("error: {n} file(s) could not be synced: {}{}", list.join(", "), if n > 20 { ", ..." } else { "" });
             return ExitCode::from(1);
         }
         info!("stopped ({summary})");

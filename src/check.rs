@@ -33,37 +33,23 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             let fix = match f.kind {
                 Kind::Login => "check --user and the password",
                 Kind::Tls => "check the certificate, or give its CA with --ca-file",
-                _ => {
-                    "check HOST and PORT, and that the server runs and a firewall lets you through"
-                }
+                _ => "check HOST and PORT, and that the server runs and a firewall lets you through",
             };
             println!("server: FAILED: {f}: {fix}");
             return Ok(ExitCode::from(1));
         }
     };
-    println!(
-        "server: logged in as {} in {} ms",
-        cfg.user,
-        started.elapsed().as_millis()
-    );
+    println!("server: logged in as {} in {} ms", cfg.user, started.elapsed().as_millis());
     if let Some(w) = session.welcome() {
-        println!(
-            "  banner: {}",
-            crate::relpath::Escaped(w.lines().next().unwrap_or_default())
-        );
+        println!("  banner: {}", crate::relpath::Escaped(w.lines().next().unwrap_or_default()));
     }
 
     let probe_dir = tempfile_dir()?;
     let name = format!(".ftpmonitor-check-{}", std::process::id());
     let local = probe_dir.join(&name);
-    std::fs::write(&local, b"ftpmonitor check\n").map_err(|e| {
-        Error::runtime(format!(
-            "cannot write a probe file in {}: {e}",
-            EscapedPath(&probe_dir)
-        ))
-    })?;
-    let rel =
-        RelPath::from_local(&probe_dir, &local).map_err(|_| Error::runtime("probe file name"))?;
+    std::fs::write(&local, b"ftpmonitor check\n")
+        .map_err(|e| Error::runtime(format!("cannot write a probe file in {}: {e}", EscapedPath(&probe_dir))))?;
+    let rel = RelPath::from_local(&probe_dir, &local).map_err(|_| Error::runtime("probe file name"))?;
     let abort = AtomicBool::new(false);
     let t = Instant::now();
     let result = session.upload(&local, &rel, &abort);
@@ -83,10 +69,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             true
         }
         Err(f) => {
-            println!(
-                "upload: FAILED: {f}: check that {} may write to {}",
-                cfg.user, cfg.remote_dir
-            );
+            println!("upload: FAILED: {f}: check that {} may write to {}", cfg.user, cfg.remote_dir);
             false
         }
     };
@@ -102,7 +85,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("ftpmonitor-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::runtime(format!("cannot create {}: {e}", EscapedPath(&dir))))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", EscapedPath(&dir))))?;
     Ok(dir)
 }

@@ -157,6 +157,34 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// Prints a clap error as one line (help and version as they are) and
+/// returns the exit code: 0 for help and version, 2 for bad usage.
+pub fn report(e: &clap::Error) -> std::process::ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return std::process::ExitCode::SUCCESS;
+    }
+    let password = matches!(
+        e.get(ContextKind::InvalidArg),
+        Some(ContextValue::String(a)) if a.starts_with("--password") && !a.starts_with("--password-file")
+    );
+    if password {
+        eprintln!(
+            "ftpmonitor: error: there is no --password option (every user can read a command line): \
+             use FTPMONITOR_PASSWORD, --password-file, the config file or ~/.netrc"
+        );
+    } else {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
+        eprintln!("ftpmonitor: error: {first} (see ftpmonitor --help)");
+    }
+    std::process::ExitCode::from(2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,16 +203,12 @@ mod tests {
         let cli = Cli::try_parse_from(["ftpmonitor", "check", "/w", "h", "21", "/r"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Check(_))));
         let cli = Cli::try_parse_from(["ftpmonitor", "status", "--json"]).unwrap();
-        assert!(matches!(
-            cli.command,
-            Some(Command::Status(StatusArgs { json: true, .. }))
-        ));
+        assert!(matches!(cli.command, Some(Command::Status(StatusArgs { json: true, .. }))));
     }
 
     #[test]
     fn there_is_no_password_option() {
-        let err = Cli::try_parse_from(["ftpmonitor", "--password", "x", "/w", "h", "21", "/r"])
-            .unwrap_err();
+        let err = Cli::try_parse_from(["ftpmonitor", "--password", "x", "/w", "h", "21", "/r"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 }

@@ -80,12 +80,7 @@ impl Excludes {
     pub fn new(user: &[String]) -> Result<Self> {
         let mut builder = GlobSetBuilder::new();
         let mut patterns = Vec::new();
-        for pat in DEFAULT_EXCLUDES
-            .iter()
-            .copied()
-            .map(str::to_string)
-            .chain(user.iter().cloned())
-        {
+        for pat in DEFAULT_EXCLUDES.iter().copied().map(str::to_string).chain(user.iter().cloned()) {
             let glob = Glob::new(&pat).map_err(|e| {
                 Error::usage(format!(
                     "--exclude {pat:?} is not a valid glob ({}): use *, ?, [abc] and ** for any depth",
@@ -95,14 +90,11 @@ impl Excludes {
             builder.add(glob);
             // A pattern without a slash matches a name at any depth, as in .gitignore.
             if !pat.contains('/') {
-                builder
-                    .add(Glob::new(&format!("**/{pat}")).map_err(|e| Error::usage(e.to_string()))?);
+                builder.add(Glob::new(&format!("**/{pat}")).map_err(|e| Error::usage(e.to_string()))?);
             }
             patterns.push(pat);
         }
-        let set = builder
-            .build()
-            .map_err(|e| Error::usage(format!("--exclude patterns: {e}")))?;
+        let set = builder.build().map_err(|e| Error::usage(format!("--exclude patterns: {e}")))?;
         Ok(Self { set, patterns })
     }
 
@@ -166,10 +158,8 @@ impl Config {
             None => (FileConfig::default(), None),
         };
         // Relative paths in the config file are relative to the file itself.
-        let file_base = config_file
-            .as_deref()
-            .and_then(Path::parent)
-            .map_or_else(|| env.cwd.clone(), Path::to_path_buf);
+        let file_base =
+            config_file.as_deref().and_then(Path::parent).map_or_else(|| env.cwd.clone(), Path::to_path_buf);
         let from_file = |p: &Option<PathBuf>| p.as_ref().map(|p| absolute(p, &file_base));
         let from_cli = |p: &Option<PathBuf>| p.as_ref().map(|p| absolute(p, &env.cwd));
 
@@ -180,9 +170,7 @@ impl Config {
             None => file.port,
         };
         let remote_dir = args.remote_dir.clone().or(file.remote_dir.clone());
-        let (Some(watch_dir), Some(host), Some(port), Some(remote_dir)) =
-            (watch_dir, host, port, remote_dir)
-        else {
+        let (Some(watch_dir), Some(host), Some(port), Some(remote_dir)) = (watch_dir, host, port, remote_dir) else {
             return Err(Error::usage(
                 "WATCH_DIR, HOST, PORT and REMOTE_DIR are required: give all four on the command \
                  line (ftpmonitor /watch ftp.example.com 21 /incoming) or in --config FILE",
@@ -197,9 +185,8 @@ impl Config {
         let y = &args.sync;
         let root = env.is_root;
 
-        let state_dir = from_cli(&d.state_dir)
-            .or_else(|| from_file(&file.state_dir))
-            .unwrap_or_else(|| env.default_state_dir());
+        let state_dir =
+            from_cli(&d.state_dir).or_else(|| from_file(&file.state_dir)).unwrap_or_else(|| env.default_state_dir());
         let pid_file = from_cli(&d.pid_file)
             .or_else(|| from_file(&file.pid_file))
             .unwrap_or_else(|| env.default_pid_file(&state_dir));
@@ -215,9 +202,7 @@ impl Config {
 
         let user_given = s.user.clone().or(file.user.clone());
         let netrc = env.home.as_ref().map(|h| h.join(".netrc"));
-        let netrc_entry = netrc
-            .as_deref()
-            .and_then(|p| netrc_lookup(p, &host, user_given.as_deref()));
+        let netrc_entry = netrc.as_deref().and_then(|p| netrc_lookup(p, &host, user_given.as_deref()));
         let user = user_given
             .or_else(|| netrc_entry.as_ref().and_then(|e| e.login.clone()))
             .unwrap_or_else(|| "anonymous".to_string());
@@ -255,9 +240,7 @@ impl Config {
             None => file.cooldown.unwrap_or(Duration::from_secs(5)),
         };
         let rescan_interval = match &y.rescan_interval {
-            Some(c) => {
-                parse_duration(c).map_err(|e| Error::usage(format!("--rescan-interval: {e}")))?
-            }
+            Some(c) => parse_duration(c).map_err(|e| Error::usage(format!("--rescan-interval: {e}")))?,
             None => file.rescan_interval.unwrap_or(Duration::from_secs(3600)),
         };
         let parallel = match &y.parallel {
@@ -275,9 +258,7 @@ impl Config {
         let once = y.once || file.once.unwrap_or(false);
         let run_as = d.run_as.clone().or(file.run_as.clone());
         if run_as.is_some() && !root {
-            return Err(Error::usage(
-                "--run-as needs root: start ftpmonitor as root, or leave --run-as out",
-            ));
+            return Err(Error::usage("--run-as needs root: start ftpmonitor as root, or leave --run-as out"));
         }
 
         Ok(Self {
@@ -312,23 +293,14 @@ impl Config {
 
     /// The address to connect to, resolved anew (DNS may change while we run).
     pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
-        (self.host.as_str(), self.port)
-            .to_socket_addrs()
-            .map(Iterator::collect)
+        (self.host.as_str(), self.port).to_socket_addrs().map(Iterator::collect)
     }
 
     /// A URL-ish description of the target, without the password.
     pub fn target(&self) -> String {
         let scheme = if self.tls { "ftpes" } else { "ftp" };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        format!(
-            "{scheme}://{}@{host}:{}{}",
-            self.user, self.port, self.remote_dir
-        )
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        format!("{scheme}://{}@{host}:{}{}", self.user, self.port, self.remote_dir)
     }
 
     /// Whether two configurations describe the same sync job (what is synced
@@ -371,11 +343,7 @@ struct Env {
 
 impl Env {
     fn from_process() -> Self {
-        let var = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         Self {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             is_root: crate::daemon::is_root(),
@@ -387,20 +355,13 @@ impl Env {
     }
 
     fn user_state_home(&self) -> PathBuf {
-        self.xdg_state_home.clone().unwrap_or_else(|| {
-            self.home
-                .clone()
-                .unwrap_or_else(|| self.cwd.clone())
-                .join(".local/state")
-        })
+        self.xdg_state_home
+            .clone()
+            .unwrap_or_else(|| self.home.clone().unwrap_or_else(|| self.cwd.clone()).join(".local/state"))
     }
 
     fn default_state_dir(&self) -> PathBuf {
-        if self.is_root {
-            PathBuf::from("/var/lib/ftpmonitor")
-        } else {
-            self.user_state_home().join("ftpmonitor")
-        }
+        if self.is_root { PathBuf::from("/var/lib/ftpmonitor") } else { self.user_state_home().join("ftpmonitor") }
     }
 
     fn default_pid_file(&self, state_dir: &Path) -> PathBuf {
@@ -423,52 +384,35 @@ impl Env {
 }
 
 fn absolute(p: &Path, base: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
 }
 
 fn check_watch_dir(dir: &Path) -> Result<PathBuf> {
     let shown = EscapedPath(dir);
     let meta = fs::metadata(dir).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::usage(format!(
-                "watch directory {shown} does not exist: create it or fix the path"
-            ))
+            Error::usage(format!("watch directory {shown} does not exist: create it or fix the path"))
         } else {
-            Error::usage(format!(
-                "cannot access watch directory {shown}: {e}: check its permissions"
-            ))
+            Error::usage(format!("cannot access watch directory {shown}: {e}: check its permissions"))
         }
     })?;
     if !meta.is_dir() {
-        return Err(Error::usage(format!(
-            "watch directory {shown} is not a directory: give the directory to watch"
-        )));
+        return Err(Error::usage(format!("watch directory {shown} is not a directory: give the directory to watch")));
     }
     fs::read_dir(dir).map_err(|e| {
-        Error::usage(format!(
-            "cannot read watch directory {shown}: {e}: run as a user who can read it"
-        ))
+        Error::usage(format!("cannot read watch directory {shown}: {e}: run as a user who can read it"))
     })?;
     // Events arrive with the real path, so watch the real path.
-    fs::canonicalize(dir)
-        .map_err(|e| Error::usage(format!("cannot resolve watch directory {shown}: {e}")))
+    fs::canonicalize(dir).map_err(|e| Error::usage(format!("cannot resolve watch directory {shown}: {e}")))
 }
 
 fn check_host(host: &str, port: u16) -> Result<()> {
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(Error::usage(format!(
-            "HOST {host:?} is not a host name: give a name or an IP address"
-        )));
+        return Err(Error::usage(format!("HOST {host:?} is not a host name: give a name or an IP address")));
     }
     match (host, port).to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(_)) => Ok(()),
-        Ok(_) => Err(Error::usage(format!(
-            "host {host:?} has no address: check the name, or give an IP address"
-        ))),
+        Ok(_) => Err(Error::usage(format!("host {host:?} has no address: check the name, or give an IP address"))),
         Err(e) => Err(Error::usage(format!(
             "cannot resolve host {host:?} ({e}): check the name and DNS, or give an IP address"
         ))),
@@ -477,17 +421,11 @@ fn check_host(host: &str, port: u16) -> Result<()> {
 
 fn normalize_remote_dir(dir: &str) -> Result<String> {
     if dir.contains(['\r', '\n']) {
-        return Err(Error::usage(
-            "REMOTE_DIR contains a line break: FTP cannot carry it",
-        ));
+        return Err(Error::usage("REMOTE_DIR contains a line break: FTP cannot carry it"));
     }
     let trimmed = dir.trim_end_matches('/');
     if trimmed.is_empty() {
-        return Ok(if dir.starts_with('/') {
-            "/".into()
-        } else {
-            String::new()
-        });
+        return Ok(if dir.starts_with('/') { "/".into() } else { String::new() });
     }
     Ok(trimmed.to_string())
 }
@@ -495,9 +433,7 @@ fn normalize_remote_dir(dir: &str) -> Result<String> {
 pub fn parse_port(s: &str) -> std::result::Result<u16, String> {
     match s.trim().parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(u16::try_from(p).unwrap_or(21)),
-        _ => Err(format!(
-            "PORT {s:?} is not a port number: use 1 to 65535 (FTP and explicit FTPS listen on 21)"
-        )),
+        _ => Err(format!("PORT {s:?} is not a port number: use 1 to 65535 (FTP and explicit FTPS listen on 21)")),
     }
 }
 
@@ -505,13 +441,11 @@ pub fn parse_port(s: &str) -> std::result::Result<u16, String> {
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| {
-            format!("{s:?} is not a duration: use seconds like 5 or 0.5, or 500ms, 2s, 1h")
-        });
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{s:?} is not a duration: use seconds like 5 or 0.5, or 500ms, 2s, 1h"));
     }
-    humantime::parse_duration(t).map_err(|e| {
-        format!("{s:?} is not a duration ({e}): use seconds like 5 or 0.5, or 500ms, 2s, 1h")
-    })
+    humantime::parse_duration(t)
+        .map_err(|e| format!("{s:?} is not a duration ({e}): use seconds like 5 or 0.5, or 500ms, 2s, 1h"))
 }
 
 fn parse_parallel(s: &str) -> std::result::Result<usize, String> {
@@ -535,9 +469,7 @@ fn parse_log_level(s: &str) -> std::result::Result<LevelFilter, String> {
         "info" => Ok(LevelFilter::Info),
         "debug" => Ok(LevelFilter::Debug),
         "trace" => Ok(LevelFilter::Trace),
-        _ => Err(format!(
-            "{s:?} is not a level: use error, warn, info or debug"
-        )),
+        _ => Err(format!("{s:?} is not a level: use error, warn, info or debug")),
     }
 }
 
@@ -549,12 +481,9 @@ fn read_password_file(path: &Path) -> Result<Secret> {
         ))
     })?;
     let mut line = String::new();
-    BufReader::new(f).read_line(&mut line).map_err(|e| {
-        Error::usage(format!(
-            "cannot read password file {}: {e}",
-            EscapedPath(path)
-        ))
-    })?;
+    BufReader::new(f)
+        .read_line(&mut line)
+        .map_err(|e| Error::usage(format!("cannot read password file {}: {e}", EscapedPath(path))))?;
     Ok(Secret::new(line.trim_end_matches(['\r', '\n'])))
 }
 
@@ -597,9 +526,7 @@ fn parse_netrc(text: &str, host: &str, user: Option<&str>) -> Option<NetrcEntry>
         }
     }
     let fits = |e: &NetrcEntry| user.is_none_or(|u| e.login.as_deref() == Some(u));
-    let machine = entries
-        .iter()
-        .position(|(m, e)| m.as_deref() == Some(host) && fits(e));
+    let machine = entries.iter().position(|(m, e)| m.as_deref() == Some(host) && fits(e));
     let default = entries.iter().position(|(m, e)| m.is_none() && fits(e));
     machine.or(default).map(|i| entries.swap_remove(i).1)
 }
@@ -675,9 +602,7 @@ impl FileConfig {
     /// Parses the text; an error carries the 1-based line and a one-line message.
     fn parse(text: &str) -> std::result::Result<Self, (Option<usize>, String)> {
         toml::from_str(text).map_err(|e: toml::de::Error| {
-            let line = e
-                .span()
-                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
             let msg = e.message().lines().collect::<Vec<_>>().join(" ");
             (line, msg)
         })
@@ -726,9 +651,7 @@ fn de_parallel<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<us
 fn de_percent<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
     de_with(d, parse_percent)
 }
-fn de_log_level<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<LevelFilter>, D::Error> {
+fn de_log_level<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<LevelFilter>, D::Error> {
     de_with(d, parse_log_level)
 }
 
@@ -737,11 +660,7 @@ mod tests {
     use super::*;
 
     fn env(cwd: &Path) -> Env {
-        Env {
-            cwd: cwd.to_path_buf(),
-            home: Some(cwd.to_path_buf()),
-            ..Env::default()
-        }
+        Env { cwd: cwd.to_path_buf(), home: Some(cwd.to_path_buf()), ..Env::default() }
     }
 
     fn args(watch: &Path) -> RunArgs {
@@ -784,41 +703,25 @@ mod tests {
         assert_eq!(cfg.state_dir, tmp.path().join(".local/state/ftpmonitor"));
         assert_eq!(cfg.pid_file, cfg.state_dir.join("ftpmonitor.pid"));
         assert_eq!(cfg.user, "anonymous");
-        let root = Env {
-            is_root: true,
-            ..env(tmp.path())
-        };
+        let root = Env { is_root: true, ..env(tmp.path()) };
         let cfg = Config::from_args_env(&args(tmp.path()), &root).unwrap();
         assert_eq!(cfg.pid_file, Path::new("/var/run/ftpmonitor.pid"));
-        assert_eq!(
-            cfg.log_file.as_deref(),
-            Some(Path::new("/var/log/ftpmonitor.log"))
-        );
+        assert_eq!(cfg.log_file.as_deref(), Some(Path::new("/var/log/ftpmonitor.log")));
         assert_eq!(cfg.state_dir, Path::new("/var/lib/ftpmonitor"));
     }
 
     #[test]
     fn password_sources_in_order() {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(
-            tmp.path().join(".netrc"),
-            "machine 127.0.0.1 login bob password fromnetrc\n",
-        )
-        .unwrap();
+        std::fs::write(tmp.path().join(".netrc"), "machine 127.0.0.1 login bob password fromnetrc\n").unwrap();
         std::fs::write(tmp.path().join("pw"), "fromfile\nsecond line\n").unwrap();
         let mut a = args(tmp.path());
         let cfg = Config::from_args_env(&a, &env(tmp.path())).unwrap();
-        assert_eq!(
-            (cfg.user.as_str(), cfg.password.expose()),
-            ("bob", "fromnetrc")
-        );
+        assert_eq!((cfg.user.as_str(), cfg.password.expose()), ("bob", "fromnetrc"));
         a.server.password_file = Some(tmp.path().join("pw"));
         let cfg = Config::from_args_env(&a, &env(tmp.path())).unwrap();
         assert_eq!(cfg.password.expose(), "fromfile");
-        let e = Env {
-            password: Some("fromenv".into()),
-            ..env(tmp.path())
-        };
+        let e = Env { password: Some("fromenv".into()), ..env(tmp.path()) };
         let cfg = Config::from_args_env(&a, &e).unwrap();
         assert_eq!(cfg.password.expose(), "fromenv");
         assert_eq!(format!("{:?}", cfg.password), "***");
@@ -851,17 +754,11 @@ mod tests {
         .unwrap();
         let a = RunArgs {
             config: Some(file),
-            sync: crate::cli::SyncArgs {
-                cooldown: Some("500ms".into()),
-                ..Default::default()
-            },
+            sync: crate::cli::SyncArgs { cooldown: Some("500ms".into()), ..Default::default() },
             ..RunArgs::default()
         };
         let cfg = Config::from_args_env(&a, &env(tmp.path())).unwrap();
-        assert_eq!(
-            cfg.watch_dir,
-            std::fs::canonicalize(tmp.path().join("w")).unwrap()
-        );
+        assert_eq!(cfg.watch_dir, std::fs::canonicalize(tmp.path().join("w")).unwrap());
         assert_eq!(cfg.port, 21);
         assert_eq!(cfg.cooldown, Duration::from_millis(500));
         assert_eq!(cfg.state_dir, etc.join("state"));
@@ -871,13 +768,7 @@ mod tests {
     #[test]
     fn default_excludes_cover_editor_files_and_our_temp_names() {
         let ex = Excludes::new(&[]).unwrap();
-        for name in [
-            "a/.report.txt.swp",
-            "notes.txt~",
-            ".#lock",
-            "x/.f.ftpmonitor-part",
-            "#auto#",
-        ] {
+        for name in ["a/.report.txt.swp", "notes.txt~", ".#lock", "x/.f.ftpmonitor-part", "#auto#"] {
             assert!(ex.is_match(name), "{name}");
         }
         assert!(!ex.is_match("a/report.txt"));
@@ -886,14 +777,8 @@ mod tests {
     #[test]
     fn netrc_prefers_the_machine_then_default() {
         let text = "machine a login u1 password p1\ndefault login anon password guest\n";
-        assert_eq!(
-            parse_netrc(text, "a", None).unwrap().password.as_deref(),
-            Some("p1")
-        );
-        assert_eq!(
-            parse_netrc(text, "b", None).unwrap().login.as_deref(),
-            Some("anon")
-        );
+        assert_eq!(parse_netrc(text, "a", None).unwrap().password.as_deref(), Some("p1"));
+        assert_eq!(parse_netrc(text, "b", None).unwrap().login.as_deref(), Some("anon"));
         assert_eq!(parse_netrc(text, "a", Some("other")), None);
     }
 }

@@ -56,31 +56,24 @@ impl PidFile {
                     ))
                 }
             })?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::runtime(format!("PID file {shown}: {e}")))?;
+        let meta = file.metadata().map_err(|e| Error::runtime(format!("PID file {shown}: {e}")))?;
         if !meta.is_file() {
             return Err(Error::runtime(format!(
                 "PID file {shown} is not a regular file: remove it or choose another --pid-file"
             )));
         }
         match file.try_lock() {
-            Ok(()) => Ok(Self {
-                file,
-                path: path.to_path_buf(),
-            }),
+            Ok(()) => Ok(Self { file, path: path.to_path_buf() }),
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut text = String::new();
                 let _ = (&file).read_to_string(&mut text);
                 let pid = text.trim();
                 let pid = if pid.is_empty() { "unknown" } else { pid };
                 Err(Error::runtime(format!(
-                    "already running (pid {pid}, PID file {shown}): stop it first (kill {pid}), or give this instance another --pid-file"
+                    "already running (pid {pid}): stop it first (kill {pid}), or give this instance a PID file other than {shown} (--pid-file)"
                 )))
             }
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(Error::runtime(format!("cannot lock PID file {shown}: {e}")))
-            }
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::runtime(format!("cannot lock PID file {shown}: {e}"))),
         }
     }
 
@@ -103,10 +96,7 @@ impl PidFile {
             _ => false,
         };
         if ours && let Err(e) = std::fs::remove_file(&self.path) {
-            log::warn!(
-                "warning: cannot remove PID file {}: {e}",
-                EscapedPath(&self.path)
-            );
+            log::warn!("warning: cannot remove PID file {}: {e}", EscapedPath(&self.path));
         }
     }
 }
@@ -146,8 +136,8 @@ pub enum Forked {
 /// Forks into the background. The launcher waits until the daemon reports
 /// ready (exit 0) or a start-up error (printed, exit 1).
 pub fn daemonize(state_dir: &Path, log_hint: &str) -> Result<Forked> {
-    let (mut reader, writer) = io::pipe()
-        .map_err(|e| Error::runtime(format!("cannot create a pipe to start the daemon: {e}")))?;
+    let (mut reader, writer) =
+        io::pipe().map_err(|e| Error::runtime(format!("cannot create a pipe to start the daemon: {e}")))?;
     let outcome = daemonize::Daemonize::new()
         .working_directory(state_dir)
         .umask(0o002)
@@ -162,18 +152,14 @@ pub fn daemonize(state_dir: &Path, log_hint: &str) -> Result<Forked> {
             if report == "ready\n" {
                 Ok(Forked::Launcher(std::process::ExitCode::SUCCESS))
             } else if report.is_empty() {
-                eprintln!(
-                    "error: the daemon exited during start-up without saying why: see {log_hint}"
-                );
+                eprintln!("error: the daemon exited during start-up without saying why: see {log_hint}");
                 Ok(Forked::Launcher(std::process::ExitCode::from(1)))
             } else {
                 eprintln!("error: {}", report.trim_end());
                 Ok(Forked::Launcher(std::process::ExitCode::from(1)))
             }
         }
-        daemonize::Outcome::Parent(Err(e)) => Err(Error::runtime(format!(
-            "cannot fork into the background: {e}"
-        ))),
+        daemonize::Outcome::Parent(Err(e)) => Err(Error::runtime(format!("cannot fork into the background: {e}"))),
         daemonize::Outcome::Child(Ok(_)) => {
             drop(reader);
             Ok(Forked::Daemon(Readiness(Some(writer))))
@@ -195,10 +181,7 @@ pub fn has_controlling_terminal() -> bool {
     // SAFETY: open(2) with a constant NUL-terminated path; the descriptor is
     // closed right away.
     unsafe {
-        let fd = libc::open(
-            c"/dev/tty".as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
+        let fd = libc::open(c"/dev/tty".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
         if fd >= 0 {
             libc::close(fd);
             true
@@ -214,25 +197,19 @@ pub fn has_controlling_terminal() -> bool {
 /// the group and user ids are set, real and effective.
 pub fn drop_privileges(user: &str, owned: &[&Path]) -> Result<()> {
     use std::ffi::CString;
-    let name = CString::new(user)
-        .map_err(|_| Error::usage(format!("--run-as {user:?}: not a user name")))?;
+    let name = CString::new(user).map_err(|_| Error::usage(format!("--run-as {user:?}: not a user name")))?;
     // SAFETY: getpwnam(3) with a valid C string; the result is read at once,
     // while no other thread exists that could call it concurrently.
     let (uid, gid) = unsafe {
         let pw = libc::getpwnam(name.as_ptr());
         if pw.is_null() {
-            return Err(Error::usage(format!(
-                "--run-as {user:?}: no such user: create it or name another"
-            )));
+            return Err(Error::usage(format!("--run-as {user:?}: no such user: create it or name another")));
         }
         ((*pw).pw_uid, (*pw).pw_gid)
     };
     for path in owned {
         std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| {
-            Error::runtime(format!(
-                "--run-as {user}: cannot hand {} to {user}: {e}",
-                EscapedPath(path)
-            ))
+            Error::runtime(format!("--run-as {user}: cannot hand {} to {user}: {e}", EscapedPath(path)))
         })?;
     }
     // SAFETY: plain system calls on ids; each result is checked.
@@ -270,10 +247,7 @@ mod tests {
         let mut first = PidFile::acquire(&path).unwrap();
         first.write_pid().unwrap();
         let err = PidFile::acquire(&path).unwrap_err().to_string();
-        assert!(
-            err.contains(&format!("already running (pid {})", std::process::id())),
-            "{err}"
-        );
+        assert!(err.contains(&format!("already running (pid {})", std::process::id())), "{err}");
         first.remove();
         assert!(!path.exists());
     }

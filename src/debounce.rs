@@ -28,13 +28,7 @@ pub struct Debouncer<K> {
 
 impl<K: Clone + Eq + Hash> Debouncer<K> {
     pub fn new(cooldown: Duration, max_wait: Duration) -> Self {
-        Self {
-            cooldown,
-            max_wait,
-            entries: HashMap::new(),
-            by_last: VecDeque::new(),
-            by_first: VecDeque::new(),
-        }
+        Self { cooldown, max_wait, entries: HashMap::new(), by_last: VecDeque::new(), by_first: VecDeque::new() }
     }
 
     pub fn set_cooldown(&mut self, cooldown: Duration) {
@@ -46,13 +40,7 @@ impl<K: Clone + Eq + Hash> Debouncer<K> {
         match self.entries.get_mut(&key) {
             Some(e) => e.last = now,
             None => {
-                self.entries.insert(
-                    key.clone(),
-                    Entry {
-                        first: now,
-                        last: now,
-                    },
-                );
+                self.entries.insert(key.clone(), Entry { first: now, last: now });
                 self.by_first.push_back((now, key.clone()));
             }
         }

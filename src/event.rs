@@ -40,9 +40,7 @@ impl Job {
     /// What the job works on: at most one job per key is in flight.
     pub fn key(&self) -> String {
         match self {
-            Self::Upload { rel, .. } | Self::Delete(rel) | Self::Rename { to: rel, .. } => {
-                rel.as_str().to_string()
-            }
+            Self::Upload { rel, .. } | Self::Delete(rel) | Self::Rename { to: rel, .. } => rel.as_str().to_string(),
             Self::List(dir) => format!("\0list\0{}", dir.as_ref().map_or("", RelPath::as_str)),
             Self::RemoveTemp(rel) => format!("\0temp\0{}", rel.as_str()),
             Self::RemoveDir(dir) => format!("\0rmd\0{dir}"),
@@ -52,9 +50,7 @@ impl Job {
     /// The synced path the job changes, for file jobs.
     pub fn path(&self) -> Option<&RelPath> {
         match self {
-            Self::Upload { rel, .. } | Self::Delete(rel) | Self::Rename { to: rel, .. } => {
-                Some(rel)
-            }
+            Self::Upload { rel, .. } | Self::Delete(rel) | Self::Rename { to: rel, .. } => Some(rel),
             _ => None,
         }
     }

@@ -65,11 +65,7 @@ pub struct Failure {
 
 impl Failure {
     fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            code: None,
-            message: message.into(),
-        }
+        Self { kind, code: None, message: message.into() }
     }
 
     /// Whether the control connection can still be trusted afterwards.
@@ -120,9 +116,7 @@ fn describe_io(e: &io::Error) -> String {
 fn is_tls_error(err: &FtpError) -> bool {
     match err {
         FtpError::SecureError(_) => true,
-        FtpError::ConnectionError(e) => e
-            .get_ref()
-            .is_some_and(|inner| inner.is::<suppaftp::rustls::Error>()),
+        FtpError::ConnectionError(e) => e.get_ref().is_some_and(|inner| inner.is::<suppaftp::rustls::Error>()),
         _ => false,
     }
 }
@@ -143,11 +137,7 @@ fn classify(err: &FtpError, what: &str) -> Failure {
             None => Kind::Connection,
         }
     };
-    Failure {
-        kind,
-        code,
-        message: format!("{what}: {}", reply_text(err)),
-    }
+    Failure { kind, code, message: format!("{what}: {}", reply_text(err)) }
 }
 
 /// How to reach and log in to the server; shared by all sessions.
@@ -175,11 +165,7 @@ impl fmt::Debug for Connector {
 
 impl Connector {
     pub fn new(cfg: &Config) -> Result<Self, Failure> {
-        let tls = if cfg.tls {
-            Some(tls_config(cfg.ca_file.as_deref())?)
-        } else {
-            None
-        };
+        let tls = if cfg.tls { Some(tls_config(cfg.ca_file.as_deref())?) } else { None };
         Ok(Self {
             host: cfg.host.clone(),
             port: cfg.port,
@@ -194,15 +180,9 @@ impl Connector {
 
     /// Connects and logs in.
     pub fn connect(&self) -> Result<Session, Failure> {
-        let addrs: Vec<SocketAddr> =
-            std::net::ToSocketAddrs::to_socket_addrs(&(self.host.as_str(), self.port))
-                .map_err(|e| {
-                    Failure::new(
-                        Kind::Connection,
-                        format!("cannot resolve {}: {e}", self.host),
-                    )
-                })?
-                .collect();
+        let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(self.host.as_str(), self.port))
+            .map_err(|e| Failure::new(Kind::Connection, format!("cannot resolve {}: {e}", self.host)))?
+            .collect();
         let mut last = None;
         let mut tcp = None;
         for addr in &addrs {
@@ -221,48 +201,33 @@ impl Connector {
                 format!("cannot connect to {}:{}: {why}", self.host, self.port),
             ));
         };
-        let conn_err = |e: io::Error| {
-            Failure::new(
-                Kind::Connection,
-                format!("connection to {}: {e}", self.host),
-            )
-        };
+        let conn_err = |e: io::Error| Failure::new(Kind::Connection, format!("connection to {}: {e}", self.host));
         tcp.set_read_timeout(Some(TIMEOUT)).map_err(conn_err)?;
         tcp.set_write_timeout(Some(TIMEOUT)).map_err(conn_err)?;
         tcp.set_nodelay(true).map_err(conn_err)?;
 
         let greeting = |e: FtpError| {
-            let mut f = classify(
-                &e,
-                &format!("no FTP greeting from {}:{}", self.host, self.port),
-            );
+            let mut f = classify(&e, &format!("no FTP greeting from {}:{}", self.host, self.port));
             if f.kind != Kind::Tls {
                 f.kind = Kind::Connection;
             }
             f
         };
-        let mut ftp = RustlsFtpStream::connect_with_stream(tcp)
-            .map_err(greeting)?
-            .passive_stream_builder(|addr| {
-                let s = TcpStream::connect_timeout(&addr, TIMEOUT)
-                    .map_err(FtpError::ConnectionError)?;
-                s.set_read_timeout(Some(TIMEOUT))
-                    .map_err(FtpError::ConnectionError)?;
-                s.set_write_timeout(Some(TIMEOUT))
-                    .map_err(FtpError::ConnectionError)?;
-                s.set_nodelay(true).map_err(FtpError::ConnectionError)?;
-                Ok(s)
-            });
+        let mut ftp = RustlsFtpStream::connect_with_stream(tcp).map_err(greeting)?.passive_stream_builder(|addr| {
+            let s = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(FtpError::ConnectionError)?;
+            s.set_read_timeout(Some(TIMEOUT)).map_err(FtpError::ConnectionError)?;
+            s.set_write_timeout(Some(TIMEOUT)).map_err(FtpError::ConnectionError)?;
+            s.set_nodelay(true).map_err(FtpError::ConnectionError)?;
+            Ok(s)
+        });
         if let Some(tls) = &self.tls {
-            ftp = ftp
-                .into_secure(RustlsConnector::from(Arc::clone(tls)), &self.host)
-                .map_err(|e| {
-                    let mut f = classify(&e, &format!("TLS with {}", self.host));
-                    if is_tls_error(&e) || f.code.is_some() {
-                        f.kind = Kind::Tls;
-                    }
-                    f
-                })?;
+            ftp = ftp.into_secure(RustlsConnector::from(Arc::clone(tls)), &self.host).map_err(|e| {
+                let mut f = classify(&e, &format!("TLS with {}", self.host));
+                if is_tls_error(&e) || f.code.is_some() {
+                    f.kind = Kind::Tls;
+                }
+                f
+            })?;
         }
         if let Err(e) = ftp.login(self.user.as_str(), self.password.expose()) {
             let mut f = classify(&e, &format!("login as {}", self.user));
@@ -271,8 +236,7 @@ impl Connector {
             }
             return Err(f);
         }
-        ftp.transfer_type(FileType::Binary)
-            .map_err(|e| classify(&e, "TYPE I (binary mode)"))?;
+        ftp.transfer_type(FileType::Binary).map_err(|e| classify(&e, "TYPE I (binary mode)"))?;
         if self.active {
             ftp = ftp.active_mode(TIMEOUT);
         } else {
@@ -308,22 +272,12 @@ fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, Failure> {
     if let Some(path) = ca_file {
         let certs = CertificateDer::pem_file_iter(path)
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|e| {
-                Failure::new(
-                    Kind::Tls,
-                    format!("cannot read CA file {}: {e}", path.display()),
-                )
-            })?;
+            .map_err(|e| Failure::new(Kind::Tls, format!("cannot read CA file {}: {e}", path.display())))?;
         if certs.is_empty() {
-            return Err(Failure::new(
-                Kind::Tls,
-                format!("CA file {} holds no certificate", path.display()),
-            ));
+            return Err(Failure::new(Kind::Tls, format!("CA file {} holds no certificate", path.display())));
         }
         for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| Failure::new(Kind::Tls, format!("CA file {}: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| Failure::new(Kind::Tls, format!("CA file {}: {e}", path.display())))?;
         }
     }
     let provider = Arc::new(suppaftp::rustls::crypto::ring::default_provider());
@@ -354,12 +308,7 @@ impl Features {
         match ftp.feat() {
             Ok(map) => {
                 let has = |k: &str| map.keys().any(|f| f.eq_ignore_ascii_case(k));
-                Self {
-                    mfmt: has("MFMT"),
-                    size: has("SIZE"),
-                    mlsd: has("MLST") || has("MLSD"),
-                    utf8: has("UTF8"),
-                }
+                Self { mfmt: has("MFMT"), size: has("SIZE"), mlsd: has("MLST") || has("MLSD"), utf8: has("UTF8") }
             }
             // No FEAT (RFC 959-only server): assume nothing.
             Err(_) => Self::default(),
@@ -406,10 +355,7 @@ pub struct Stamp {
 
 impl Stamp {
     pub fn of(meta: &std::fs::Metadata) -> Self {
-        Self {
-            len: meta.len(),
-            mtime: meta.modified().ok(),
-        }
+        Self { len: meta.len(), mtime: meta.modified().ok() }
     }
 }
 
@@ -439,9 +385,7 @@ pub fn temp_name(dir: &str, name: &str) -> String {
 
 /// `YYYYMMDDHHMMSS` in UTC, for MFMT.
 fn mfmt_time(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let dt = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
@@ -470,12 +414,7 @@ pub fn parse_listing(lines: &[String]) -> Vec<RemoteEntry> {
             if name == "." || name == ".." || name.is_empty() {
                 return None;
             }
-            Some(RemoteEntry {
-                name,
-                is_file: f.is_file(),
-                size: f.size() as u64,
-                modified: Some(f.modified()),
-            })
+            Some(RemoteEntry { name, is_file: f.is_file(), size: f.size() as u64, modified: Some(f.modified()) })
         })
         .collect()
 }
@@ -484,10 +423,7 @@ impl Session {
     /// Runs a data command, falling back once from EPSV to PASV (with the
     /// NAT workaround: connect to the control peer, not the announced
     /// address) when the server does not understand EPSV.
-    fn with_data<T>(
-        &mut self,
-        mut op: impl FnMut(&mut RustlsFtpStream) -> Result<T, FtpError>,
-    ) -> Result<T, FtpError> {
+    fn with_data<T>(&mut self, mut op: impl FnMut(&mut RustlsFtpStream) -> Result<T, FtpError>) -> Result<T, FtpError> {
         match op(&mut self.ftp) {
             Err(e) if self.epsv && matches!(reply_code(&e), Some(500..=502)) => {
                 log::debug!("server refused EPSV ({}); using PASV", reply_text(&e));
@@ -511,10 +447,7 @@ impl Session {
             return Ok(());
         }
         let dirs = Arc::clone(&self.dirs);
-        let mut known = dirs
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = dirs.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if known.contains(dir) {
             return Ok(());
         }
@@ -550,11 +483,7 @@ impl Session {
     }
 
     fn forget_dir(&self, dir: &str) {
-        let mut known = self
-            .dirs
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = self.dirs.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         known.retain(|d| !(d == dir || d.starts_with(&format!("{dir}/"))));
     }
 
@@ -563,16 +492,9 @@ impl Session {
     /// Before the rename the local file must be unchanged and, where the
     /// server has SIZE, the remote size must match; MFMT sets the remote
     /// mtime where the server has it.
-    pub fn upload(
-        &mut self,
-        local: &Path,
-        rel: &RelPath,
-        abort: &AtomicBool,
-    ) -> Result<Uploaded, Failure> {
+    pub fn upload(&mut self, local: &Path, rel: &RelPath, abort: &AtomicBool) -> Result<Uploaded, Failure> {
         let final_path = self.remote(rel.as_str());
-        let dir = rel
-            .parent()
-            .map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
+        let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
         let tmp = temp_name(&dir, rel.file_name());
 
         let file = open_regular(local)?;
@@ -596,10 +518,7 @@ impl Session {
         let after = std::fs::symlink_metadata(local).map(|m| Stamp::of(&m)).ok();
         if after != Some(before) || bytes != before.len {
             let _ = self.ftp.rm(&tmp);
-            return Err(Failure::new(
-                Kind::Changed,
-                format!("{rel} changed while it was uploaded"),
-            ));
+            return Err(Failure::new(Kind::Changed, format!("{rel} changed while it was uploaded")));
         }
         if self.features.size {
             match self.ftp.size(&tmp) {
@@ -608,9 +527,7 @@ impl Session {
                     let _ = self.ftp.rm(&tmp);
                     return Err(Failure::new(
                         Kind::Transient,
-                        format!(
-                            "{rel}: the server holds {n} bytes after sending {bytes}; sending it again"
-                        ),
+                        format!("{rel}: the server holds {n} bytes after sending {bytes}; sending it again"),
                     ));
                 }
                 Err(e) => {
@@ -627,10 +544,7 @@ impl Session {
             && let Some(mtime) = before.mtime
         {
             let ts = mfmt_time(mtime);
-            if let Err(e) = self
-                .ftp
-                .custom_command(format!("MFMT {ts} {tmp}"), &[Status::File])
-            {
+            if let Err(e) = self.ftp.custom_command(format!("MFMT {ts} {tmp}"), &[Status::File]) {
                 let f = classify(&e, "MFMT");
                 if !f.session_usable() {
                     return Err(f);
@@ -639,13 +553,8 @@ impl Session {
                 self.features.mfmt = false;
             }
         }
-        self.publish(&tmp, &final_path)
-            .inspect_err(|f| self.discard(&tmp, f))?;
-        Ok(Uploaded {
-            bytes,
-            stamp: before,
-            blake3,
-        })
+        self.publish(&tmp, &final_path).inspect_err(|f| self.discard(&tmp, f))?;
+        Ok(Uploaded { bytes, stamp: before, blake3 })
     }
 
     /// Removes a temporary file after a failure, if the session still works.
@@ -657,9 +566,7 @@ impl Session {
 
     /// Deletes a temporary upload left by a crash, if there is one.
     pub fn remove_temp(&mut self, rel: &RelPath) -> Result<(), Failure> {
-        let dir = rel
-            .parent()
-            .map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
+        let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
         let tmp = temp_name(&dir, rel.file_name());
         match self.ftp.rm(&tmp) {
             Ok(()) => Ok(()),
@@ -688,17 +595,9 @@ impl Session {
         self.features
     }
 
-    fn store(
-        &mut self,
-        remote: &str,
-        file: &File,
-        abort: &AtomicBool,
-    ) -> Result<(u64, [u8; 32]), Failure> {
-        let mut reader = Abortable {
-            inner: BufReader::with_capacity(256 * 1024, file),
-            abort,
-            hasher: blake3::Hasher::new(),
-        };
+    fn store(&mut self, remote: &str, file: &File, abort: &AtomicBool) -> Result<(u64, [u8; 32]), Failure> {
+        let mut reader =
+            Abortable { inner: BufReader::with_capacity(256 * 1024, file), abort, hasher: blake3::Hasher::new() };
         let result = self.with_data(|ftp| {
             std::io::Seek::rewind(&mut reader.inner).map_err(FtpError::ConnectionError)?;
             reader.hasher.reset();
@@ -765,9 +664,7 @@ impl Session {
             self.ensure_dir(&dir)?;
         }
         let (from_r, to_r) = (self.remote(from.as_str()), self.remote(to.as_str()));
-        self.ftp
-            .rename(&from_r, &to_r)
-            .map_err(|e| classify(&e, &format!("rename {from} to {to}")))?;
+        self.ftp.rename(&from_r, &to_r).map_err(|e| classify(&e, &format!("rename {from} to {to}")))?;
         self.forget_dir(&from_r);
         Ok(())
     }
@@ -781,14 +678,12 @@ impl Session {
                 Ok(lines) => lines,
                 Err(e) if matches!(reply_code(&e), Some(500..=502)) => {
                     self.features.mlsd = false;
-                    self.with_data(|ftp| ftp.list(Some(&dir)))
-                        .map_err(|e| classify(&e, &format!("LIST {shown}")))?
+                    self.with_data(|ftp| ftp.list(Some(&dir))).map_err(|e| classify(&e, &format!("LIST {shown}")))?
                 }
                 Err(e) => return Err(classify(&e, &format!("MLSD {shown}"))),
             }
         } else {
-            self.with_data(|ftp| ftp.list(Some(&dir)))
-                .map_err(|e| classify(&e, &format!("LIST {shown}")))?
+            self.with_data(|ftp| ftp.list(Some(&dir))).map_err(|e| classify(&e, &format!("LIST {shown}")))?
         };
         Ok(parse_listing(&lines))
     }
@@ -822,14 +717,9 @@ fn open_regular(path: &Path) -> Result<File, Failure> {
         io::ErrorKind::NotFound => Failure::new(Kind::Vanished, format!("{shown} is gone")),
         _ => Failure::new(Kind::Local, format!("cannot read {shown}: {e}")),
     })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Failure::new(Kind::Local, format!("cannot read {shown}: {e}")))?;
+    let meta = file.metadata().map_err(|e| Failure::new(Kind::Local, format!("cannot read {shown}: {e}")))?;
     if !meta.is_file() {
-        return Err(Failure::new(
-            Kind::Vanished,
-            format!("{shown} is no longer a regular file"),
-        ));
+        return Err(Failure::new(Kind::Vanished, format!("{shown} is no longer a regular file")));
     }
     Ok(file)
 }

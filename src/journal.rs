@@ -201,15 +201,12 @@ pub struct Journal {
 }
 
 pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Nanoseconds since the epoch, the journal's mtime unit.
 pub fn mtime_ns(t: Option<SystemTime>) -> i64 {
-    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 pub fn system_time(ns: i64) -> SystemTime {
@@ -225,10 +222,7 @@ impl Journal {
     /// registers this process as the job's runner.
     pub fn open(state_dir: &Path, key: &JobKey) -> Result<Self, JournalError> {
         let path = Self::path_in(state_dir);
-        let err = |source| JournalError {
-            path: EscapedPath(&path).to_string(),
-            source,
-        };
+        let err = |source| JournalError { path: EscapedPath(&path).to_string(), source };
         // SQLite gives the -wal and -shm files the main file's permissions,
         // so creating it owner-only covers all three.
         if !path.exists() {
@@ -244,10 +238,8 @@ impl Journal {
         }
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -275,10 +267,7 @@ impl Journal {
     }
 
     fn err(&self, source: rusqlite::Error) -> JournalError {
-        JournalError {
-            path: EscapedPath(&self.path).to_string(),
-            source,
-        }
+        JournalError { path: EscapedPath(&self.path).to_string(), source }
     }
 
     /// Everything the journal knows was synced.
@@ -303,14 +292,7 @@ impl Journal {
                 continue;
             };
             let hash = hash.and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
-            out.insert(
-                rel,
-                Synced {
-                    size: u64::try_from(size).unwrap_or(0),
-                    mtime_ns,
-                    hash,
-                },
-            );
+            out.insert(rel, Synced { size: u64::try_from(size).unwrap_or(0), mtime_ns, hash });
         }
         Ok(out)
     }
@@ -322,13 +304,7 @@ impl Journal {
             .prepare("SELECT path, op, attempts FROM queue WHERE job = ?1 ORDER BY queued_at")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![self.job], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, u32>(2)?,
-                ))
-            })
+            .query_map(params![self.job], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?)))
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
@@ -336,11 +312,7 @@ impl Journal {
             let Some(rel) = RelPath::parse(&path) else {
                 continue;
             };
-            let op = if op == "delete" {
-                Op::Delete
-            } else {
-                Op::Upload
-            };
+            let op = if op == "delete" { Op::Delete } else { Op::Upload };
             out.push((rel, op, attempts));
         }
         Ok(out)
@@ -348,13 +320,8 @@ impl Journal {
 
     /// Remote directories this tool created.
     pub fn load_dirs(&self) -> Result<Vec<String>, JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path FROM dirs WHERE job = ?1")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![self.job], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?;
+        let mut stmt = self.conn.prepare("SELECT path FROM dirs WHERE job = ?1").map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(params![self.job], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
@@ -367,10 +334,7 @@ impl Journal {
         let job = self.job;
         let b = std::mem::take(batch);
         let shown = EscapedPath(&self.path).to_string();
-        let tx = self.conn.transaction().map_err(|e| JournalError {
-            path: shown.clone(),
-            source: e,
-        })?;
+        let tx = self.conn.transaction().map_err(|e| JournalError { path: shown.clone(), source: e })?;
         let res = (|| -> rusqlite::Result<()> {
             {
                 let mut q = tx.prepare_cached(
@@ -384,9 +348,8 @@ impl Journal {
                 for rel in &b.dequeued {
                     d.execute(params![job, rel.as_str()])?;
                 }
-                let mut f = tx.prepare_cached(
-                    "UPDATE queue SET attempts = ?3, last_error = ?4 WHERE job = ?1 AND path = ?2",
-                )?;
+                let mut f =
+                    tx.prepare_cached("UPDATE queue SET attempts = ?3, last_error = ?4 WHERE job = ?1 AND path = ?2")?;
                 for (rel, attempts, error) in &b.failed {
                     f.execute(params![job, rel.as_str(), attempts, error])?;
                 }
@@ -409,8 +372,7 @@ impl Journal {
                 for rel in &b.forgotten {
                     r.execute(params![job, rel.as_str()])?;
                 }
-                let mut dc =
-                    tx.prepare_cached("INSERT OR IGNORE INTO dirs (job, path) VALUES (?1, ?2)")?;
+                let mut dc = tx.prepare_cached("INSERT OR IGNORE INTO dirs (job, path) VALUES (?1, ?2)")?;
                 for dir in &b.dirs_created {
                     dc.execute(params![job, dir])?;
                 }
@@ -426,25 +388,16 @@ impl Journal {
                 )?;
             }
             if let Some(e) = &b.last_error {
-                tx.execute(
-                    "UPDATE jobs SET last_error_at = ?2, last_error = ?3 WHERE id = ?1",
-                    params![job, now, e],
-                )?;
+                tx.execute("UPDATE jobs SET last_error_at = ?2, last_error = ?3 WHERE id = ?1", params![job, now, e])?;
             }
             Ok(())
         })();
-        res.and_then(|()| tx.commit()).map_err(|e| JournalError {
-            path: shown,
-            source: e,
-        })
+        res.and_then(|()| tx.commit()).map_err(|e| JournalError { path: shown, source: e })
     }
 
     /// Marks the job as stopped (for `status`).
     pub fn stopped(&mut self) {
-        let _ = self.conn.execute(
-            "UPDATE jobs SET pid = NULL WHERE id = ?1",
-            params![self.job],
-        );
+        let _ = self.conn.execute("UPDATE jobs SET pid = NULL WHERE id = ?1", params![self.job]);
     }
 }
 
@@ -470,11 +423,8 @@ pub fn read_status(state_dir: &Path) -> Result<Vec<JobStatus>, String> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let conn = Connection::open_with_flags(
-        &path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| format!("cannot open {}: {e}", EscapedPath(&path)))?;
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| format!("cannot open {}: {e}", EscapedPath(&path)))?;
     let _ = conn.busy_timeout(Duration::from_secs(2));
     let q = || -> rusqlite::Result<Vec<JobStatus>> {
         let mut stmt = conn.prepare(
@@ -504,8 +454,7 @@ pub fn read_status(state_dir: &Path) -> Result<Vec<JobStatus>, String> {
         })?;
         rows.collect()
     };
-    q().optional_ok()
-        .map_err(|e| format!("cannot read {}: {e}", EscapedPath(&path)))
+    q().optional_ok().map_err(|e| format!("cannot read {}: {e}", EscapedPath(&path)))
 }
 
 trait OptionalOk<T> {
@@ -517,9 +466,7 @@ impl<T: Default> OptionalOk<T> for rusqlite::Result<T> {
     /// reads as empty.
     fn optional_ok(self) -> rusqlite::Result<T> {
         match self {
-            Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => {
-                Ok(T::default())
-            }
+            Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => Ok(T::default()),
             other => other.optional().map(Option::unwrap_or_default),
         }
     }
@@ -530,13 +477,7 @@ mod tests {
     use super::*;
 
     fn key(w: &str) -> JobKey {
-        JobKey {
-            watch_dir: w.into(),
-            host: "h".into(),
-            port: 21,
-            remote_dir: "/r".into(),
-            user: "u".into(),
-        }
+        JobKey { watch_dir: w.into(), host: "h".into(), port: 21, remote_dir: "/r".into(), user: "u".into() }
     }
 
     fn rel(s: &str) -> RelPath {
@@ -547,11 +488,7 @@ mod tests {
     fn batches_survive_reopening_and_jobs_are_separate() {
         let tmp = tempfile::tempdir().unwrap();
         let mut j = Journal::open(tmp.path(), &key("/a")).unwrap();
-        let s = Synced {
-            size: 3,
-            mtime_ns: 42,
-            hash: Some([7; 32]),
-        };
+        let s = Synced { size: 3, mtime_ns: 42, hash: Some([7; 32]) };
         let mut b = Batch::default();
         b.queue(rel("x/y"), Op::Upload);
         b.queue(rel("gone"), Op::Delete);
@@ -578,10 +515,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         let _j = Journal::open(tmp.path(), &key("/a")).unwrap();
-        let mode = std::fs::metadata(tmp.path().join(FILE_NAME))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(tmp.path().join(FILE_NAME)).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{mode:o}");
     }
 }

@@ -35,9 +35,7 @@ struct Sink(Arc<Mutex<Destinations>>);
 impl Sink {
     fn lock(&self) -> MutexGuard<'_, Destinations> {
         // A panic while logging must not silence the log for good.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -84,9 +82,7 @@ pub fn init(level: LevelFilter) {
     });
     let mut builder = ConfigBuilder::new();
     builder
-        .set_time_format_custom(format_description!(
-            "[year]-[month]-[day] [hour]:[minute]:[second] -"
-        ))
+        .set_time_format_custom(format_description!("[year]-[month]-[day] [hour]:[minute]:[second] -"))
         .set_max_level(LevelFilter::Off)
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
@@ -121,10 +117,7 @@ fn open(path: &Path) -> io::Result<File> {
 /// `--log-file` is reported on the terminal.
 pub fn probe(path: &Path) -> Result<(), String> {
     open(path).map(drop).map_err(|e| {
-        format!(
-            "cannot open log file {}: {e}: fix --log-file or the directory's permissions",
-            EscapedPath(path)
-        )
+        format!("cannot open log file {}: {e}: fix --log-file or the directory's permissions", EscapedPath(path))
     })
 }
 

@@ -2,11 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 
 fn main() -> ExitCode {
     // Before any thread exists: the logger reads the local time offset.
     ftpmonitor::logging::init(log::LevelFilter::Info);
-    let cli = ftpmonitor::cli::Cli::parse();
-    ftpmonitor::app::run(cli)
+    match ftpmonitor::cli::Cli::try_parse() {
+        Ok(cli) => ftpmonitor::app::run(cli),
+        Err(e) => ftpmonitor::cli::report(&e),
+    }
 }

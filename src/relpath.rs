@@ -54,9 +54,8 @@ impl RelPath {
 
     /// Checks a stored relative path (from the journal).
     pub fn parse(s: &str) -> Option<Self> {
-        let ok = !s.is_empty()
-            && !s.contains(['\r', '\n'])
-            && s.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        let ok =
+            !s.is_empty() && !s.contains(['\r', '\n']) && s.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
         ok.then(|| Self(s.to_string()))
     }
 
@@ -100,8 +99,7 @@ impl RelPath {
 
     /// Whether `self` is `other` or lies below it.
     pub fn starts_with(&self, other: &RelPath) -> bool {
-        self.0 == other.0
-            || (self.0.starts_with(&other.0) && self.0.as_bytes().get(other.0.len()) == Some(&b'/'))
+        self.0 == other.0 || (self.0.starts_with(&other.0) && self.0.as_bytes().get(other.0.len()) == Some(&b'/'))
     }
 }
 
@@ -171,14 +169,8 @@ mod tests {
     fn refuses_the_root_outside_paths_and_line_breaks() {
         let root = Path::new("/w");
         assert_eq!(RelPath::from_local(root, root), Err(BadName::Outside));
-        assert_eq!(
-            RelPath::from_local(root, Path::new("/x/y")),
-            Err(BadName::Outside)
-        );
-        assert!(matches!(
-            RelPath::from_local(root, Path::new("/w/bad\nname")),
-            Err(BadName::LineBreak(_))
-        ));
+        assert_eq!(RelPath::from_local(root, Path::new("/x/y")), Err(BadName::Outside));
+        assert!(matches!(RelPath::from_local(root, Path::new("/w/bad\nname")), Err(BadName::LineBreak(_))));
     }
 
     #[test]

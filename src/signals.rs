@@ -20,19 +20,14 @@ impl SignalThread {
     pub fn start(tx: Sender<Event>) -> std::io::Result<Self> {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
         let handle = signals.handle();
-        let thread = std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                for sig in signals.forever() {
-                    if tx.send(Event::Signal(sig)).is_err() {
-                        break;
-                    }
+        let thread = std::thread::Builder::new().name("signals".into()).spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(Event::Signal(sig)).is_err() {
+                    break;
                 }
-            })?;
-        Ok(Self {
-            handle,
-            thread: Some(thread),
-        })
+            }
+        })?;
+        Ok(Self { handle, thread: Some(thread) })
     }
 }
 

@@ -22,10 +22,7 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode> {
         Err(e) => (Vec::new(), Some(e)),
     };
     // The job of the running daemon, else the most recently started one.
-    let job = jobs
-        .iter()
-        .find(|j| running.is_some() && j.pid == running.map(i64::from))
-        .or_else(|| jobs.first());
+    let job = jobs.iter().find(|j| running.is_some() && j.pid == running.map(i64::from)).or_else(|| jobs.first());
     if args.json {
         println!("{}", json(running, &pid_file.to_string_lossy(), job, journal_error.as_deref()));
     } else {

@@ -21,12 +21,7 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn start(
-        n: usize,
-        connector: &Connector,
-        watch_dir: PathBuf,
-        events: &Sender<Event>,
-    ) -> std::io::Result<Self> {
+    pub fn start(n: usize, connector: &Connector, watch_dir: PathBuf, events: &Sender<Event>) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let abort = Arc::new(AtomicBool::new(false));
@@ -39,25 +34,16 @@ impl Pool {
                 abort: Arc::clone(&abort),
             };
             let (rx, events) = (Arc::clone(&rx), events.clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("transfer-{i}"))
-                .spawn(move || worker.run(&rx, &events))?;
+            let handle =
+                std::thread::Builder::new().name(format!("transfer-{i}")).spawn(move || worker.run(&rx, &events))?;
             handles.push(handle);
         }
-        Ok(Self {
-            jobs: Some(tx),
-            handles,
-            abort,
-        })
+        Ok(Self { jobs: Some(tx), handles, abort })
     }
 
     /// A pool with no workers, left behind once the real one is joined.
     pub fn empty() -> Self {
-        Self {
-            jobs: None,
-            handles: Vec::new(),
-            abort: Arc::new(AtomicBool::new(false)),
-        }
+        Self { jobs: None, handles: Vec::new(), abort: Arc::new(AtomicBool::new(false)) }
     }
 
     /// Hands a job to the next idle worker. The caller sends no more jobs
@@ -107,25 +93,14 @@ impl Worker {
     fn run(mut self, jobs: &Mutex<Receiver<Job>>, events: &Sender<Event>) {
         loop {
             let job = {
-                let rx = jobs
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let rx = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 rx.recv()
             };
             let Ok(job) = job else { break };
             let started = Instant::now();
             let result = self.execute(&job);
-            let created_dirs = self
-                .session
-                .as_mut()
-                .map(Session::take_created)
-                .unwrap_or_default();
-            let outcome = Outcome {
-                job,
-                result,
-                elapsed: started.elapsed(),
-                created_dirs,
-            };
+            let created_dirs = self.session.as_mut().map(Session::take_created).unwrap_or_default();
+            let outcome = Outcome { job, result, elapsed: started.elapsed(), created_dirs };
             if events.send(Event::Done(outcome)).is_err() {
                 break;
             }

@@ -45,11 +45,7 @@ impl Watcher {
         };
         let config = notify::Config::default().with_follow_symlinks(false);
         let mut inner = RecommendedWatcher::new(handler, config)?;
-        let mode = if recursive {
-            RecursiveMode::Recursive
-        } else {
-            RecursiveMode::NonRecursive
-        };
+        let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
         inner.watch(root, mode)?;
         Ok(Self { _inner: inner })
     }
@@ -62,10 +58,7 @@ pub fn describe_error(e: &notify::Error) -> String {
             "the system's limit of inotify watches is reached{}: some directories are not watched \
              (changes there are found by the periodic rescan); raise it with \
              `sysctl fs.inotify.max_user_watches=524288` (persist in /etc/sysctl.d/)",
-            e.paths
-                .first()
-                .map(|p| format!(" at {}", crate::relpath::EscapedPath(p)))
-                .unwrap_or_default()
+            e.paths.first().map(|p| format!(" at {}", crate::relpath::EscapedPath(p))).unwrap_or_default()
         ),
         _ => format!("watch error: {e}"),
     }
@@ -81,22 +74,17 @@ fn translate(res: notify::Result<notify::Event>) -> Vec<Change> {
     }
     let mut paths = ev.paths.into_iter();
     match ev.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
-            paths.map(Change::Touched).collect()
-        }
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => paths.map(Change::Touched).collect(),
         EventKind::Access(_) => Vec::new(),
         EventKind::Create(CreateKind::Folder) => paths.map(Change::DirAppeared).collect(),
-        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => match (paths.next(), paths.next())
-        {
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => match (paths.next(), paths.next()) {
             (Some(from), Some(to)) => vec![Change::Renamed { from, to }],
             (Some(p), None) | (None, Some(p)) => vec![Change::Touched(p)],
             (None, None) => Vec::new(),
         },
         // The `From` half of a move inside the tree is followed by `Both`;
         // a lone `From` is a move out. Either way the old name is gone.
-        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
-            paths.map(Change::Removed).collect()
-        }
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => paths.map(Change::Removed).collect(),
         EventKind::Modify(ModifyKind::Name(_)) => paths.map(appeared).collect(),
         EventKind::Remove(_) => paths.map(Change::Removed).collect(),
         EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
@@ -128,32 +116,14 @@ mod tests {
 
     #[test]
     fn reads_and_opens_are_ignored_but_a_close_after_write_counts() {
-        assert!(
-            translate(ev(
-                EventKind::Access(AccessKind::Open(AccessMode::Any)),
-                &["/w/a"]
-            ))
-            .is_empty()
-        );
-        assert!(
-            translate(ev(
-                EventKind::Access(AccessKind::Close(AccessMode::Read)),
-                &["/w/a"]
-            ))
-            .is_empty()
-        );
+        assert!(translate(ev(EventKind::Access(AccessKind::Open(AccessMode::Any)), &["/w/a"])).is_empty());
+        assert!(translate(ev(EventKind::Access(AccessKind::Close(AccessMode::Read)), &["/w/a"])).is_empty());
         assert_eq!(
-            translate(ev(
-                EventKind::Access(AccessKind::Close(AccessMode::Write)),
-                &["/w/a"]
-            )),
+            translate(ev(EventKind::Access(AccessKind::Close(AccessMode::Write)), &["/w/a"])),
             vec![Change::Touched("/w/a".into())]
         );
         assert_eq!(
-            translate(ev(
-                EventKind::Modify(ModifyKind::Data(DataChange::Any)),
-                &["/w/a"]
-            )),
+            translate(ev(EventKind::Modify(ModifyKind::Data(DataChange::Any)), &["/w/a"])),
             vec![Change::Touched("/w/a".into())]
         );
     }
@@ -165,20 +135,11 @@ mod tests {
             vec![Change::DirAppeared("/w/d".into())]
         );
         assert_eq!(
-            translate(ev(
-                EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
-                &["/w/a", "/w/b"]
-            )),
-            vec![Change::Renamed {
-                from: "/w/a".into(),
-                to: "/w/b".into()
-            }]
+            translate(ev(EventKind::Modify(ModifyKind::Name(RenameMode::Both)), &["/w/a", "/w/b"])),
+            vec![Change::Renamed { from: "/w/a".into(), to: "/w/b".into() }]
         );
         assert_eq!(
-            translate(ev(
-                EventKind::Modify(ModifyKind::Name(RenameMode::From)),
-                &["/w/a"]
-            )),
+            translate(ev(EventKind::Modify(ModifyKind::Name(RenameMode::From)), &["/w/a"])),
             vec![Change::Removed("/w/a".into())]
         );
         let overflow = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);

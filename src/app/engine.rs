@@ -47,10 +47,7 @@ impl App {
             }
             Err(BadName::Outside) => None,
             Err(BadName::NotUtf8(name)) => {
-                self.skip_once(
-                    &name,
-                    "name is not valid UTF-8, which FTP commands cannot carry",
-                );
+                self.skip_once(&name, "name is not valid UTF-8, which FTP commands cannot carry");
                 None
             }
             Err(BadName::LineBreak(name)) => {
@@ -98,9 +95,7 @@ impl App {
             }
             Change::Renamed { from, to } => self.on_rename(&from, &to, now),
             Change::Rescan => {
-                warn!(
-                    "warning: filesystem events were lost (event queue overflow); reconciling the tree"
-                );
+                warn!("warning: filesystem events were lost (event queue overflow); reconciling the tree");
                 let n = self.reconcile("overflow");
                 info!("reconcile after overflow: {n} files queued");
             }
@@ -124,19 +119,13 @@ impl App {
             }
             return;
         };
-        let synced_here =
-            self.synced.contains_key(&from_rel) || self.synced_below(&from_rel).next().is_some();
+        let synced_here = self.synced.contains_key(&from_rel) || self.synced_below(&from_rel).next().is_some();
         let busy = self.debouncer.contains(&from_rel)
             || self.in_flight.contains_key(from_rel.as_str())
-            || self
-                .synced_below(&from_rel)
-                .any(|r| self.in_flight.contains_key(r.as_str()));
+            || self.synced_below(&from_rel).any(|r| self.in_flight.contains_key(r.as_str()));
         if self.cfg.delete && synced_here && !busy && !self.synced.contains_key(&to_rel) {
             self.batch.queue(to_rel.clone(), Op::Upload);
-            self.enqueue(Job::Rename {
-                from: from_rel,
-                to: to_rel,
-            });
+            self.enqueue(Job::Rename { from: from_rel, to: to_rel });
             return;
         }
         self.touch(from_rel, now);
@@ -161,36 +150,20 @@ impl App {
     /// what cannot be synced. Symlinks are never followed.
     pub(super) fn walk(&mut self, dir: &Path) -> Vec<(RelPath, Stamp)> {
         let root = self.cfg.watch_dir.clone();
-        let depth_here = dir
-            .strip_prefix(&root)
-            .map_or(0, |r| r.components().count());
-        let max_depth = if self.cfg.recursive {
-            usize::MAX
-        } else {
-            1usize.saturating_sub(depth_here)
-        };
+        let depth_here = dir.strip_prefix(&root).map_or(0, |r| r.components().count());
+        let max_depth = if self.cfg.recursive { usize::MAX } else { 1usize.saturating_sub(depth_here) };
         let excludes = self.cfg.excludes.clone();
-        let walker = walkdir::WalkDir::new(dir)
-            .follow_links(false)
-            .max_depth(max_depth)
-            .into_iter()
-            .filter_entry(|e| {
-                e.depth() == 0
-                    || !RelPath::from_local(&root, e.path())
-                        .is_ok_and(|r| excludes.is_match(r.as_str()))
+        let walker =
+            walkdir::WalkDir::new(dir).follow_links(false).max_depth(max_depth).into_iter().filter_entry(|e| {
+                e.depth() == 0 || !RelPath::from_local(&root, e.path()).is_ok_and(|r| excludes.is_match(r.as_str()))
             });
         let mut out = Vec::new();
         for entry in walker {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    let name = e
-                        .path()
-                        .map(|p| EscapedPath(p).to_string())
-                        .unwrap_or_default();
-                    let why = e
-                        .io_error()
-                        .map_or_else(|| e.to_string(), ToString::to_string);
+                    let name = e.path().map(|p| EscapedPath(p).to_string()).unwrap_or_default();
+                    let why = e.io_error().map_or_else(|| e.to_string(), ToString::to_string);
                     self.skip_once(&name, &format!("cannot read: {why}"));
                     continue;
                 }
@@ -247,10 +220,7 @@ impl App {
             return;
         }
         if self.root_held {
-            info!(
-                "the watch directory {} is back; reconciling",
-                EscapedPath(&self.cfg.watch_dir)
-            );
+            info!("the watch directory {} is back; reconciling", EscapedPath(&self.cfg.watch_dir));
             self.root_held = false;
         }
         if !self.cfg.once {
@@ -258,10 +228,7 @@ impl App {
             self.watcher = None;
             match Watcher::start(&self.cfg.watch_dir, self.cfg.recursive, self._tx.clone()) {
                 Ok(w) => self.watcher = Some(w),
-                Err(e) => warn!(
-                    "warning: cannot watch {} again: {e}",
-                    EscapedPath(&self.cfg.watch_dir)
-                ),
+                Err(e) => warn!("warning: cannot watch {} again: {e}", EscapedPath(&self.cfg.watch_dir)),
             }
         }
         let n = self.reconcile("watch directory back");
@@ -330,30 +297,36 @@ impl App {
         (self.cfg.recursive || rel.parent().is_none()) && !self.cfg.excludes.is_match(rel.as_str())
     }
 
-    /// The first sync of a job (empty journal): list the remote directories
-    /// and count a remote file with the same size and an mtime no older than
-    /// the local one as synced, so an already-populated server is not sent
-    /// everything again.
-    pub(super) fn first_sync(&mut self) -> usize {
+    /// Compares the tree with the server's listings: one listing per local
+    /// directory. A remote file with the same size and an mtime no older than
+    /// the local one counts as synced; everything else is uploaded, whatever
+    /// the journal says. Used for the first sync of a job (empty journal), so
+    /// that an already-populated server is not sent everything again, and on
+    /// SIGUSR1, to repair a server that lost files behind our back.
+    pub(super) fn compare_with_server(&mut self, why: &str) -> usize {
+        if !self.root_ok() {
+            self.hold_for_root();
+            return 0;
+        }
         let root = self.cfg.watch_dir.clone();
         let files = self.walk(&root);
         if files.is_empty() {
             return 0;
         }
-        let mut by_dir: std::collections::HashMap<Option<RelPath>, Awaiting> =
-            std::collections::HashMap::new();
+        let mut by_dir: std::collections::HashMap<Option<RelPath>, Awaiting> = std::collections::HashMap::new();
         for (rel, stamp) in files {
             let dir = rel.parent().and_then(RelPath::parse);
             by_dir.entry(dir).or_default().push((rel, stamp));
         }
         let n = by_dir.values().map(Vec::len).sum::<usize>();
-        info!(
-            "first sync of this job: comparing {n} files with the server's listing of {} directories",
-            by_dir.len()
-        );
+        info!("{why}: comparing {n} files with the server's listing of {} directories", by_dir.len());
         for (dir, files) in by_dir {
             let job = Job::List(dir);
-            self.awaiting.insert(job.key(), files);
+            let key = job.key();
+            if self.awaiting.contains_key(&key) {
+                continue;
+            }
+            self.awaiting.insert(key, files);
             self.enqueue(job);
         }
         n
@@ -371,17 +344,16 @@ impl App {
         let mut to_plan = Vec::new();
         for (rel, stamp) in files {
             local_names.insert(rel.file_name().to_string());
-            let same = by_name.get(rel.file_name()).is_some_and(|e| {
-                e.is_file && e.size == stamp.len && remote_not_older(e.modified, stamp.mtime)
-            });
-            if same {
-                let s = Synced {
-                    size: stamp.len,
-                    mtime_ns: mtime_ns(stamp.mtime),
-                    hash: None,
-                };
+            let same = by_name
+                .get(rel.file_name())
+                .is_some_and(|e| e.is_file && e.size == stamp.len && remote_not_older(e.modified, stamp.mtime));
+            let known = self.synced.get(&rel).is_some_and(|s| s.size == stamp.len);
+            if same && !known {
+                let s = Synced { size: stamp.len, mtime_ns: mtime_ns(stamp.mtime), hash: None };
                 self.synced.insert(rel.clone(), s);
                 self.batch.synced(rel, s, false);
+                matched += 1;
+            } else if same {
                 matched += 1;
             } else {
                 to_plan.push((rel, stamp));
@@ -389,21 +361,18 @@ impl App {
         }
         let queued = to_plan.len();
         for (rel, stamp) in to_plan {
-            self.plan_file(rel, stamp);
+            // Missing or different on the server: send it, whatever the journal says.
+            self.batch.queue(rel.clone(), Op::Upload);
+            self.enqueue(Job::Upload { rel, size: stamp.len });
         }
         self.progress.add(queued as u64);
         // Temporary uploads left by a crash, whose file is not being sent now.
         if let Job::List(dir) = job {
             for e in &entries {
-                if let Some(name) = e
-                    .name
-                    .strip_prefix('.')
-                    .and_then(|n| n.strip_suffix(TEMP_SUFFIX))
+                if let Some(name) = e.name.strip_prefix('.').and_then(|n| n.strip_suffix(TEMP_SUFFIX))
                     && !local_names.contains(name)
                 {
-                    let full = dir
-                        .as_ref()
-                        .map_or_else(|| name.to_string(), |d| format!("{}/{name}", d.as_str()));
+                    let full = dir.as_ref().map_or_else(|| name.to_string(), |d| format!("{}/{name}", d.as_str()));
                     if let Some(rel) = RelPath::parse(&full) {
                         self.enqueue(Job::RemoveTemp(rel));
                     }
@@ -420,10 +389,7 @@ impl App {
         if leftovers.is_empty() {
             return;
         }
-        info!(
-            "resuming {} operations left by the previous run",
-            leftovers.len()
-        );
+        info!("resuming {} operations left by the previous run", leftovers.len());
         for (rel, _op, _attempts) in leftovers {
             let local = rel.to_local(&self.cfg.watch_dir);
             if std::fs::symlink_metadata(&local).is_err() {
@@ -475,20 +441,14 @@ impl App {
                 && hash_file(&rel.to_local(&self.cfg.watch_dir)).is_some_and(|h| h == known)
             {
                 debug!("{rel}: same content, new mtime; not sent again");
-                let s = Synced {
-                    mtime_ns: mtime,
-                    ..s
-                };
+                let s = Synced { mtime_ns: mtime, ..s };
                 self.synced.insert(rel.clone(), s);
                 self.batch.synced(rel, s, false);
                 return false;
             }
         }
         self.batch.queue(rel.clone(), Op::Upload);
-        self.enqueue(Job::Upload {
-            rel,
-            size: stamp.len,
-        })
+        self.enqueue(Job::Upload { rel, size: stamp.len })
     }
 
     /// The path is gone locally.
@@ -530,10 +490,7 @@ impl App {
         }
         if self.cfg.dry_run && !matches!(job, Job::List(_)) {
             match &job {
-                Job::Upload { rel, size } => info!(
-                    "dry run: would upload {rel} ({})",
-                    super::human_bytes(*size)
-                ),
+                Job::Upload { rel, size } => info!("dry run: would upload {rel} ({})", super::human_bytes(*size)),
                 Job::Delete(p) => info!("dry run: would delete {p}"),
                 Job::Rename { from, to } => info!("dry run: would rename {from} to {to}"),
                 Job::RemoveTemp(p) => info!("dry run: would remove the temporary upload of {p}"),
@@ -567,11 +524,7 @@ impl App {
             let take_large = !self.pending_large.is_empty()
                 && self.large_in_flight < large_cap
                 && (self.pending.is_empty() || self.large_in_flight == 0);
-            let job = if take_large {
-                self.pending_large.pop_front()
-            } else {
-                self.pending.pop_front()
-            };
+            let job = if take_large { self.pending_large.pop_front() } else { self.pending.pop_front() };
             let Some(job) = job else { break };
             let key = job.key();
             self.queued.remove(&key);
@@ -588,12 +541,7 @@ impl App {
     }
 
     pub(super) fn on_done(&mut self, outcome: Outcome) {
-        let Outcome {
-            job,
-            result,
-            elapsed,
-            created_dirs,
-        } = outcome;
+        let Outcome { job, result, elapsed, created_dirs } = outcome;
         self.idle += 1;
         if self.in_flight.remove(&job.key()) == Some(true) {
             self.large_in_flight -= 1;
@@ -608,11 +556,7 @@ impl App {
             Ok(done) => {
                 self.server_up(now);
                 if let Some(r) = self.retries.remove(&job.key()) {
-                    info!(
-                        "{}: succeeded after {} failed attempt(s)",
-                        job_name(&job),
-                        r.attempts
-                    );
+                    info!("{}: succeeded after {} failed attempt(s)", job_name(&job), r.attempts);
                 }
                 self.on_success(&job, done, elapsed);
             }
@@ -629,21 +573,13 @@ impl App {
     fn on_success(&mut self, job: &Job, done: Done, elapsed: Duration) {
         match (job, done) {
             (Job::Upload { rel, .. }, Done::Uploaded(u)) => {
-                let s = Synced {
-                    size: u.stamp.len,
-                    mtime_ns: mtime_ns(u.stamp.mtime),
-                    hash: Some(u.blake3),
-                };
+                let s = Synced { size: u.stamp.len, mtime_ns: mtime_ns(u.stamp.mtime), hash: Some(u.blake3) };
                 self.synced.insert(rel.clone(), s);
                 self.batch.synced(rel.clone(), s, true);
                 self.uploaded_files += 1;
                 self.uploaded_bytes += u.bytes;
                 self.progress.done(u.bytes);
-                info!(
-                    "uploaded {rel} ({}, {} ms)",
-                    super::human_bytes(u.bytes),
-                    elapsed.as_millis()
-                );
+                info!("uploaded {rel} ({}, {} ms)", super::human_bytes(u.bytes), elapsed.as_millis());
             }
             (Job::List(_), Done::Listed(entries)) => self.on_listing(job, Some(entries)),
             (Job::Delete(rel), _) => {
@@ -722,11 +658,7 @@ impl App {
                 self.server_down(&f, now);
                 if self.cfg.once && self.server.failures >= ONCE_ATTEMPTS {
                     self.give_up(&job, &f.message);
-                    let rest: Vec<Job> = self
-                        .pending
-                        .drain(..)
-                        .chain(self.pending_large.drain(..))
-                        .collect();
+                    let rest: Vec<Job> = self.pending.drain(..).chain(self.pending_large.drain(..)).collect();
                     for j in rest {
                         self.give_up(&j, "server unreachable");
                     }
@@ -775,8 +707,7 @@ impl App {
         if let Job::List(_) = job {
             if let Some(files) = self.awaiting.remove(&job.key()) {
                 for (rel, _) in files {
-                    self.failed_for_good
-                        .push((rel.to_string(), why.to_string()));
+                    self.failed_for_good.push((rel.to_string(), why.to_string()));
                 }
             }
             return;
@@ -786,11 +717,7 @@ impl App {
 
     fn retry_later(&mut self, job: Job, f: &Failure, now: Instant) {
         let key = job.key();
-        let r = self.retries.entry(key).or_insert(Retry {
-            attempts: 0,
-            last_logged: now,
-            last_message: String::new(),
-        });
+        let r = self.retries.entry(key).or_insert(Retry { attempts: 0, last_logged: now, last_message: String::new() });
         r.attempts += 1;
         let attempts = r.attempts;
         if let Some(p) = job.path() {
@@ -805,10 +732,7 @@ impl App {
         let Some(r) = self.retries.get_mut(&job.key()) else {
             return;
         };
-        if attempts == 1
-            || r.last_message != f.message
-            || now.duration_since(r.last_logged) >= RELOG
-        {
+        if attempts == 1 || r.last_message != f.message || now.duration_since(r.last_logged) >= RELOG {
             warn!(
                 "warning: {f} (attempt {attempts}); retrying in {}",
                 humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
@@ -839,22 +763,14 @@ impl App {
             return;
         }
         s.failures += 1;
-        s.backoff = if s.down_since.is_none() {
-            RETRY_FIRST
-        } else {
-            (s.backoff * 2).min(SERVER_CAP)
-        };
+        s.backoff = if s.down_since.is_none() { RETRY_FIRST } else { (s.backoff * 2).min(SERVER_CAP) };
         s.resume_at = Some(now + jitter(s.backoff));
         let first = s.down_since.is_none();
         s.down_since.get_or_insert(now);
         let loud = first || s.last_logged.is_none_or(|t| now.duration_since(t) >= RELOG);
         let msg = format!(
             "{}: {f}; retrying in {}",
-            if f.kind == Kind::Login {
-                "error: login refused"
-            } else {
-                "warning: server unavailable"
-            },
+            if f.kind == Kind::Login { "error: login refused" } else { "warning: server unavailable" },
             humantime::format_duration(Duration::from_secs(s.backoff.as_secs().max(1)))
         );
         if loud {
@@ -870,9 +786,7 @@ impl App {
         if let Some(since) = self.server.down_since.take() {
             info!(
                 "server reachable again after {}",
-                humantime::format_duration(Duration::from_secs(
-                    now.duration_since(since).as_secs()
-                ))
+                humantime::format_duration(Duration::from_secs(now.duration_since(since).as_secs()))
             );
         }
         self.server = super::ServerState::default();
@@ -883,11 +797,7 @@ fn job_name(job: &Job) -> String {
     match job {
         Job::Upload { rel, .. } | Job::Delete(rel) => rel.to_string(),
         Job::Rename { from, to } => format!("{from} -> {to}"),
-        Job::List(dir) => format!(
-            "listing of {}",
-            dir.as_ref()
-                .map_or_else(|| "/".to_string(), ToString::to_string)
-        ),
+        Job::List(dir) => format!("listing of {}", dir.as_ref().map_or_else(|| "/".to_string(), ToString::to_string)),
         Job::RemoveTemp(rel) => format!("temporary upload of {rel}"),
         Job::RemoveDir(dir) => Escaped(dir).to_string(),
     }
@@ -895,10 +805,7 @@ fn job_name(job: &Job) -> String {
 
 /// A remote file counts as synced when its mtime is no older than the local
 /// one (listings have whole seconds).
-fn remote_not_older(
-    remote: Option<std::time::SystemTime>,
-    local: Option<std::time::SystemTime>,
-) -> bool {
+fn remote_not_older(remote: Option<std::time::SystemTime>, local: Option<std::time::SystemTime>) -> bool {
     match (remote, local) {
         (Some(r), Some(l)) => {
             let secs = |t: std::time::SystemTime| mtime_ns(Some(t)) / 1_000_000_000;
@@ -917,18 +824,14 @@ fn hash_file(path: &Path) -> Option<[u8; 32]> {
 }
 
 fn backoff(first: Duration, cap: Duration, attempt: u32) -> Duration {
-    let factor = 1u32
-        .checked_shl(attempt.saturating_sub(1).min(20))
-        .unwrap_or(u32::MAX);
+    let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
     first.saturating_mul(factor).min(cap)
 }
 
 /// Spreads a delay over 75–125 % so that many failures do not retry in step.
 fn jitter(d: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
-    let r = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
+    let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
     let frac = 0.75 + (r % 1000) as f64 / 2000.0;
     d.mul_f64(frac)
 }
@@ -954,10 +857,7 @@ mod tests {
     #[test]
     fn remote_mtime_rule() {
         let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert!(remote_not_older(
-            Some(t),
-            Some(t + Duration::from_millis(400))
-        ));
+        assert!(remote_not_older(Some(t), Some(t + Duration::from_millis(400))));
         assert!(remote_not_older(Some(t + Duration::from_secs(5)), Some(t)));
         assert!(!remote_not_older(Some(t), Some(t + Duration::from_secs(1))));
         assert!(!remote_not_older(None, Some(t)));

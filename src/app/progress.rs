@@ -47,9 +47,7 @@ impl Progress {
             self.started = Some(now);
             if self.tty {
                 let bar = ProgressBar::new(self.total);
-                if let Ok(style) =
-                    ProgressStyle::with_template("{bar:30} {pos}/{len} files, {msg}, eta {eta}")
-                {
+                if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} files, {msg}, eta {eta}") {
                     bar.set_style(style);
                 }
                 crate::logging::set_progress(Some(bar.clone()));
@@ -80,14 +78,8 @@ impl Progress {
     }
 
     fn rate(&self) -> String {
-        let secs = self
-            .started
-            .map_or(0.0, |s| s.elapsed().as_secs_f64())
-            .max(0.001);
-        format!(
-            "{}/s",
-            crate::app::human_bytes((self.bytes as f64 / secs) as u64)
-        )
+        let secs = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64()).max(0.001);
+        format!("{}/s", crate::app::human_bytes((self.bytes as f64 / secs) as u64))
     }
 
     pub fn next_tick(&self) -> Option<Instant> {
@@ -106,12 +98,7 @@ impl Progress {
         let elapsed = now.duration_since(started).as_secs_f64().max(0.001);
         let per_file = elapsed / self.done.max(1) as f64;
         let eta = (self.total.saturating_sub(self.done) as f64 * per_file) as u64;
-        info!(
-            "reconcile: {}/{} files, {}, eta {eta} s",
-            self.done,
-            self.total,
-            self.rate()
-        );
+        info!("reconcile: {}/{} files, {}, eta {eta} s", self.done, self.total, self.rate());
     }
 
     /// Ends the bar or the log lines.

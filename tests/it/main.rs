@@ -1,0 +1,18 @@
+//! Integration tests: the real `ftpmonitor` binary against an in-process FTP server.
+//!
+//! One test binary, one module per area; `support` holds the server, the `Test` builder
+//! and the log-message contract. Every test has its own server, ports and directories, so
+//! they run in parallel.
+
+// Linux only: the tests read /proc and use inotify through the binary.
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod cli;
+mod daemon;
+mod login;
+mod safety;
+mod signals;
+mod sync;

@@ -1,0 +1,51 @@
+//! Test support: an in-process FTP server, a builder that runs the real `ftpmonitor` binary
+//! against it in throw-away directories, and deadline-based waiting.
+//!
+//! Nothing here sleeps to synchronise: every wait polls a condition until a deadline and
+//! panics with what it waited for and the daemon's log.
+
+// Each test module uses a different subset of the helpers.
+#![allow(dead_code)]
+
+pub mod contract;
+mod daemon;
+pub mod proc;
+mod server;
+
+#[cfg(test)]
+mod selftest;
+
+use std::time::{Duration, Instant};
+
+pub use contract::*;
+#[allow(unused_imports)]
+pub use daemon::{Daemon, Finished, Sandbox, Test};
+#[allow(unused_imports)]
+pub use server::{FtpServer, PASSWORD, USER, files_under};
+
+/// Default deadline for anything the daemon should do "soon". Generous, so a loaded CI
+/// machine is not flaky; a passing test never waits for it.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Interval between two checks of a condition.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `cond` every [`POLL`] until it holds (true) or `timeout` passes (false).
+pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Polls `cond` until it holds; panics naming `what` after `timeout`.
+/// [`Daemon::wait_until`] adds the daemon's log and stderr to the panic message.
+pub fn wait_until(timeout: Duration, what: &str, cond: impl FnMut() -> bool) {
+    assert!(poll_until(timeout, cond), "timed out after {timeout:?} waiting until {what}");
+}

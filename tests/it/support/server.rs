@@ -1,0 +1,248 @@
+//! An in-process FTP server (libunftp + the unftp-sbe-fs filesystem backend) over a fresh
+//! temporary directory, so tests can look at what arrived straight on disk.
+//!
+//! Each server runs on its own thread with its own tokio runtime, on a port found by binding
+//! `127.0.0.1:0`, with its own block of passive ports so parallel tests do not fight over them.
+//! `stop`/`restart` keep the port and the files, for tests of an unreachable server.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use libunftp::ServerBuilder;
+use libunftp::options::{ActivePassiveMode, Shutdown};
+use tempfile::TempDir;
+use unftp_core::auth::{AuthenticationError, Authenticator, Credentials, Principal};
+use unftp_sbe_fs::Filesystem;
+
+use super::TIMEOUT;
+
+/// The only account the test server knows.
+pub const USER: &str = "alice";
+/// Its password.
+pub const PASSWORD: &str = "s3cret-pass";
+
+const PASSIVE_FIRST: u16 = 50_000;
+const PASSIVE_BLOCKS: u16 = 200;
+const PASSIVE_BLOCK: u16 = 50;
+static NEXT_PASSIVE_BLOCK: AtomicU16 = AtomicU16::new(0);
+
+/// Accepts `alice` / `s3cret-pass` and nothing else (libunftp answers 530).
+#[derive(Debug)]
+struct OneUser;
+
+#[async_trait]
+impl Authenticator for OneUser {
+    async fn authenticate(&self, username: &str, creds: &Credentials) -> Result<Principal, AuthenticationError> {
+        if username != USER {
+            return Err(AuthenticationError::BadUser);
+        }
+        match creds.password.as_deref() {
+            Some(PASSWORD) => Ok(Principal { username: username.to_owned() }),
+            _ => Err(AuthenticationError::BadPassword),
+        }
+    }
+}
+
+struct Running {
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// A running (or stopped) in-process FTP server. Dropping it shuts it down.
+pub struct FtpServer {
+    root: TempDir,
+    port: u16,
+    passive: RangeInclusive<u16>,
+    running: Mutex<Option<Running>>,
+}
+
+impl FtpServer {
+    /// Starts a server over a new empty temporary directory and returns once it accepts
+    /// TCP connections.
+    pub fn start() -> FtpServer {
+        let root = tempfile::Builder::new()
+            .prefix("ftpmonitor-it-server.")
+            .tempdir()
+            .expect("create the server's root directory");
+        let port = {
+            let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+            probe.local_addr().expect("local_addr").port()
+        };
+        let block = NEXT_PASSIVE_BLOCK.fetch_add(1, Ordering::Relaxed) % PASSIVE_BLOCKS;
+        let first = PASSIVE_FIRST + block * PASSIVE_BLOCK;
+        let server = FtpServer { root, port, passive: first..=first + PASSIVE_BLOCK - 1, running: Mutex::new(None) };
+        server.restart();
+        server
+    }
+
+    /// The control port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server-side filesystem root: `/` for FTP clients.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Whether the server currently listens.
+    pub fn is_running(&self) -> bool {
+        self.running.lock().expect("server lock").is_some()
+    }
+
+    /// The bytes of `rel` (relative to the server root, `/`-separated), read straight from disk.
+    pub fn remote_file(&self, rel: &str) -> Option<Vec<u8>> {
+        let path = self.root().join(rel.trim_start_matches('/'));
+        if path.symlink_metadata().ok()?.is_file() { std::fs::read(path).ok() } else { None }
+    }
+
+    /// Every regular file under the server root, keyed by its `/`-separated relative path.
+    pub fn remote_files(&self) -> BTreeMap<String, Vec<u8>> {
+        files_under(self.root())
+    }
+
+    /// Stops listening and drops every session. Files stay. Idempotent.
+    pub fn stop(&self) {
+        let running = self.running.lock().expect("server lock").take();
+        if let Some(running) = running {
+            let _ = running.shutdown.send(());
+            let _ = running.thread.join();
+        }
+        // The listener is closed once the thread is gone; make sure of it so that a
+        // following restart or a "server down" test sees a refused connection.
+        let deadline = Instant::now() + TIMEOUT;
+        while accepts(self.port) {
+            assert!(
+                Instant::now() < deadline,
+                "FTP server on port {} still accepts connections after stop()",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// (Re)starts the server on the same port and root; returns once it accepts connections.
+    /// A no-op when it is already running.
+    pub fn restart(&self) {
+        let mut guard = self.running.lock().expect("server lock");
+        if guard.is_some() {
+            return;
+        }
+        let (shutdown, on_shutdown) = tokio::sync::oneshot::channel::<()>();
+        let (failed_tx, failed_rx) = mpsc::channel::<String>();
+        let root: Arc<PathBuf> = Arc::new(self.root().to_path_buf());
+        let passive = self.passive.clone();
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let thread = std::thread::Builder::new()
+            .name(format!("ftp-server-{}", self.port))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = failed_tx.send(format!("tokio runtime: {e}"));
+                        return;
+                    }
+                };
+                let storage_root = Arc::clone(&root);
+                let built = ServerBuilder::with_authenticator(
+                    Box::new(move || Filesystem::new(storage_root.as_path()).expect("open the server root")),
+                    Arc::new(OneUser),
+                )
+                .greeting("ftpmonitor test server")
+                .passive_ports(passive)
+                .active_passive_mode(ActivePassiveMode::ActiveAndPassive)
+                .shutdown_indicator(async move {
+                    let _ = on_shutdown.await;
+                    Shutdown::new().grace_period(Duration::from_millis(500))
+                })
+                .build();
+                let server = match built {
+                    Ok(server) => server,
+                    Err(e) => {
+                        let _ = failed_tx.send(format!("build: {e}"));
+                        return;
+                    }
+                };
+                // Err after a shutdown only means the grace period ran out with sessions open.
+                let result = rt.block_on(server.listen(addr.to_string()));
+                if let Err(e) = result {
+                    let _ = failed_tx.send(format!("listen on {addr}: {e}"));
+                }
+                rt.shutdown_timeout(Duration::from_secs(1));
+            })
+            .expect("spawn the FTP server thread");
+
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if accepts(self.port) {
+                break;
+            }
+            if thread.is_finished() {
+                let why = failed_rx.try_recv().unwrap_or_else(|_| "thread ended".to_owned());
+                let _ = thread.join();
+                panic!("FTP server on port {} failed to start: {why}", self.port);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "FTP server on port {} did not accept connections within {TIMEOUT:?}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        *guard = Some(Running { shutdown, thread });
+    }
+}
+
+impl Drop for FtpServer {
+    fn drop(&mut self) {
+        let running = match self.running.get_mut() {
+            Ok(r) => r.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(running) = running {
+            let _ = running.shutdown.send(());
+            let _ = running.thread.join();
+        }
+    }
+}
+
+fn accepts(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_millis(500)).is_ok()
+}
+
+/// Every regular file under `root` (symlinks not followed), keyed by `/`-separated relative path.
+pub fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                walk(root, &path, out);
+            } else if ft.is_file() {
+                let rel = path
+                    .strip_prefix(root)
+                    .expect("walked path is under the root")
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                if let Ok(bytes) = std::fs::read(&path) {
+                    out.insert(rel, bytes);
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
