@@ -217,6 +217,8 @@ struct App {
     retry_seq: u64,
     server: ServerState,
     awaiting: HashMap<String, Awaiting>,
+    /// Uploads that broke off, with the file's stamp then: they may resume.
+    partial: HashMap<RelPath, crate::ftp::Stamp>,
     root_held: bool,
     root_check_at: Option<Instant>,
     skipped: HashSet<String>,
@@ -295,6 +297,7 @@ impl App {
             retry_seq: 0,
             server: ServerState::default(),
             awaiting: HashMap::new(),
+            partial: HashMap::new(),
             root_held: false,
             root_check_at: None,
             skipped: HashSet::new(),
@@ -307,7 +310,11 @@ impl App {
             args,
             cfg,
         };
-        let queued = if app.synced.is_empty() { app.compare_with_server("first sync of this job") } else { app.reconcile("start") };
+        let queued = if app.synced.is_empty() {
+            app.compare_with_server("first sync of this job")
+        } else {
+            app.reconcile("start")
+        };
         app.resume_leftovers(leftovers);
         app.flush_journal();
         let what = if app.cfg.once { "syncing" } else { "watching" };

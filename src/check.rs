@@ -52,7 +52,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let rel = RelPath::from_local(&probe_dir, &local).map_err(|_| Error::runtime("probe file name"))?;
     let abort = AtomicBool::new(false);
     let t = Instant::now();
-    let result = session.upload(&local, &rel, &abort);
+    let result = session.upload(&local, &rel, &abort, None);
     let _ = std::fs::remove_dir_all(&probe_dir);
     let ok = match result {
         Ok(_) => {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::ftp::{Failure, RemoteEntry, Uploaded};
+use crate::ftp::{Failure, RemoteEntry, Stamp, Uploaded};
 use crate::relpath::RelPath;
 use crate::watcher::Change;
 
@@ -19,9 +19,11 @@ pub enum Event {
 /// One unit of remote work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
+    /// `resume`: the file's stamp at an attempt that broke off.
     Upload {
         rel: RelPath,
         size: u64,
+        resume: Option<Stamp>,
     },
     Delete(RelPath),
     Rename {

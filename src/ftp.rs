@@ -61,11 +61,14 @@ pub struct Failure {
     /// The server's reply code, when there was one.
     pub code: Option<u16>,
     pub message: String,
+    /// An upload broke off after it started: the temporary file may hold
+    /// this version's first bytes, so the next attempt can resume.
+    pub partial: Option<Stamp>,
 }
 
 impl Failure {
     fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Self { kind, code: None, message: message.into() }
+        Self { kind, code: None, message: message.into(), partial: None }
     }
 
     /// Whether the control connection can still be trusted afterwards.
@@ -137,7 +140,7 @@ fn classify(err: &FtpError, what: &str) -> Failure {
             None => Kind::Connection,
         }
     };
-    Failure { kind, code, message: format!("{what}: {}", reply_text(err)) }
+    Failure { kind, code, message: format!("{what}: {}", reply_text(err)), partial: None }
 }
 
 /// How to reach and log in to the server; shared by all sessions.
@@ -301,6 +304,8 @@ pub struct Features {
     pub size: bool,
     pub mlsd: bool,
     pub utf8: bool,
+    /// `REST STREAM`: an upload can continue at an offset.
+    pub rest: bool,
 }
 
 impl Features {
@@ -308,7 +313,15 @@ impl Features {
         match ftp.feat() {
             Ok(map) => {
                 let has = |k: &str| map.keys().any(|f| f.eq_ignore_ascii_case(k));
-                Self { mfmt: has("MFMT"), size: has("SIZE"), mlsd: has("MLST") || has("MLSD"), utf8: has("UTF8") }
+                Self {
+                    mfmt: has("MFMT"),
+                    size: has("SIZE"),
+                    mlsd: has("MLST") || has("MLSD"),
+                    utf8: has("UTF8"),
+                    rest: map.iter().any(|(k, v)| {
+                        k.eq_ignore_ascii_case("REST") && v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("STREAM"))
+                    }),
+                }
             }
             // No FEAT (RFC 959-only server): assume nothing.
             Err(_) => Self::default(),
@@ -492,7 +505,17 @@ impl Session {
     /// Before the rename the local file must be unchanged and, where the
     /// server has SIZE, the remote size must match; MFMT sets the remote
     /// mtime where the server has it.
-    pub fn upload(&mut self, local: &Path, rel: &RelPath, abort: &AtomicBool) -> Result<Uploaded, Failure> {
+    ///
+    /// `resume` is the local file's stamp at an earlier attempt that broke
+    /// off: if the file is still exactly that, the server supports REST and
+    /// SIZE, the transfer continues where the temporary file ends.
+    pub fn upload(
+        &mut self,
+        local: &Path,
+        rel: &RelPath,
+        abort: &AtomicBool,
+        resume: Option<Stamp>,
+    ) -> Result<Uploaded, Failure> {
         let final_path = self.remote(rel.as_str());
         let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
         let tmp = temp_name(&dir, rel.file_name());
@@ -504,16 +527,28 @@ impl Session {
             .map_err(|e| Failure::new(Kind::Local, format!("cannot read {rel}: {e}")))?;
 
         self.ensure_dir(&dir)?;
-        let stored = match self.store(&tmp, &file, abort) {
+        let offset = if resume == Some(before) { self.resume_offset(&tmp, before.len) } else { 0 };
+        if offset > 0 {
+            log::info!("resuming {rel} at byte {offset} of {}", before.len);
+        }
+        let stored = match self.store(&tmp, &file, abort, offset) {
             Err(f) if f.code == Some(553) || (f.code == Some(550) && f.kind == Kind::Refused) => {
                 // The directory may have been removed behind our back.
                 self.forget_dir(&dir);
                 self.ensure_dir(&dir)?;
-                self.store(&tmp, &file, abort)
+                self.store(&tmp, &file, abort, 0)
             }
             other => other,
         };
-        let (bytes, blake3) = stored.inspect_err(|f| self.discard(&tmp, f))?;
+        let (bytes, blake3) = stored.map_err(|mut f| {
+            if matches!(f.kind, Kind::Connection | Kind::Data | Kind::Transient) && self.features.rest {
+                // Keep what arrived: the next attempt can continue from it.
+                f.partial = Some(before);
+            } else {
+                self.discard(&tmp, &f);
+            }
+            f
+        })?;
 
         let after = std::fs::symlink_metadata(local).map(|m| Stamp::of(&m)).ok();
         if after != Some(before) || bytes != before.len {
@@ -595,16 +630,42 @@ impl Session {
         self.features
     }
 
-    fn store(&mut self, remote: &str, file: &File, abort: &AtomicBool) -> Result<(u64, [u8; 32]), Failure> {
+    /// How many bytes of a broken-off upload the server holds under `tmp`,
+    /// if the upload can continue from there (0: start over).
+    fn resume_offset(&mut self, tmp: &str, len: u64) -> u64 {
+        if !(self.features.rest && self.features.size) {
+            return 0;
+        }
+        match self.ftp.size(tmp) {
+            Ok(n) if (n as u64) < len => n as u64,
+            _ => 0,
+        }
+    }
+
+    /// Sends `file` to `remote` from byte `offset` on (REST + STOR); returns
+    /// the whole file's length as sent and its fingerprint.
+    fn store(
+        &mut self,
+        remote: &str,
+        file: &File,
+        abort: &AtomicBool,
+        offset: u64,
+    ) -> Result<(u64, [u8; 32]), Failure> {
         let mut reader =
             Abortable { inner: BufReader::with_capacity(256 * 1024, file), abort, hasher: blake3::Hasher::new() };
         let result = self.with_data(|ftp| {
             std::io::Seek::rewind(&mut reader.inner).map_err(FtpError::ConnectionError)?;
             reader.hasher.reset();
+            if offset > 0 {
+                // The fingerprint covers the whole file: read the part the
+                // server already holds through the hasher.
+                io::copy(&mut (&mut reader).take(offset), &mut io::sink()).map_err(FtpError::ConnectionError)?;
+                ftp.resume_transfer(usize::try_from(offset).unwrap_or(0))?;
+            }
             ftp.put_file(remote, &mut reader)
         });
         match result {
-            Ok(n) => Ok((n, *reader.hasher.finalize().as_bytes())),
+            Ok(n) => Ok((n + offset, *reader.hasher.finalize().as_bytes())),
             Err(e) if abort.load(Ordering::Relaxed) => {
                 let _ = e;
                 Err(Failure::new(Kind::Aborted, "upload aborted for shutdown"))
@@ -630,7 +691,9 @@ impl Session {
             }
         }
         let aside = format!("{target}{ASIDE_SUFFIX}");
-        let moved_aside = self.ftp.rename(target, &aside).is_ok();
+        // Only a file is renamed aside, never a directory that has the name.
+        let target_is_file = self.features.size && self.ftp.size(target).is_ok();
+        let moved_aside = target_is_file && self.ftp.rename(target, &aside).is_ok();
         match self.ftp.rename(tmp, target) {
             Ok(()) => {
                 if moved_aside {

@@ -363,7 +363,8 @@ impl App {
         for (rel, stamp) in to_plan {
             // Missing or different on the server: send it, whatever the journal says.
             self.batch.queue(rel.clone(), Op::Upload);
-            self.enqueue(Job::Upload { rel, size: stamp.len });
+            let resume = self.partial.get(&rel).copied();
+            self.enqueue(Job::Upload { rel, size: stamp.len, resume });
         }
         self.progress.add(queued as u64);
         // Temporary uploads left by a crash, whose file is not being sent now.
@@ -448,7 +449,8 @@ impl App {
             }
         }
         self.batch.queue(rel.clone(), Op::Upload);
-        self.enqueue(Job::Upload { rel, size: stamp.len })
+        let resume = self.partial.get(&rel).copied();
+        self.enqueue(Job::Upload { rel, size: stamp.len, resume })
     }
 
     /// The path is gone locally.
@@ -490,7 +492,7 @@ impl App {
         }
         if self.cfg.dry_run && !matches!(job, Job::List(_)) {
             match &job {
-                Job::Upload { rel, size } => info!("dry run: would upload {rel} ({})", super::human_bytes(*size)),
+                Job::Upload { rel, size, .. } => info!("dry run: would upload {rel} ({})", super::human_bytes(*size)),
                 Job::Delete(p) => info!("dry run: would delete {p}"),
                 Job::Rename { from, to } => info!("dry run: would rename {from} to {to}"),
                 Job::RemoveTemp(p) => info!("dry run: would remove the temporary upload of {p}"),
@@ -573,6 +575,7 @@ impl App {
     fn on_success(&mut self, job: &Job, done: Done, elapsed: Duration) {
         match (job, done) {
             (Job::Upload { rel, .. }, Done::Uploaded(u)) => {
+                self.partial.remove(rel);
                 let s = Synced { size: u.stamp.len, mtime_ns: mtime_ns(u.stamp.mtime), hash: Some(u.blake3) };
                 self.synced.insert(rel.clone(), s);
                 self.batch.synced(rel.clone(), s, true);
@@ -637,6 +640,16 @@ impl App {
     }
 
     fn on_failure(&mut self, job: Job, f: Failure, now: Instant) {
+        if let (Job::Upload { rel, .. }, Some(stamp)) = (&job, f.partial) {
+            self.partial.insert(rel.clone(), stamp);
+        }
+        let job = match job {
+            Job::Upload { rel, size, .. } => {
+                let resume = self.partial.get(&rel).copied();
+                Job::Upload { rel, size, resume }
+            }
+            other => other,
+        };
         match f.kind {
             Kind::Changed => {
                 debug!("{f}; uploading it once it is quiet");
