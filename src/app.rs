@@ -24,7 +24,7 @@ use crate::daemon::{self, Forked, PidFile, Readiness};
 use crate::debounce::Debouncer;
 use crate::error::{Error, Result};
 use crate::event::{Event, Job};
-use crate::ftp::{Connector, Kind};
+use crate::ftp::{Connector, Kind, Session};
 use crate::journal::{Batch, JobKey, Journal, Synced};
 use crate::relpath::{EscapedPath, RelPath};
 use crate::signals::{self, SignalThread};
@@ -69,7 +69,7 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
         logging::probe(log).map_err(Error::usage)?;
     }
     let connector = Connector::new(&cfg).map_err(|f| Error::usage(f.message))?;
-    preflight_login(&cfg, &connector)?;
+    let session = preflight_login(&cfg, &connector)?;
 
     let mut pid_file = PidFile::acquire(&cfg.pid_file)?;
     let mut readiness = if cfg.foreground {
@@ -92,6 +92,7 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
         logging::redirect(cfg.log_file.as_deref(), cfg.foreground).map_err(|e| {
             Error::runtime(format!("cannot open log file: {e}: fix --log-file or its directory's permissions"))
         })?;
+        #[cfg(unix)]
         if let Some(user) = &cfg.run_as {
             let mut owned: Vec<std::path::PathBuf> = vec![pid_file.path().to_path_buf(), cfg.state_dir.clone()];
             owned.extend(cfg.log_file.clone());
@@ -106,7 +107,7 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
             daemon::drop_privileges(user, &owned)?;
             info!("running as user {user}");
         }
-        let mut app = App::start(cfg, args, connector)?;
+        let mut app = App::start(cfg, args, connector, session)?;
         readiness.ready();
         Ok(app.run())
     })();
@@ -137,12 +138,12 @@ fn create_state_dir(dir: &Path) -> Result<()> {
 
 /// Logs in once while errors still reach the terminal: a refused login or a
 /// TLS failure stops here; an unreachable server only warns.
-fn preflight_login(cfg: &Config, connector: &Connector) -> Result<()> {
+/// The session is kept for the first transfer worker.
+fn preflight_login(cfg: &Config, connector: &Connector) -> Result<Option<Session>> {
     match connector.connect() {
         Ok(session) => {
             debug!("logged in to {}", cfg.target());
-            session.quit();
-            Ok(())
+            Ok(Some(session))
         }
         Err(f) if f.kind == Kind::Login => Err(Error::runtime(format!(
             "login refused by {}:{} for user {:?} ({}): check --user and the password \
@@ -155,7 +156,7 @@ fn preflight_login(cfg: &Config, connector: &Connector) -> Result<()> {
         ))),
         Err(f) => {
             warn!("warning: {f}; starting anyway and retrying until the server answers");
-            Ok(())
+            Ok(None)
         }
     }
 }
@@ -232,7 +233,7 @@ struct App {
 }
 
 impl App {
-    fn start(cfg: Config, args: RunArgs, connector: Connector) -> Result<Self> {
+    fn start(cfg: Config, args: RunArgs, connector: Connector, session: Option<Session>) -> Result<Self> {
         let (tx, rx) = channel();
         let signals = SignalThread::start(tx.clone())
             .map_err(|e| Error::runtime(format!("cannot install signal handlers: {e}")))?;
@@ -266,7 +267,7 @@ impl App {
                 ))
             })?)
         };
-        let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx)
+        let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx, session)
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
         let hangup_is_stop = cfg.foreground && daemon::has_controlling_terminal();
         let now = Instant::now();

@@ -272,7 +272,8 @@ impl Config {
             tls,
             ca_file,
             active: s.active || file.active.unwrap_or(false),
-            foreground: d.foreground || once || file.foreground.unwrap_or(false),
+            // Windows has no background mode: its scripts run the foreground.
+            foreground: d.foreground || once || file.foreground.unwrap_or(false) || cfg!(windows),
             pid_file,
             log_file,
             state_dir,
@@ -347,8 +348,8 @@ impl Env {
         Self {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             is_root: crate::daemon::is_root(),
-            home: var("HOME"),
-            xdg_state_home: var("XDG_STATE_HOME").filter(|p| p.is_absolute()),
+            home: var("HOME").or_else(|| var("USERPROFILE")),
+            xdg_state_home: var("XDG_STATE_HOME").or_else(|| var("LOCALAPPDATA")).filter(|p| p.is_absolute()),
             xdg_runtime_dir: var("XDG_RUNTIME_DIR").filter(|p| p.is_absolute()),
             password: std::env::var("FTPMONITOR_PASSWORD").ok(),
         }

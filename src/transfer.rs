@@ -21,7 +21,15 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn start(n: usize, connector: &Connector, watch_dir: PathBuf, events: &Sender<Event>) -> std::io::Result<Self> {
+    /// Starts `n` workers; `first` is a session already logged in (the
+    /// start-up check's), handed to the first worker.
+    pub fn start(
+        n: usize,
+        connector: &Connector,
+        watch_dir: PathBuf,
+        events: &Sender<Event>,
+        mut first: Option<Session>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let abort = Arc::new(AtomicBool::new(false));
@@ -29,7 +37,7 @@ impl Pool {
         for i in 0..n {
             let worker = Worker {
                 connector: connector.clone(),
-                session: None,
+                session: first.take(),
                 watch_dir: watch_dir.clone(),
                 abort: Arc::clone(&abort),
             };

@@ -1,5 +1,4 @@
-//! Signals are only recorded: a signal-hook thread forwards each one to the
-//! main loop as [`Event::Signal`], which decides what it means.
+//! Unix: a signal-hook iterator thread for TERM, INT, HUP and USR1.
 
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
