@@ -109,6 +109,7 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
         }
         let mut app = App::start(cfg, args, connector, session)?;
         readiness.ready();
+        crate::systemd::ready(&format!("watching {}", EscapedPath(&app.cfg.watch_dir)));
         Ok(app.run())
     })();
     let code = match result {
@@ -230,6 +231,8 @@ struct App {
     uploaded_bytes: u64,
     hangup_is_stop: bool,
     progress: Progress,
+    /// systemd watchdog: ping period and the next ping.
+    watchdog: Option<(Duration, Instant)>,
 }
 
 impl App {
@@ -308,6 +311,7 @@ impl App {
             uploaded_bytes: 0,
             hangup_is_stop,
             progress: Progress::new(cfg.foreground),
+            watchdog: crate::systemd::watchdog_every().map(|d| (d, now)),
             args,
             cfg,
         };
@@ -410,6 +414,7 @@ impl App {
         consider(self.next_rescan);
         consider(self.root_check_at);
         consider(self.progress.next_tick());
+        consider(self.watchdog.map(|(_, t)| t));
         d
     }
 
@@ -418,6 +423,12 @@ impl App {
     }
 
     fn on_deadlines(&mut self, now: Instant) {
+        if let Some((every, next)) = self.watchdog.as_mut()
+            && *next <= now
+        {
+            crate::systemd::watchdog();
+            *next = now + *every;
+        }
         if let Some(stop) = self.stop.as_mut() {
             if !stop.aborted && now >= stop.grace_until && !self.in_flight.is_empty() {
                 warn!(
@@ -497,6 +508,7 @@ impl App {
                 format!(", letting {} transfer(s) finish", self.in_flight.len())
             }
         );
+        crate::systemd::stopping();
         self.watcher = None;
         // What is still queued stays in the journal's queue for the next start.
         self.pending.clear();
@@ -506,6 +518,7 @@ impl App {
     }
 
     fn reload(&mut self) {
+        crate::systemd::reloading();
         if let Err(e) = logging::reopen() {
             warn!("warning: SIGHUP: cannot reopen the log file: {e}");
         }
@@ -513,6 +526,7 @@ impl App {
             Ok(c) => c,
             Err(e) => {
                 warn!("warning: SIGHUP: keeping the old configuration: {e}");
+                crate::systemd::ready("kept the old configuration");
                 return;
             }
         };
@@ -537,6 +551,7 @@ impl App {
             self.next_rescan = new.rescan_interval.map(|d| Instant::now() + d);
         }
         info!("reloaded configuration and reopened the log (SIGHUP)");
+        crate::systemd::ready("reloaded");
         if rescan {
             let n = self.reconcile("new configuration");
             info!("reconcile after reload: {n} files queued");

@@ -17,5 +17,6 @@ pub mod logging;
 pub mod relpath;
 pub mod signals;
 pub mod status;
+pub mod systemd;
 pub mod transfer;
 pub mod watcher;
