@@ -197,7 +197,10 @@ struct App {
     watcher: Option<Watcher>,
     _signals: SignalThread,
     pool: Pool,
-    idle: usize,
+    /// Jobs that may still be handed out: two per worker, so that a worker
+    /// that finishes finds its next job waiting instead of waking this loop
+    /// first.
+    free_slots: usize,
     exited: usize,
     journal: Journal,
     batch: Batch,
@@ -277,7 +280,7 @@ impl App {
         let mut app = Self {
             debouncer: Debouncer::new(cfg.cooldown, MAX_WAIT),
             next_rescan: cfg.rescan_interval.map(|d| now + d),
-            idle: pool.size(),
+            free_slots: 2 * pool.size(),
             exited: 0,
             pool,
             watcher,
@@ -509,6 +512,7 @@ impl App {
             }
         );
         crate::systemd::stopping();
+        self.pool.stop_taking();
         self.watcher = None;
         // What is still queued stays in the journal's queue for the next start.
         self.pending.clear();

@@ -67,7 +67,7 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(kind: Kind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: Kind, message: impl Into<String>) -> Self {
         Self { kind, code: None, message: message.into(), partial: None }
     }
 
@@ -651,8 +651,11 @@ impl Session {
         abort: &AtomicBool,
         offset: u64,
     ) -> Result<(u64, [u8; 32]), Failure> {
+        // A buffer the size of a small file: no large allocation per file.
+        let len = file.metadata().map_or(0, |m| m.len());
+        let capacity = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX).clamp(8 * 1024, 256 * 1024);
         let mut reader =
-            Abortable { inner: BufReader::with_capacity(256 * 1024, file), abort, hasher: blake3::Hasher::new() };
+            Abortable { inner: BufReader::with_capacity(capacity, file), abort, hasher: blake3::Hasher::new() };
         let result = self.with_data(|ftp| {
             std::io::Seek::rewind(&mut reader.inner).map_err(FtpError::ConnectionError)?;
             reader.hasher.reset();

@@ -18,6 +18,7 @@ pub struct Pool {
     jobs: Option<Sender<Job>>,
     handles: Vec<JoinHandle<()>>,
     abort: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Pool {
@@ -33,6 +34,7 @@ impl Pool {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let abort = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::with_capacity(n);
         for i in 0..n {
             let worker = Worker {
@@ -40,18 +42,24 @@ impl Pool {
                 session: first.take(),
                 watch_dir: watch_dir.clone(),
                 abort: Arc::clone(&abort),
+                stopping: Arc::clone(&stopping),
             };
             let (rx, events) = (Arc::clone(&rx), events.clone());
             let handle =
                 std::thread::Builder::new().name(format!("transfer-{i}")).spawn(move || worker.run(&rx, &events))?;
             handles.push(handle);
         }
-        Ok(Self { jobs: Some(tx), handles, abort })
+        Ok(Self { jobs: Some(tx), handles, abort, stopping })
     }
 
     /// A pool with no workers, left behind once the real one is joined.
     pub fn empty() -> Self {
-        Self { jobs: None, handles: Vec::new(), abort: Arc::new(AtomicBool::new(false)) }
+        Self {
+            jobs: None,
+            handles: Vec::new(),
+            abort: Arc::new(AtomicBool::new(false)),
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Hands a job to the next idle worker. The caller sends no more jobs
@@ -65,6 +73,12 @@ impl Pool {
 
     /// Makes running uploads stop at their next read; nothing half-written is
     /// ever published under a final name.
+    /// Jobs handed out but not started yet come back unstarted (as
+    /// [`Kind::Aborted`]); running ones go on.
+    pub fn stop_taking(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn abort(&self) {
         self.abort.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -95,6 +109,7 @@ struct Worker {
     session: Option<Session>,
     watch_dir: PathBuf,
     abort: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -106,7 +121,11 @@ impl Worker {
             };
             let Ok(job) = job else { break };
             let started = Instant::now();
-            let result = self.execute(&job);
+            let result = if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                Err(Failure::new(Kind::Aborted, "not started: shutting down"))
+            } else {
+                self.execute(&job)
+            };
             let created_dirs = self.session.as_mut().map(Session::take_created).unwrap_or_default();
             let outcome = Outcome { job, result, elapsed: started.elapsed(), created_dirs };
             if events.send(Event::Done(outcome)).is_err() {

@@ -522,7 +522,7 @@ impl App {
             return;
         }
         let large_cap = self.pool.size().saturating_sub(1).max(1);
-        while self.idle > 0 {
+        while self.free_slots > 0 {
             let take_large = !self.pending_large.is_empty()
                 && self.large_in_flight < large_cap
                 && (self.pending.is_empty() || self.large_in_flight == 0);
@@ -534,7 +534,7 @@ impl App {
             if take_large {
                 self.large_in_flight += 1;
             }
-            self.idle -= 1;
+            self.free_slots -= 1;
             self.pool.submit(job);
             if down {
                 break;
@@ -544,7 +544,7 @@ impl App {
 
     pub(super) fn on_done(&mut self, outcome: Outcome) {
         let Outcome { job, result, elapsed, created_dirs } = outcome;
-        self.idle += 1;
+        self.free_slots += 1;
         if self.in_flight.remove(&job.key()) == Some(true) {
             self.large_in_flight -= 1;
         }
