@@ -605,6 +605,20 @@ impl App {
                     }
                 }
                 self.batch.dequeue(to.clone());
+                let (old_dir, new_dir) = (from.to_remote(&self.cfg.remote_dir), to.to_remote(&self.cfg.remote_dir));
+                let moved_dirs: Vec<String> = self
+                    .created_dirs
+                    .iter()
+                    .filter(|d| **d == old_dir || d.starts_with(&format!("{old_dir}/")))
+                    .cloned()
+                    .collect();
+                for d in moved_dirs {
+                    self.created_dirs.remove(&d);
+                    let new = format!("{new_dir}{}", &d[old_dir.len()..]);
+                    self.batch.dir_removed(d);
+                    self.created_dirs.insert(new.clone());
+                    self.batch.dir_created(new);
+                }
                 info!("renamed {from} to {to} on the server");
                 self.remove_empty_dirs(from.parent().and_then(RelPath::parse));
             }

@@ -87,7 +87,12 @@ impl Progress {
     }
 
     /// Logs a progress line when one is due.
-    pub fn tick(&mut self, now: Instant, _outstanding: usize) {
+    pub fn tick(&mut self, now: Instant, outstanding: usize) {
+        // Nothing left to do ends it (some queued files turned out unchanged).
+        if outstanding == 0 && self.started.is_some() {
+            self.finish();
+            return;
+        }
         let (Some(t), Some(started)) = (self.next_log, self.started) else {
             return;
         };
