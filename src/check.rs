@@ -1,20 +1,24 @@
 //! `ftpmonitor check`: validate the configuration and try the server the way a
-//! real run would (log in, create the remote directory, upload a probe under a
-//! temporary name, rename it into place, delete it), then print a short
-//! report. Exit 0 when a real run would work, 1 otherwise. Never forks.
+//! real run would — log in (and negotiate TLS), create the remote directory,
+//! upload a probe under a temporary name, check its size, rename it into place,
+//! upload it again over itself, delete it — then print a short report: the
+//! server's banner, the features found and used, the round-trip time, and one
+//! line with the fix for each problem. Exit 0 when a real run would work, 1
+//! otherwise. Never forks, never touches the journal.
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::ftp::{Connector, Kind};
-use crate::relpath::{EscapedPath, RelPath};
+use crate::ftp::{Connector, Kind, Session};
+use crate::relpath::{Escaped, EscapedPath, RelPath};
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let cfg = Config::from_args(args)?;
+    let mut problems: Vec<String> = Vec::new();
     println!("configuration: ok");
     println!("  watch directory: {}", EscapedPath(&cfg.watch_dir));
     println!("  server:          {}", cfg.target());
@@ -24,6 +28,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         None => println!("  log file:        (stderr only)"),
     }
     println!("  state directory: {}", EscapedPath(&cfg.state_dir));
+    check_local_paths(&cfg, &mut problems);
 
     let connector = Connector::new(&cfg).map_err(|f| Error::usage(f.message))?;
     let started = Instant::now();
@@ -31,60 +36,141 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         Ok(s) => s,
         Err(f) => {
             let fix = match f.kind {
-                Kind::Login => "check --user and the password",
-                Kind::Tls => "check the certificate, or give its CA with --ca-file",
-                _ => "check HOST and PORT, and that the server runs and a firewall lets you through",
+                Kind::Login => "check --user and the password (FTPMONITOR_PASSWORD, --password-file, config, ~/.netrc)",
+                Kind::Tls => "check the server's certificate and host name, or give its CA with --ca-file",
+                _ => "check HOST and PORT, that the server runs, and that no firewall is in the way",
             };
-            println!("server: FAILED: {f}: {fix}");
+            println!("server: FAILED: {f}");
+            println!("problem: cannot log in: {fix}");
+            println!("result: FAILED");
             return Ok(ExitCode::from(1));
         }
     };
-    println!("server: logged in as {} in {} ms", cfg.user, started.elapsed().as_millis());
+    let tls = if cfg.tls { ", TLS on control and data connections" } else { "" };
+    println!("server: logged in as {} in {} ms{tls}", cfg.user, started.elapsed().as_millis());
     if let Some(w) = session.welcome() {
-        println!("  banner: {}", crate::relpath::Escaped(w.lines().next().unwrap_or_default()));
+        println!("  banner:   {}", Escaped(w.lines().next().unwrap_or_default()));
     }
+    println!("  features: {}", describe_features(&session));
+    println!("  round trip: {:.2} ms (median of 5 NOOPs)", round_trip(&mut session).as_secs_f64() * 1000.0);
 
-    let probe_dir = tempfile_dir()?;
-    let name = format!(".ftpmonitor-check-{}", std::process::id());
-    let local = probe_dir.join(&name);
-    std::fs::write(&local, b"ftpmonitor check\n")
-        .map_err(|e| Error::runtime(format!("cannot write a probe file in {}: {e}", EscapedPath(&probe_dir))))?;
-    let rel = RelPath::from_local(&probe_dir, &local).map_err(|_| Error::runtime("probe file name"))?;
-    let abort = AtomicBool::new(false);
-    let t = Instant::now();
-    let result = session.upload(&local, &rel, &abort, None);
-    let _ = std::fs::remove_dir_all(&probe_dir);
-    let ok = match result {
-        Ok(_) => {
-            println!(
-                "upload: probe stored under a temporary name and renamed into place in {} ms",
-                t.elapsed().as_millis()
-            );
-            match session.delete(&rel) {
-                Ok(()) => println!("delete: probe removed"),
-                Err(f) => {
-                    println!("delete: FAILED: {f}: --delete would not work; remove {name} by hand")
-                }
-            }
-            true
-        }
-        Err(f) => {
-            println!("upload: FAILED: {f}: check that {} may write to {}", cfg.user, cfg.remote_dir);
-            false
-        }
-    };
-    session.quit();
-    if ok {
-        println!("result: ok, a real run would work");
-        Ok(ExitCode::SUCCESS)
+    probe_upload(&cfg, &mut session, &mut problems)?;
+    let mode = if cfg.active {
+        "active (PORT)"
+    } else if session.uses_epsv() {
+        "passive (EPSV)"
     } else {
+        "passive (PASV, connecting to the control address)"
+    };
+    println!("  data connections: {mode}");
+    session.quit();
+
+    for p in &problems {
+        println!("problem: {p}");
+    }
+    if problems.iter().any(|p| !p.starts_with("warning")) {
         println!("result: FAILED");
         Ok(ExitCode::from(1))
+    } else {
+        println!("result: ok, a real run would work");
+        Ok(ExitCode::SUCCESS)
     }
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("ftpmonitor-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", EscapedPath(&dir))))?;
-    Ok(dir)
+fn describe_features(session: &Session) -> String {
+    let f = session.features();
+    let yes_no =
+        |b: bool, what: &str, without: &str| if b { what.to_string() } else { format!("no {what} ({without})") };
+    [
+        yes_no(f.mlsd, "MLSD", "LIST is parsed instead"),
+        yes_no(f.mfmt, "MFMT", "remote modification times are the upload times"),
+        yes_no(f.size, "SIZE", "uploads are not size-checked"),
+        yes_no(f.rest, "REST STREAM", "broken-off uploads start over"),
+        yes_no(f.utf8, "UTF8", "non-ASCII names may be mangled"),
+    ]
+    .join(", ")
+}
+
+fn round_trip(session: &mut Session) -> Duration {
+    let mut times: Vec<Duration> = (0..5)
+        .filter_map(|_| {
+            let t = Instant::now();
+            session.noop().ok().map(|()| t.elapsed())
+        })
+        .collect();
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
+/// Local files a run writes: each one that cannot be written is a problem.
+fn check_local_paths(cfg: &Config, problems: &mut Vec<String>) {
+    if let Err(e) = std::fs::create_dir_all(&cfg.state_dir) {
+        problems.push(format!(
+            "cannot create state directory {}: {e}: run as root or choose --state-dir",
+            EscapedPath(&cfg.state_dir)
+        ));
+    }
+    if let Some(log) = &cfg.log_file
+        && let Err(e) = crate::logging::probe(log)
+    {
+        problems.push(e);
+    }
+    if let Some(dir) = cfg.pid_file.parent()
+        && std::fs::metadata(dir).is_ok_and(|m| m.permissions().readonly())
+    {
+        problems
+            .push(format!("the directory of PID file {} is read-only: choose --pid-file", EscapedPath(&cfg.pid_file)));
+    }
+}
+
+/// Uploads a probe the way a run uploads a file, twice (the second time over
+/// the first), and deletes it.
+fn probe_upload(cfg: &Config, session: &mut Session, problems: &mut Vec<String>) -> Result<()> {
+    let probe_dir = std::env::temp_dir().join(format!("ftpmonitor-check-{}", std::process::id()));
+    std::fs::create_dir_all(&probe_dir)
+        .map_err(|e| Error::runtime(format!("cannot create {}: {e}", EscapedPath(&probe_dir))))?;
+    let name = format!(".ftpmonitor-check-{}", std::process::id());
+    let local = probe_dir.join(&name);
+    let result = (|| {
+        std::fs::write(&local, b"ftpmonitor check\n")
+            .map_err(|e| Error::runtime(format!("cannot write a probe file in {}: {e}", EscapedPath(&probe_dir))))?;
+        let rel = RelPath::from_local(&probe_dir, &local).map_err(|_| Error::runtime("bad probe file name"))?;
+        let abort = AtomicBool::new(false);
+        let t = Instant::now();
+        match session.upload(&local, &rel, &abort, None) {
+            Ok(_) => println!(
+                "upload: probe stored in {} (created if missing) under a temporary name, checked and renamed into place in {} ms",
+                Escaped(&cfg.remote_dir),
+                t.elapsed().as_millis()
+            ),
+            Err(f) => {
+                problems.push(format!(
+                    "cannot upload into {}: {f}: check that {} may create files and directories there",
+                    Escaped(&cfg.remote_dir),
+                    cfg.user
+                ));
+                return Ok(());
+            }
+        }
+        std::fs::write(&local, b"ftpmonitor check, second version\n")
+            .map_err(|e| Error::runtime(format!("cannot rewrite the probe file: {e}")))?;
+        match session.upload(&local, &rel, &abort, None) {
+            Ok(_) if session.renames_aside() => println!(
+                "replace: the server refuses to rename over an existing file; old files are renamed aside first"
+            ),
+            Ok(_) => println!("replace: renaming over an existing file works"),
+            Err(f) => problems.push(format!(
+                "cannot replace an existing file: {f}: the account needs the right to overwrite or rename"
+            )),
+        }
+        match session.delete(&rel) {
+            Ok(()) => println!("delete: probe removed"),
+            Err(f) => problems.push(format!(
+                "warning: cannot delete the probe ({f}): --delete would not work; remove {name} by hand"
+            )),
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&probe_dir);
+    result
 }

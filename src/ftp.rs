@@ -630,6 +630,17 @@ impl Session {
         self.features
     }
 
+    /// Whether data connections use EPSV (else PASV or active mode).
+    pub fn uses_epsv(&self) -> bool {
+        self.epsv
+    }
+
+    /// Whether the server refused a rename over an existing file, so that
+    /// old files are renamed aside first.
+    pub fn renames_aside(&self) -> bool {
+        self.rename_over_refused
+    }
+
     /// How many bytes of a broken-off upload the server holds under `tmp`,
     /// if the upload can continue from there (0: start over).
     fn resume_offset(&mut self, tmp: &str, len: u64) -> u64 {
