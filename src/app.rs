@@ -40,6 +40,8 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 const GRACE: Duration = Duration::from_secs(10);
 /// After the grace period, how long aborted transfers may take to stop.
 const ABORT_WAIT: Duration = Duration::from_secs(5);
+/// While transfers run, the journal is written at most this often.
+const JOURNAL_EVERY: Duration = Duration::from_millis(250);
 /// How often a missing or empty watch directory is looked at again.
 const ROOT_RECHECK: Duration = Duration::from_secs(5);
 
@@ -205,6 +207,7 @@ struct App {
     journal: Journal,
     batch: Batch,
     journal_failing: bool,
+    journal_due: Option<Instant>,
     /// What the server holds, as far as the journal knows.
     synced: BTreeMap<RelPath, Synced>,
     /// Remote directories this tool created (full remote paths).
@@ -290,6 +293,7 @@ impl App {
             journal,
             batch: Batch::default(),
             journal_failing: false,
+            journal_due: None,
             synced,
             created_dirs,
             pending: VecDeque::new(),
@@ -337,7 +341,7 @@ impl App {
     fn run(&mut self) -> ExitCode {
         loop {
             self.dispatch();
-            self.flush_journal();
+            self.maybe_flush_journal();
             if self.finished() {
                 break;
             }
@@ -364,6 +368,23 @@ impl App {
             self.on_deadlines(Instant::now());
         }
         self.shutdown()
+    }
+
+    /// Writes the journal when the batch is due: at most every
+    /// `JOURNAL_EVERY` while transfers run, at once when nothing runs. A
+    /// crash loses at most that much bookkeeping, which the next start's
+    /// reconcile finds again.
+    fn maybe_flush_journal(&mut self) {
+        if self.batch.is_empty() {
+            self.journal_due = None;
+            return;
+        }
+        let now = Instant::now();
+        let due = *self.journal_due.get_or_insert(now + JOURNAL_EVERY);
+        if now >= due || self.in_flight.is_empty() {
+            self.flush_journal();
+            self.journal_due = None;
+        }
     }
 
     fn flush_journal(&mut self) {
@@ -418,6 +439,7 @@ impl App {
         consider(self.root_check_at);
         consider(self.progress.next_tick());
         consider(self.watchdog.map(|(_, t)| t));
+        consider(self.journal_due);
         d
     }
 

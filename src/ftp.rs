@@ -220,7 +220,7 @@ impl Connector {
             let s = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(FtpError::ConnectionError)?;
             s.set_read_timeout(Some(TIMEOUT)).map_err(FtpError::ConnectionError)?;
             s.set_write_timeout(Some(TIMEOUT)).map_err(FtpError::ConnectionError)?;
-            s.set_nodelay(true).map_err(FtpError::ConnectionError)?;
+
             Ok(s)
         });
         if let Some(tls) = &self.tls {
@@ -531,12 +531,12 @@ impl Session {
         if offset > 0 {
             log::info!("resuming {rel} at byte {offset} of {}", before.len);
         }
-        let stored = match self.store(&tmp, &file, abort, offset) {
+        let stored = match self.store(&tmp, &file, before.len, abort, offset) {
             Err(f) if f.code == Some(553) || (f.code == Some(550) && f.kind == Kind::Refused) => {
                 // The directory may have been removed behind our back.
                 self.forget_dir(&dir);
                 self.ensure_dir(&dir)?;
-                self.store(&tmp, &file, abort, 0)
+                self.store(&tmp, &file, before.len, abort, 0)
             }
             other => other,
         };
@@ -659,17 +659,21 @@ impl Session {
         &mut self,
         remote: &str,
         file: &File,
+        len: u64,
         abort: &AtomicBool,
         offset: u64,
     ) -> Result<(u64, [u8; 32]), Failure> {
         // A buffer the size of a small file: no large allocation per file.
-        let len = file.metadata().map_or(0, |m| m.len());
         let capacity = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX).clamp(8 * 1024, 256 * 1024);
         let mut reader =
             Abortable { inner: BufReader::with_capacity(capacity, file), abort, hasher: blake3::Hasher::new() };
+        let mut first_try = true;
         let result = self.with_data(|ftp| {
-            std::io::Seek::rewind(&mut reader.inner).map_err(FtpError::ConnectionError)?;
-            reader.hasher.reset();
+            if !std::mem::take(&mut first_try) {
+                // The EPSV fallback runs the transfer a second time.
+                std::io::Seek::rewind(&mut reader.inner).map_err(FtpError::ConnectionError)?;
+                reader.hasher.reset();
+            }
             if offset > 0 {
                 // The fingerprint covers the whole file: read the part the
                 // server already holds through the hasher.
