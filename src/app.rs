@@ -225,6 +225,8 @@ struct App {
     retry_seq: u64,
     server: ServerState,
     awaiting: HashMap<String, Awaiting>,
+    /// Halves of moves waiting for their pair (see `engine::flush_moves`).
+    moves: Vec<(crate::watcher::Change, Instant)>,
     /// Uploads that broke off, with the file's stamp then: they may resume.
     partial: HashMap<RelPath, crate::ftp::Stamp>,
     root_held: bool,
@@ -308,6 +310,7 @@ impl App {
             retry_seq: 0,
             server: ServerState::default(),
             awaiting: HashMap::new(),
+            moves: Vec::new(),
             partial: HashMap::new(),
             root_held: false,
             root_check_at: None,
@@ -440,6 +443,7 @@ impl App {
         consider(self.progress.next_tick());
         consider(self.watchdog.map(|(_, t)| t));
         consider(self.journal_due);
+        consider(self.moves.first().map(|(_, t)| *t));
         d
     }
 
@@ -467,6 +471,7 @@ impl App {
             }
             return;
         }
+        self.flush_moves(now);
         for rel in self.debouncer.drain_ready(now) {
             self.plan(rel);
         }

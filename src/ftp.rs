@@ -465,12 +465,9 @@ impl Session {
             return Ok(());
         }
         let mut prefix = String::new();
-        for (i, part) in dir.split('/').enumerate() {
-            if i > 0 || dir.starts_with('/') {
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            if !prefix.is_empty() || dir.starts_with('/') {
                 prefix.push('/');
-            }
-            if part.is_empty() {
-                continue;
             }
             prefix.push_str(part);
             if known.contains(&prefix) {
@@ -710,8 +707,7 @@ impl Session {
         }
         let aside = format!("{target}{ASIDE_SUFFIX}");
         // Only a file is renamed aside, never a directory that has the name.
-        let target_is_file = self.features.size && self.ftp.size(target).is_ok();
-        let moved_aside = target_is_file && self.ftp.rename(target, &aside).is_ok();
+        let moved_aside = self.is_remote_file(target) && self.ftp.rename(target, &aside).is_ok();
         match self.ftp.rename(tmp, target) {
             Ok(()) => {
                 if moved_aside {
@@ -726,6 +722,33 @@ impl Session {
                 }
                 Err(classify(&e, &format!("rename to {}", Escaped(target))))
             }
+        }
+    }
+
+    /// Whether `path` is a regular file on the server: MLST where the server
+    /// has it; else SIZE answers and CWD into it fails.
+    fn is_remote_file(&mut self, path: &str) -> bool {
+        if self.features.mlsd {
+            return self
+                .ftp
+                .mlst(Some(path))
+                .ok()
+                .and_then(|line| suppaftp::list::ListParser::parse_mlst(line.trim()).ok())
+                .is_some_and(|f| f.is_file());
+        }
+        if self.ftp.size(path).is_err() {
+            return false;
+        }
+        match self.ftp.pwd() {
+            Ok(here) => {
+                if self.ftp.cwd(path).is_ok() {
+                    let _ = self.ftp.cwd(&here);
+                    false
+                } else {
+                    true
+                }
+            }
+            Err(_) => false,
         }
     }
 

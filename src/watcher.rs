@@ -25,6 +25,12 @@ pub enum Change {
     Removed(PathBuf),
     /// Moved within the tree.
     Renamed { from: PathBuf, to: PathBuf },
+    /// Moved away from this name: a move out of the tree, unless a
+    /// [`Change::Renamed`] for it follows at once.
+    MovedOut(PathBuf),
+    /// Moved to this name: a move into the tree, unless a
+    /// [`Change::Renamed`] for it follows at once.
+    MovedIn(PathBuf),
     /// Events were lost (queue overflow): reconcile the whole tree.
     Rescan,
     /// A watch error, already phrased for the log.
@@ -82,9 +88,10 @@ fn translate(res: notify::Result<notify::Event>) -> Vec<Change> {
             (Some(p), None) | (None, Some(p)) => vec![Change::Touched(p)],
             (None, None) => Vec::new(),
         },
-        // The `From` half of a move inside the tree is followed by `Both`;
-        // a lone `From` is a move out. Either way the old name is gone.
-        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => paths.map(Change::Removed).collect(),
+        // A move inside the tree arrives as `From`, `To`, then `Both`; a move
+        // out as a lone `From`, a move in as a lone `To`. The loop pairs them.
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => paths.map(Change::MovedOut).collect(),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => paths.map(Change::MovedIn).collect(),
         EventKind::Modify(ModifyKind::Name(_)) => paths.map(appeared).collect(),
         EventKind::Remove(_) => paths.map(Change::Removed).collect(),
         EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
@@ -94,7 +101,7 @@ fn translate(res: notify::Result<notify::Event>) -> Vec<Change> {
 }
 
 /// Something moved in under this name: a directory is walked, a file waits.
-fn appeared(p: PathBuf) -> Change {
+pub fn appeared(p: PathBuf) -> Change {
     match std::fs::symlink_metadata(&p) {
         Ok(m) if m.is_dir() => Change::DirAppeared(p),
         _ => Change::Touched(p),
@@ -140,7 +147,7 @@ mod tests {
         );
         assert_eq!(
             translate(ev(EventKind::Modify(ModifyKind::Name(RenameMode::From)), &["/w/a"])),
-            vec![Change::Removed("/w/a".into())]
+            vec![Change::MovedOut("/w/a".into())]
         );
         let overflow = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
         assert_eq!(translate(Ok(overflow)), vec![Change::Rescan]);

@@ -26,6 +26,8 @@ const SERVER_CAP: Duration = Duration::from_secs(60);
 const RELOG: Duration = Duration::from_secs(600);
 /// `--once` gives a file, and the server, this many attempts.
 const ONCE_ATTEMPTS: u32 = 5;
+/// How long the halves of a move wait for the rename event that pairs them.
+const MOVE_PAIRING: Duration = Duration::from_millis(100);
 /// Files at least this big go to their own queue, so that small files never
 /// wait behind them while another connection is free.
 const LARGE: u64 = 8 * 1024 * 1024;
@@ -93,13 +95,39 @@ impl App {
                     }
                 }
             }
-            Change::Renamed { from, to } => self.on_rename(&from, &to, now),
+            Change::MovedOut(_) | Change::MovedIn(_) => self.moves.push((change, now + MOVE_PAIRING)),
+            Change::Renamed { from, to } => {
+                // The halves of this rename are no separate changes.
+                self.moves.retain(|(c, _)| match c {
+                    Change::MovedOut(p) => *p != from,
+                    Change::MovedIn(p) => *p != to,
+                    _ => true,
+                });
+                self.on_rename(&from, &to, now);
+            }
             Change::Rescan => {
                 warn!("warning: filesystem events were lost (event queue overflow); reconciling the tree");
                 let n = self.reconcile("overflow");
                 info!("reconcile after overflow: {n} files queued");
             }
             Change::Error(msg) => warn!("warning: {msg}"),
+        }
+    }
+
+    /// Halves of moves that no rename claimed in time: a move out is a
+    /// removal, a move in a new file or directory.
+    pub(super) fn flush_moves(&mut self, now: Instant) {
+        if self.moves.first().is_none_or(|(_, t)| *t > now) {
+            return;
+        }
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.moves).into_iter().partition(|(_, t)| *t <= now);
+        self.moves = rest;
+        for (change, _) in due {
+            match change {
+                Change::MovedOut(p) => self.on_change(Change::Removed(p)),
+                Change::MovedIn(p) => self.on_change(crate::watcher::appeared(p)),
+                other => self.on_change(other),
+            }
         }
     }
 
@@ -460,7 +488,9 @@ impl App {
         if !self.cfg.delete {
             return;
         }
-        if !self.root_ok() {
+        // Once the watch directory went away, no removal seen since is
+        // trusted: the reconcile when it is back decides, under --max-delete.
+        if self.root_held || !self.root_ok() {
             self.hold_for_root();
             return;
         }
