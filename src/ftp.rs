@@ -701,7 +701,7 @@ impl Session {
                     if f.kind != Kind::Refused {
                         return Err(f);
                     }
-                    log::debug!("{f}; renaming the old file aside");
+                    log::debug!("{f}; trying to rename the old file aside");
                 }
             }
         }

@@ -12,7 +12,9 @@ mod support;
 
 mod cli;
 mod daemon;
+mod engine;
 mod login;
 mod safety;
+mod service;
 mod signals;
 mod sync;

@@ -19,6 +19,43 @@ pub const RELOADED: &str = "reloaded";
 /// Logged, with the escaped name, for a symlink or a name FTP cannot carry.
 pub const SKIPPING: &str = "skipping";
 
+/// `ftpmonitor status`: the daemon does not run (LSB).
+pub const EXIT_NOT_RUNNING: i32 = 3;
+
+/// The ready line of a `--once` run.
+pub const READY_ONCE: &str = "ready: syncing";
+/// Logged when a `--once` run synced everything (exit 0).
+pub const ONCE_DONE: &str = "done:";
+/// Logged (and on stderr in the foreground) when a `--once` run gives up on some files (exit 1).
+pub const ONCE_FAILED: &str = "could not be synced";
+/// Logged at debug level when a file's mtime changed but its bytes did not.
+pub const SAME_CONTENT: &str = "same content, new mtime";
+/// Logged when the watch directory vanished or turned empty: no delete reaches the server.
+pub const HOLDING_ALL_DELETES: &str = "holding all deletes";
+/// Logged when a reconcile would delete more than `--max-delete` percent of the synced files.
+pub const HOLDING_THESE_DELETES: &str = "holding these deletes";
+/// Logged when the server cannot be reached (global back-off).
+pub const SERVER_UNAVAILABLE: &str = "server unavailable";
+/// Logged when the server answers again after an outage.
+pub const SERVER_BACK: &str = "server reachable again";
+/// The suffix of the temporary name a file is stored under: `.NAME.ftpmonitor-part`.
+pub const TEMP_SUFFIX: &str = ".ftpmonitor-part";
+
+/// Logged by `--dry-run` instead of the upload of `rel`.
+pub fn would_upload(rel: &str) -> String {
+    format!("dry run: would upload {rel}")
+}
+
+/// Logged after a rename was propagated (`--delete`) as one RNFR/RNTO.
+pub fn renamed(from: &str, to: &str) -> String {
+    format!("renamed {from} to {to} on the server")
+}
+
+/// Logged after a local delete was propagated (`--delete`).
+pub fn deleted(rel: &str) -> String {
+    format!("deleted {rel} on the server")
+}
+
 /// Names in the TOML config file (`--config`).
 pub mod config_keys {
     pub const WATCH_DIR: &str = "watch_dir";

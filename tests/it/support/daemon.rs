@@ -356,6 +356,8 @@ impl Test {
                 .expect("create the remote dir on the server");
         }
         let (stdout, stderr) = s.next_output_files();
+        // Several runs may share the log file: this one's lines start here.
+        let log_offset = std::fs::metadata(s.log_path()).map_or(0, |m| m.len());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftpmonitor"));
         cmd.args(self.command_line()).current_dir(s.tmp());
         for (key, _) in std::env::vars_os() {
@@ -418,6 +420,7 @@ impl Test {
             child: RefCell::new(child),
             exit: Cell::new(None),
             daemon_pid: Cell::new(None),
+            log_offset,
             stdout,
             stderr,
             _pty_master: pty_master,
@@ -442,8 +445,13 @@ impl Test {
 
     /// Runs the binary to completion (at most [`TIMEOUT`]).
     pub fn run(self) -> Finished {
+        self.run_for(TIMEOUT)
+    }
+
+    /// Runs the binary to completion, for at most `timeout` (then kills it and panics).
+    pub fn run_for(self, timeout: Duration) -> Finished {
         let d = self.spawn();
-        let status = d.wait_exit(TIMEOUT);
+        let status = d.wait_exit(timeout);
         Finished { status, stdout: d.stdout(), stderr: d.stderr(), daemon: d }
     }
 }
@@ -463,6 +471,7 @@ pub struct Daemon {
     child: RefCell<Child>,
     exit: Cell<Option<ExitStatus>>,
     daemon_pid: Cell<Option<u32>>,
+    log_offset: u64,
     stdout: PathBuf,
     stderr: PathBuf,
     _pty_master: Option<OwnedFd>,
@@ -556,11 +565,19 @@ impl Daemon {
         }
     }
 
-    /// Waits for the ready line; fails early if a foreground process exits first.
+    /// What this run wrote to the log: the log after the length it had when this process was
+    /// spawned (the whole log if it has since been replaced by a shorter one).
+    pub fn own_log(&self) -> String {
+        let bytes = std::fs::read(self.log_path()).unwrap_or_default();
+        let from = usize::try_from(self.log_offset).unwrap_or(usize::MAX);
+        String::from_utf8_lossy(bytes.get(from..).unwrap_or(&bytes)).into_owned()
+    }
+
+    /// Waits for this run's ready line; fails early if a foreground process exits first.
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if self.log().contains(READY) {
+            if self.own_log().contains(READY) {
                 return;
             }
             if self.opts.foreground
@@ -593,6 +610,11 @@ impl Daemon {
     /// What the spawned child wrote to stderr so far.
     pub fn stderr(&self) -> String {
         read_lossy(&self.stderr)
+    }
+
+    /// The REMOTE_DIR argument (an absolute FTP path, e.g. `/upload`).
+    pub fn remote_dir(&self) -> &str {
+        &self.opts.remote_dir
     }
 
     /// REMOTE_DIR on the server's disk.

@@ -21,7 +21,7 @@ pub use contract::*;
 #[allow(unused_imports)]
 pub use daemon::{Daemon, Finished, Sandbox, Test};
 #[allow(unused_imports)]
-pub use server::{FtpServer, PASSWORD, USER, files_under};
+pub use server::{FtpServer, PASSWORD, ServerEvent, USER, files_under};
 
 /// Default deadline for anything the daemon should do "soon". Generous, so a loaded CI
 /// machine is not flaky; a passing test never waits for it.

@@ -35,6 +35,42 @@ fn support_server_accepts_login() {
 }
 
 #[test]
+fn support_server_records_changes_across_restarts() {
+    let server = FtpServer::start();
+    let mut ftp = login(&server, PASSWORD).expect("alice logs in");
+    ftp.transfer_type(FileType::Binary).expect("TYPE I");
+    ftp.mkdir("/d").expect("MKD /d");
+    ftp.put_file("/d/a.bin", &mut Cursor::new(b"abc".to_vec())).expect("STOR /d/a.bin");
+    ftp.rename("/d/a.bin", "/d/b.bin").expect("RNFR/RNTO");
+    let mark = server.event_mark();
+    ftp.rm("/d/b.bin").expect("DELE /d/b.bin");
+    ftp.rmdir("/d").expect("RMD /d");
+    // A refused command is not an event.
+    assert!(ftp.rm("/missing").is_err());
+    let _ = ftp.quit();
+    assert_eq!(
+        server.events(),
+        vec![
+            ServerEvent::MadeDir { path: "/d".into() },
+            ServerEvent::Stored { path: "/d/a.bin".into(), bytes: 3 },
+            ServerEvent::Renamed { from: "/d/a.bin".into(), to: "/d/b.bin".into() },
+            ServerEvent::Deleted { path: "/d/b.bin".into() },
+            ServerEvent::RemovedDir { path: "/d".into() },
+        ]
+    );
+    assert_eq!(server.events_since(mark).len(), 2);
+
+    server.stop();
+    server.restart();
+    let mut ftp = login(&server, PASSWORD).expect("login after restart");
+    ftp.transfer_type(FileType::Binary).expect("TYPE I");
+    ftp.put_file("/c.bin", &mut Cursor::new(b"c".to_vec())).expect("STOR /c.bin");
+    let _ = ftp.quit();
+    assert_eq!(server.events().last(), Some(&ServerEvent::Stored { path: "/c.bin".into(), bytes: 1 }));
+    assert_eq!(server.events().len(), 6, "events before the restart are kept");
+}
+
+#[test]
 fn support_server_rejects_wrong_credentials_with_530() {
     let server = FtpServer::start();
     for (user, password) in [(USER, "wrong"), ("bob", PASSWORD), (USER, "")] {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use libunftp::ServerBuilder;
+use libunftp::notification::{DataEvent, DataListener, EventMeta};
 use libunftp::options::{ActivePassiveMode, Shutdown};
 use tempfile::TempDir;
 use unftp_core::auth::{AuthenticationError, Authenticator, Credentials, Principal};
@@ -50,6 +51,46 @@ impl Authenticator for OneUser {
     }
 }
 
+/// A change a client made on the server, as libunftp reports it once the command succeeded
+/// (before its reply is sent). Paths are absolute FTP paths, `/`-separated, as the client gave
+/// them (the daemon sends absolute paths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A STOR (or APPE) finished: `bytes` were written to `path`.
+    Stored { path: String, bytes: u64 },
+    /// A DELE succeeded.
+    Deleted { path: String },
+    /// An RNFR/RNTO pair succeeded (file or directory).
+    Renamed { from: String, to: String },
+    /// An MKD succeeded.
+    MadeDir { path: String },
+    /// An RMD succeeded.
+    RemovedDir { path: String },
+}
+
+/// Records every [`ServerEvent`], across stops and restarts of the server.
+#[derive(Debug, Default)]
+struct Recorder(Mutex<Vec<ServerEvent>>);
+
+/// The listener handed to libunftp: forwards to the shared [`Recorder`].
+#[derive(Debug)]
+struct RecordingListener(Arc<Recorder>);
+
+#[async_trait]
+impl DataListener for RecordingListener {
+    async fn receive_data_event(&self, e: DataEvent, _: EventMeta) {
+        let event = match e {
+            DataEvent::Put { path, bytes } => ServerEvent::Stored { path, bytes },
+            DataEvent::Deleted { path } => ServerEvent::Deleted { path },
+            DataEvent::Renamed { from, to } => ServerEvent::Renamed { from, to },
+            DataEvent::MadeDir { path } => ServerEvent::MadeDir { path },
+            DataEvent::RemovedDir { path } => ServerEvent::RemovedDir { path },
+            DataEvent::Got { .. } => return,
+        };
+        self.0.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
+    }
+}
+
 struct Running {
     shutdown: tokio::sync::oneshot::Sender<()>,
     thread: JoinHandle<()>,
@@ -61,6 +102,7 @@ pub struct FtpServer {
     port: u16,
     passive: RangeInclusive<u16>,
     running: Mutex<Option<Running>>,
+    recorder: Arc<Recorder>,
 }
 
 impl FtpServer {
@@ -77,7 +119,13 @@ impl FtpServer {
         };
         let block = NEXT_PASSIVE_BLOCK.fetch_add(1, Ordering::Relaxed) % PASSIVE_BLOCKS;
         let first = PASSIVE_FIRST + block * PASSIVE_BLOCK;
-        let server = FtpServer { root, port, passive: first..=first + PASSIVE_BLOCK - 1, running: Mutex::new(None) };
+        let server = FtpServer {
+            root,
+            port,
+            passive: first..=first + PASSIVE_BLOCK - 1,
+            running: Mutex::new(None),
+            recorder: Arc::default(),
+        };
         server.restart();
         server
     }
@@ -106,6 +154,21 @@ impl FtpServer {
     /// Every regular file under the server root, keyed by its `/`-separated relative path.
     pub fn remote_files(&self) -> BTreeMap<String, Vec<u8>> {
         files_under(self.root())
+    }
+
+    /// Every change clients made so far (STOR, DELE, RNFR/RNTO, MKD, RMD), in order.
+    pub fn events(&self) -> Vec<ServerEvent> {
+        self.recorder.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// How many events were recorded so far: a mark for [`FtpServer::events_since`].
+    pub fn event_mark(&self) -> usize {
+        self.recorder.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// The events recorded after `mark` (see [`FtpServer::event_mark`]).
+    pub fn events_since(&self, mark: usize) -> Vec<ServerEvent> {
+        self.events().into_iter().skip(mark).collect()
     }
 
     /// Stops listening and drops every session. Files stay. Idempotent.
@@ -139,6 +202,7 @@ impl FtpServer {
         let (failed_tx, failed_rx) = mpsc::channel::<String>();
         let root: Arc<PathBuf> = Arc::new(self.root().to_path_buf());
         let passive = self.passive.clone();
+        let recorder = Arc::clone(&self.recorder);
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let thread = std::thread::Builder::new()
             .name(format!("ftp-server-{}", self.port))
@@ -156,6 +220,7 @@ impl FtpServer {
                     Arc::new(OneUser),
                 )
                 .greeting("ftpmonitor test server")
+                .notify_data(RecordingListener(recorder))
                 .passive_ports(passive)
                 .active_passive_mode(ActivePassiveMode::ActiveAndPassive)
                 .shutdown_indicator(async move {
