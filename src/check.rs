@@ -41,7 +41,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 _ => "check HOST and PORT, that the server runs, and that no firewall is in the way",
             };
             println!("server: FAILED: {f}");
-            println!("problem: cannot log in: {fix}");
+            let what = match f.kind {
+                Kind::Login => "cannot log in".to_string(),
+                Kind::Tls => format!("TLS with {} failed", cfg.host),
+                _ => format!("cannot reach {}:{}", cfg.host, cfg.port),
+            };
+            println!("problem: {what}: {fix}");
             println!("result: FAILED");
             return Ok(ExitCode::from(1));
         }
@@ -49,7 +54,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let tls = if cfg.tls { ", TLS on control and data connections" } else { "" };
     println!("server: logged in as {} in {} ms{tls}", cfg.user, started.elapsed().as_millis());
     if let Some(w) = session.welcome() {
-        println!("  banner:   {}", Escaped(w.lines().next().unwrap_or_default()));
+        let first = w.lines().next().unwrap_or_default();
+        // The text of the greeting, without its reply code.
+        let text = first.get(3..).filter(|_| first.starts_with("220")).unwrap_or(first).trim_start_matches(['-', ' ']);
+        println!("  banner:   {}", Escaped(text));
     }
     println!("  features: {}", describe_features(&session));
     println!("  round trip: {:.2} ms (median of 5 NOOPs)", round_trip(&mut session).as_secs_f64() * 1000.0);

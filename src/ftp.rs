@@ -414,15 +414,19 @@ fn mfmt_time(t: SystemTime) -> String {
 
 /// Parses listing lines (MLSD, or Unix / Windows LIST) into entries; lines
 /// that parse as none of them, and `.`/`..`, are left out.
-pub fn parse_listing(lines: &[String]) -> Vec<RemoteEntry> {
+///
+/// The format follows the command: suppaftp's MLSD parser accepts any line
+/// without `; ` (as a name), so LIST lines must never go through it.
+pub fn parse_listing(lines: &[String], mlsd: bool) -> Vec<RemoteEntry> {
     use suppaftp::list::ListParser;
     lines
         .iter()
         .filter_map(|line| {
-            let f = ListParser::parse_mlsd(line)
-                .or_else(|_| ListParser::parse_posix(line))
-                .or_else(|_| ListParser::parse_dos(line))
-                .ok()?;
+            let f = if mlsd {
+                ListParser::parse_mlsd(line).ok()?
+            } else {
+                ListParser::parse_posix(line).or_else(|_| ListParser::parse_dos(line)).ok()?
+            };
             let name = f.name().to_string();
             if name == "." || name == ".." || name.is_empty() {
                 return None;
@@ -777,19 +781,15 @@ impl Session {
     pub fn list(&mut self, rel: Option<&RelPath>) -> Result<Vec<RemoteEntry>, Failure> {
         let dir = rel.map_or_else(|| self.remote_dir.clone(), |r| self.remote(r.as_str()));
         let shown = Escaped(&dir).to_string();
-        let lines = if self.features.mlsd {
+        if self.features.mlsd {
             match self.with_data(|ftp| ftp.mlsd(Some(&dir))) {
-                Ok(lines) => lines,
-                Err(e) if matches!(reply_code(&e), Some(500..=502)) => {
-                    self.features.mlsd = false;
-                    self.with_data(|ftp| ftp.list(Some(&dir))).map_err(|e| classify(&e, &format!("LIST {shown}")))?
-                }
+                Ok(lines) => return Ok(parse_listing(&lines, true)),
+                Err(e) if matches!(reply_code(&e), Some(500..=502)) => self.features.mlsd = false,
                 Err(e) => return Err(classify(&e, &format!("MLSD {shown}"))),
             }
-        } else {
-            self.with_data(|ftp| ftp.list(Some(&dir))).map_err(|e| classify(&e, &format!("LIST {shown}")))?
-        };
-        Ok(parse_listing(&lines))
+        }
+        let lines = self.with_data(|ftp| ftp.list(Some(&dir))).map_err(|e| classify(&e, &format!("LIST {shown}")))?;
+        Ok(parse_listing(&lines, false))
     }
 
     /// A cheap round trip to check the session is alive.

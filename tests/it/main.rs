@@ -10,9 +10,11 @@
 
 mod support;
 
+mod check;
 mod cli;
 mod daemon;
 mod engine;
+mod listing;
 mod login;
 mod safety;
 mod service;

@@ -138,6 +138,7 @@ impl Drop for Sandbox {
 
 #[derive(Clone)]
 struct Opts {
+    subcommand: Option<String>,
     foreground: bool,
     new_session: bool,
     controlling_tty: bool,
@@ -182,6 +183,7 @@ impl Test {
         Test {
             sandbox: Arc::new(Sandbox::new()),
             opts: Opts {
+                subcommand: None,
                 foreground: true,
                 new_session: true,
                 controlling_tty: false,
@@ -199,6 +201,13 @@ impl Test {
                 env: Vec::new(),
             },
         }
+    }
+
+    /// Run a subcommand (`check`): its name comes first in argv and `--foreground` is left out
+    /// (a subcommand never forks, so the child is still treated as a foreground process).
+    pub fn subcommand(mut self, name: &str) -> Self {
+        self.opts.subcommand = Some(name.to_owned());
+        self
     }
 
     /// Pass `--foreground` (default) or not (the binary forks into a daemon).
@@ -318,7 +327,9 @@ impl Test {
         let s = &self.sandbox;
         let o = &self.opts;
         let mut argv: Vec<OsString> = Vec::new();
-        if o.foreground {
+        if let Some(sub) = &o.subcommand {
+            argv.push(sub.into());
+        } else if o.foreground {
             argv.push("--foreground".into());
         }
         if o.standard_paths {
