@@ -155,7 +155,8 @@ fn preflight_login(cfg: &Config, connector: &Connector) -> Result<Option<Session
         ))),
         Err(f) if f.kind == Kind::Tls => Err(Error::runtime(format!(
             "TLS with {} failed: {}: check the server's certificate and host name, or give its CA with --ca-file",
-            cfg.host, f.message
+            cfg.host,
+            f.message.strip_prefix(&format!("TLS with {}: ", cfg.host)).unwrap_or(&f.message)
         ))),
         Err(f) => {
             warn!("warning: {f}; starting anyway and retrying until the server answers");

@@ -151,7 +151,14 @@ pub struct Connector {
     user: String,
     password: crate::config::Secret,
     active: bool,
-    tls: Option<Arc<ClientConfig>>,
+    /// TLS 1.3 and 1.2, and TLS 1.2 only (see [`Connector::tls12_only`]).
+    tls: Option<(Arc<ClientConfig>, Arc<ClientConfig>)>,
+    /// Set once a server refused the data connections of a TLS 1.3 session:
+    /// proftpd, for one, does not count a TLS 1.3 resumption as reusing the
+    /// control connection's session. Shared by all sessions of the job.
+    tls12_only: Arc<std::sync::atomic::AtomicBool>,
+    /// Set once the server refused a temporary name starting with a dot.
+    visible_temp: Arc<std::sync::atomic::AtomicBool>,
     remote_dir: String,
     dirs: Arc<RemoteDirs>,
 }
@@ -168,7 +175,11 @@ impl fmt::Debug for Connector {
 
 impl Connector {
     pub fn new(cfg: &Config) -> Result<Self, Failure> {
-        let tls = if cfg.tls { Some(tls_config(cfg.ca_file.as_deref())?) } else { None };
+        let tls = if cfg.tls {
+            Some((tls_config(cfg.ca_file.as_deref(), false)?, tls_config(cfg.ca_file.as_deref(), true)?))
+        } else {
+            None
+        };
         Ok(Self {
             host: cfg.host.clone(),
             port: cfg.port,
@@ -178,6 +189,8 @@ impl Connector {
             tls,
             remote_dir: cfg.remote_dir.clone(),
             dirs: Arc::new(RemoteDirs::default()),
+            tls12_only: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            visible_temp: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
@@ -223,8 +236,18 @@ impl Connector {
 
             Ok(s)
         });
-        if let Some(tls) = &self.tls {
-            ftp = ftp.into_secure(RustlsConnector::from(Arc::clone(tls)), &self.host).map_err(|e| {
+        let mut tickets = None;
+        let tls12 = self.tls12_only.load(Ordering::Relaxed);
+        if let Some((any, only12)) = &self.tls {
+            let tls = if tls12 { only12 } else { any };
+            // Each control connection gets its own session store: its data
+            // connections must resume *its* TLS session (vsftpd's
+            // require_ssl_reuse, proftpd, FileZilla Server), not another's.
+            let store = Arc::new(SessionStore::default());
+            let mut config = (**tls).clone();
+            config.resumption = suppaftp::rustls::client::Resumption::store(store.clone());
+            tickets = Some(store);
+            ftp = ftp.into_secure(RustlsConnector::from(Arc::new(config)), &self.host).map_err(|e| {
                 let mut f = classify(&e, &format!("TLS with {}", self.host));
                 if is_tls_error(&e) || f.code.is_some() {
                     f.kind = Kind::Tls;
@@ -257,13 +280,18 @@ impl Connector {
             rename_over_refused: false,
             features,
             created: Vec::new(),
+            tickets,
+            tickets_on_data: None,
+            tls12_only: Arc::clone(&self.tls12_only),
+            tls12,
+            visible_temp: Arc::clone(&self.visible_temp),
         })
     }
 }
 
 /// Builds the rustls configuration: system roots plus `--ca-file`, ring only
 /// (the test server's dependencies may enable a second provider).
-fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, Failure> {
+fn tls_config(ca_file: Option<&Path>, tls12_only: bool) -> Result<Arc<ClientConfig>, Failure> {
     use suppaftp::rustls::RootCertStore;
     use suppaftp::rustls::pki_types::CertificateDer;
     use suppaftp::rustls::pki_types::pem::PemObject;
@@ -284,8 +312,10 @@ fn tls_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, Failure> {
         }
     }
     let provider = Arc::new(suppaftp::rustls::crypto::ring::default_provider());
+    let versions: &[&suppaftp::rustls::SupportedProtocolVersion] =
+        if tls12_only { &[&suppaftp::rustls::version::TLS12] } else { suppaftp::rustls::DEFAULT_VERSIONS };
     let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| Failure::new(Kind::Tls, format!("TLS set-up: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -357,6 +387,127 @@ pub struct Session {
     features: Features,
     /// Remote directories this session created since the caller last took them.
     created: Vec<String>,
+    /// With TLS: this connection's session store.
+    tickets: Option<Arc<SessionStore>>,
+    /// The job's "TLS 1.2 only" switch (see [`Connector`]).
+    tls12_only: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether this session was made with TLS 1.2 only.
+    tls12: bool,
+    /// The job's "no dot in temporary names" switch (see [`Connector`]).
+    visible_temp: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether the server sends a TLS 1.3 ticket on upload data connections
+    /// (`None`: not known yet).
+    tickets_on_data: Option<bool>,
+}
+
+/// A TLS session store for one control connection and its data connections,
+/// counting the TLS 1.3 tickets it receives.
+///
+/// A TLS 1.3 ticket resumes one connection only, and the server hands out a
+/// new one on every resumed data connection. Listings read theirs; an upload
+/// only writes, so after it [`absorb_tickets`] reads the ticket the server
+/// sent, or the data connections would run out of tickets after two uploads
+/// and servers that require session reuse would refuse the third.
+#[derive(Debug)]
+struct SessionStore {
+    inner: suppaftp::rustls::client::ClientSessionMemoryCache,
+    tls13_tickets: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for SessionStore {
+    fn default() -> Self {
+        Self {
+            inner: suppaftp::rustls::client::ClientSessionMemoryCache::new(8),
+            tls13_tickets: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+impl suppaftp::rustls::client::ClientSessionStore for SessionStore {
+    fn set_kx_hint(
+        &self,
+        server_name: suppaftp::rustls::pki_types::ServerName<'static>,
+        group: suppaftp::rustls::NamedGroup,
+    ) {
+        self.inner.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(
+        &self,
+        server_name: &suppaftp::rustls::pki_types::ServerName<'_>,
+    ) -> Option<suppaftp::rustls::NamedGroup> {
+        self.inner.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        server_name: suppaftp::rustls::pki_types::ServerName<'static>,
+        value: suppaftp::rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(
+        &self,
+        server_name: &suppaftp::rustls::pki_types::ServerName<'_>,
+    ) -> Option<suppaftp::rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &suppaftp::rustls::pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: suppaftp::rustls::pki_types::ServerName<'static>,
+        value: suppaftp::rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.tls13_tickets.fetch_add(1, Ordering::Relaxed);
+        self.inner.insert_tls13_ticket(server_name, value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &suppaftp::rustls::pki_types::ServerName<'static>,
+    ) -> Option<suppaftp::rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(server_name)
+    }
+}
+
+/// After an upload over TLS 1.3, reads what the server sent on the data
+/// connection (its new session ticket) before the connection is closed.
+/// Waits up to `wait` for it; returns whether a ticket arrived.
+fn absorb_tickets(
+    stream: &mut suppaftp::rustls::StreamOwned<suppaftp::rustls::ClientConnection, TcpStream>,
+    store: &SessionStore,
+    wait: Duration,
+) -> bool {
+    if stream.conn.protocol_version() != Some(suppaftp::rustls::ProtocolVersion::TLSv1_3) {
+        return false;
+    }
+    let before = store.tls13_tickets.load(Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + wait;
+    let _ = std::io::Write::flush(stream);
+    loop {
+        if store.tls13_tickets.load(Ordering::Relaxed) > before {
+            break;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.sock.set_read_timeout(Some(left.max(Duration::from_millis(1)))).is_err() {
+            break;
+        }
+        match stream.conn.read_tls(&mut stream.sock) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if stream.conn.process_new_packets().is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = stream.sock.set_read_timeout(Some(TIMEOUT));
+    store.tls13_tickets.load(Ordering::Relaxed) > before
 }
 
 /// A file's identity for "did it change while we read it".
@@ -392,7 +543,12 @@ impl<R: Read> Read for Abortable<'_, R> {
 }
 
 /// The temporary name an upload of `name` into `dir` uses.
-pub fn temp_name(dir: &str, name: &str) -> String {
+/// Hidden (`.NAME.ftpmonitor-part`) unless the server refuses names that
+/// start with a dot.
+pub fn temp_name(dir: &str, name: &str, visible: bool) -> String {
+    if visible {
+        return join_remote(dir, &format!("{name}{TEMP_SUFFIX}"));
+    }
     join_remote(dir, &format!(".{name}{TEMP_SUFFIX}"))
 }
 
@@ -519,7 +675,7 @@ impl Session {
     ) -> Result<Uploaded, Failure> {
         let final_path = self.remote(rel.as_str());
         let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
-        let tmp = temp_name(&dir, rel.file_name());
+        let mut tmp = temp_name(&dir, rel.file_name(), self.visible_temp.load(Ordering::Relaxed));
 
         let file = open_regular(local)?;
         let before = file
@@ -537,7 +693,22 @@ impl Session {
                 // The directory may have been removed behind our back.
                 self.forget_dir(&dir);
                 self.ensure_dir(&dir)?;
-                self.store(&tmp, &file, before.len, abort, 0)
+                match self.store(&tmp, &file, before.len, abort, 0) {
+                    // Some servers refuse names that start with a dot
+                    // (pure-ftpd -x): use a visible temporary name then.
+                    Err(f) if f.code == Some(553) && tmp != temp_name(&dir, rel.file_name(), true) => {
+                        if !self.visible_temp.swap(true, Ordering::Relaxed) {
+                            log::info!(
+                                "the server refuses the temporary name {} ({f}); temporary uploads are named \
+                                 NAME{TEMP_SUFFIX} from now on",
+                                Escaped(&tmp)
+                            );
+                        }
+                        tmp = temp_name(&dir, rel.file_name(), true);
+                        self.store(&tmp, &file, before.len, abort, 0)
+                    }
+                    other => other,
+                }
             }
             other => other,
         };
@@ -603,12 +774,15 @@ impl Session {
     /// Deletes a temporary upload left by a crash, if there is one.
     pub fn remove_temp(&mut self, rel: &RelPath) -> Result<(), Failure> {
         let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
-        let tmp = temp_name(&dir, rel.file_name());
-        match self.ftp.rm(&tmp) {
-            Ok(()) => Ok(()),
-            Err(e) if reply_code(&e) == Some(550) => Ok(()),
-            Err(e) => Err(classify(&e, &format!("DELE {}", Escaped(&tmp)))),
+        for visible in [false, true] {
+            let tmp = temp_name(&dir, rel.file_name(), visible);
+            match self.ftp.rm(&tmp) {
+                Ok(()) => {}
+                Err(e) if reply_code(&e) == Some(550) || reply_code(&e) == Some(553) => {}
+                Err(e) => return Err(classify(&e, &format!("DELE {}", Escaped(&tmp)))),
+            }
         }
+        Ok(())
     }
 
     /// Removes an (empty) remote directory given by its full remote path.
@@ -669,6 +843,8 @@ impl Session {
         let mut reader =
             Abortable { inner: BufReader::with_capacity(capacity, file), abort, hasher: blake3::Hasher::new() };
         let mut first_try = true;
+        let tickets = self.tickets.clone();
+        let mut tickets_on_data = self.tickets_on_data;
         let result = self.with_data(|ftp| {
             if !std::mem::take(&mut first_try) {
                 // The EPSV fallback runs the transfer a second time.
@@ -681,15 +857,44 @@ impl Session {
                 io::copy(&mut (&mut reader).take(offset), &mut io::sink()).map_err(FtpError::ConnectionError)?;
                 ftp.resume_transfer(usize::try_from(offset).unwrap_or(0))?;
             }
-            ftp.put_file(remote, &mut reader)
+            let mut upload = ftp.put_with_stream(remote)?;
+            let sent = io::copy(&mut reader, &mut upload).map_err(FtpError::ConnectionError)?;
+            if let (Some(store), suppaftp::DataStream::Ssl(tls)) = (&tickets, upload.get_mut()) {
+                // Once known to come, a ticket is waited for as long as it
+                // takes; the first time only briefly, as some servers send none.
+                let wait = match tickets_on_data {
+                    Some(false) => Duration::ZERO,
+                    Some(true) => Duration::from_secs(2),
+                    None => Duration::from_millis(250),
+                };
+                let got = absorb_tickets(suppaftp::TlsStream::mut_ref(tls.as_mut()), store, wait);
+                if tickets_on_data.is_none() {
+                    tickets_on_data = Some(got);
+                }
+            }
+            upload.finish()?;
+            Ok(sent)
         });
+        self.tickets_on_data = tickets_on_data;
         match result {
             Ok(n) => Ok((n + offset, *reader.hasher.finalize().as_bytes())),
             Err(e) if abort.load(Ordering::Relaxed) => {
                 let _ = e;
                 Err(Failure::new(Kind::Aborted, "upload aborted for shutdown"))
             }
-            Err(e) => Err(classify(&e, &format!("STOR {}", Escaped(remote)))),
+            Err(e) => {
+                let mut f = classify(&e, &format!("STOR {}", Escaped(remote)));
+                if self.tickets.is_some() && !self.tls12 && matches!(f.code, Some(425 | 522)) {
+                    if !self.tls12_only.swap(true, Ordering::Relaxed) {
+                        log::info!(
+                            "the server refused a TLS data connection ({f}); reconnecting with TLS 1.2, whose \
+                             session reuse more servers accept"
+                        );
+                    }
+                    f.kind = Kind::Connection;
+                }
+                Err(f)
+            }
         }
     }
 

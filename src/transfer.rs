@@ -141,8 +141,14 @@ impl Worker {
     fn execute(&mut self, job: &Job) -> Result<Done, Failure> {
         let mut reused = self.session.is_some();
         let mut data_retries = 0;
+        let mut job = job.clone();
         loop {
-            match self.attempt(job) {
+            let result = self.attempt(&job);
+            // An upload that broke off continues where it stopped.
+            if let (Job::Upload { resume, .. }, Err(Failure { partial: Some(stamp), .. })) = (&mut job, &result) {
+                *resume = Some(*stamp);
+            }
+            match result {
                 // A kept-open session may have been closed by the server while
                 // idle: that is no reason to report a failure yet.
                 Err(f) if reused && f.kind == Kind::Connection => {

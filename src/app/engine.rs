@@ -398,7 +398,7 @@ impl App {
         // Temporary uploads left by a crash, whose file is not being sent now.
         if let Job::List(dir) = job {
             for e in &entries {
-                if let Some(name) = e.name.strip_prefix('.').and_then(|n| n.strip_suffix(TEMP_SUFFIX))
+                if let Some(name) = e.name.strip_suffix(TEMP_SUFFIX).map(|n| n.strip_prefix('.').unwrap_or(n))
                     && !local_names.contains(name)
                 {
                     let full = dir.as_ref().map_or_else(|| name.to_string(), |d| format!("{}/{name}", d.as_str()));
