@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_ftpmonitor_global_optspecs
-    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= user= password-file= tls ca-file= active cooldown= no-recursive delete exclude= parallel= rescan-interval= max-delete= once dry-run h/help V/version
+    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= parallel= rescan-interval= max-delete= once dry-run h/help V/version
 end
 
 function __fish_ftpmonitor_needs_command
@@ -33,6 +33,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l log-level -d 'err
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l user -d 'FTP login [default: anonymous, or the login ~/.netrc gives for HOST]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l password-file -d 'File whose first line is the password' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l ca-file -d 'Extra CA certificate(s), PEM, trusted for --tls' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l timeout -d 'Connect, reply and data timeout: a server silent this long is given up and retried [default: 30s]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l cooldown -d 'Quiet period before a changed file is uploaded: 5, 0.5, 500ms, 2s [default: 5]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l exclude -d 'Skip paths matching GLOB (relative to WATCH_DIR); repeatable' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l parallel -d 'FTP connections used for transfers [default: 4]' -r
@@ -59,6 +60,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l log-leve
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l user -d 'FTP login [default: anonymous, or the login ~/.netrc gives for HOST]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l password-file -d 'File whose first line is the password' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l ca-file -d 'Extra CA certificate(s), PEM, trusted for --tls' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l timeout -d 'Connect, reply and data timeout: a server silent this long is given up and retried [default: 30s]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l cooldown -d 'Quiet period before a changed file is uploaded: 5, 0.5, 500ms, 2s [default: 5]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l exclude -d 'Skip paths matching GLOB (relative to WATCH_DIR); repeatable' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l parallel -d 'FTP connections used for transfers [default: 4]' -r

@@ -110,6 +110,9 @@ pub struct ServerArgs {
     /// Active mode (PORT) instead of passive (EPSV, falling back to PASV)
     #[arg(long)]
     pub active: bool,
+    /// Connect, reply and data timeout: a server silent this long is given up and retried [default: 30s]
+    #[arg(long, value_name = "DUR", env = "FTPMONITOR_TIMEOUT")]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -120,6 +120,8 @@ pub struct Config {
     pub tls: bool,
     pub ca_file: Option<PathBuf>,
     pub active: bool,
+    /// Connect, greeting, reply and data timeout.
+    pub timeout: Duration,
 
     pub foreground: bool,
     pub pid_file: PathBuf,
@@ -243,6 +245,10 @@ impl Config {
             Some(c) => parse_duration(c).map_err(|e| Error::usage(format!("--rescan-interval: {e}")))?,
             None => file.rescan_interval.unwrap_or(Duration::from_secs(3600)),
         };
+        let timeout = match &s.timeout {
+            Some(t) => parse_timeout(t).map_err(|e| Error::usage(format!("--timeout: {e}")))?,
+            None => file.timeout.unwrap_or(crate::ftp::TIMEOUT),
+        };
         let parallel = match &y.parallel {
             Some(p) => parse_parallel(p).map_err(|e| Error::usage(format!("--parallel: {e}")))?,
             None => file.parallel.unwrap_or(4),
@@ -272,6 +278,7 @@ impl Config {
             tls,
             ca_file,
             active: s.active || file.active.unwrap_or(false),
+            timeout,
             // Windows has no background mode: its scripts run the foreground.
             foreground: d.foreground || once || file.foreground.unwrap_or(false) || cfg!(windows),
             pid_file,
@@ -316,6 +323,7 @@ impl Config {
             && self.tls == other.tls
             && self.ca_file == other.ca_file
             && self.active == other.active
+            && self.timeout == other.timeout
             && self.recursive == other.recursive
             && self.parallel == other.parallel
     }
@@ -449,6 +457,14 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         .map_err(|e| format!("{s:?} is not a duration ({e}): use seconds like 5 or 0.5, or 500ms, 2s, 1h"))
 }
 
+fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
+    match parse_duration(s) {
+        Ok(d) if d >= Duration::from_millis(100) => Ok(d),
+        Ok(_) => Err(format!("{s:?} is too short: use at least 0.1 s (the default is 30 s)")),
+        Err(e) => Err(e),
+    }
+}
+
 fn parse_parallel(s: &str) -> std::result::Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if (1..=64).contains(&n) => Ok(n),
@@ -566,6 +582,8 @@ struct FileConfig {
     #[serde(alias = "ca_file")]
     ca_file: Option<PathBuf>,
     active: Option<bool>,
+    #[serde(default, deserialize_with = "de_timeout")]
+    timeout: Option<Duration>,
 
     #[serde(default, deserialize_with = "de_duration")]
     cooldown: Option<Duration>,
@@ -645,6 +663,9 @@ fn de_port<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u16>, 
 }
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
     de_with(d, parse_duration)
+}
+fn de_timeout<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
+    de_with(d, parse_timeout)
 }
 fn de_parallel<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<usize>, D::Error> {
     de_with(d, parse_parallel)

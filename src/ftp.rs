@@ -26,7 +26,7 @@ use suppaftp::{FtpError, Mode, RustlsConnector, RustlsFtpStream, Status};
 use crate::config::{ASIDE_SUFFIX, Config, TEMP_SUFFIX};
 use crate::relpath::{Escaped, RelPath, join_remote};
 
-/// Connect, greeting, control-reply and data timeout.
+/// Connect, greeting, control-reply and data timeout, unless `--timeout` says.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How an operation failed, as far as the caller's policy cares.
@@ -109,9 +109,7 @@ fn reply_text(err: &FtpError) -> String {
 
 fn describe_io(e: &io::Error) -> String {
     match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            format!("no answer within {} s", TIMEOUT.as_secs())
-        }
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => "timed out: no answer within --timeout".to_string(),
         _ => e.to_string(),
     }
 }
@@ -157,6 +155,8 @@ pub struct Connector {
     /// proftpd, for one, does not count a TLS 1.3 resumption as reusing the
     /// control connection's session. Shared by all sessions of the job.
     tls12_only: Arc<std::sync::atomic::AtomicBool>,
+    /// Connect, greeting, reply and data timeout.
+    timeout: Duration,
     /// Set once the server refused a temporary name starting with a dot.
     visible_temp: Arc<std::sync::atomic::AtomicBool>,
     remote_dir: String,
@@ -191,6 +191,7 @@ impl Connector {
             dirs: Arc::new(RemoteDirs::default()),
             tls12_only: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             visible_temp: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            timeout: cfg.timeout,
         })
     }
 
@@ -202,7 +203,7 @@ impl Connector {
         let mut last = None;
         let mut tcp = None;
         for addr in &addrs {
-            match TcpStream::connect_timeout(addr, TIMEOUT) {
+            match TcpStream::connect_timeout(addr, self.timeout) {
                 Ok(s) => {
                     tcp = Some(s);
                     break;
@@ -218,8 +219,8 @@ impl Connector {
             ));
         };
         let conn_err = |e: io::Error| Failure::new(Kind::Connection, format!("connection to {}: {e}", self.host));
-        tcp.set_read_timeout(Some(TIMEOUT)).map_err(conn_err)?;
-        tcp.set_write_timeout(Some(TIMEOUT)).map_err(conn_err)?;
+        tcp.set_read_timeout(Some(self.timeout)).map_err(conn_err)?;
+        tcp.set_write_timeout(Some(self.timeout)).map_err(conn_err)?;
         tcp.set_nodelay(true).map_err(conn_err)?;
 
         let greeting = |e: FtpError| {
@@ -229,13 +230,15 @@ impl Connector {
             }
             f
         };
-        let mut ftp = RustlsFtpStream::connect_with_stream(tcp).map_err(greeting)?.passive_stream_builder(|addr| {
-            let s = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(FtpError::ConnectionError)?;
-            s.set_read_timeout(Some(TIMEOUT)).map_err(FtpError::ConnectionError)?;
-            s.set_write_timeout(Some(TIMEOUT)).map_err(FtpError::ConnectionError)?;
+        let timeout = self.timeout;
+        let mut ftp =
+            RustlsFtpStream::connect_with_stream(tcp).map_err(greeting)?.passive_stream_builder(move |addr| {
+                let s = TcpStream::connect_timeout(&addr, timeout).map_err(FtpError::ConnectionError)?;
+                s.set_read_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+                s.set_write_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
 
-            Ok(s)
-        });
+                Ok(s)
+            });
         let mut tickets = None;
         let tls12 = self.tls12_only.load(Ordering::Relaxed);
         if let Some((any, only12)) = &self.tls {
@@ -264,7 +267,7 @@ impl Connector {
         }
         ftp.transfer_type(FileType::Binary).map_err(|e| classify(&e, "TYPE I (binary mode)"))?;
         if self.active {
-            ftp = ftp.active_mode(TIMEOUT);
+            ftp = ftp.active_mode(self.timeout);
         } else {
             ftp.set_mode(Mode::ExtendedPassive);
         }
@@ -285,6 +288,7 @@ impl Connector {
             tls12_only: Arc::clone(&self.tls12_only),
             tls12,
             visible_temp: Arc::clone(&self.visible_temp),
+            timeout: self.timeout,
         })
     }
 }
@@ -395,6 +399,7 @@ pub struct Session {
     tls12: bool,
     /// The job's "no dot in temporary names" switch (see [`Connector`]).
     visible_temp: Arc<std::sync::atomic::AtomicBool>,
+    timeout: Duration,
     /// Whether the server sends a TLS 1.3 ticket on upload data connections
     /// (`None`: not known yet).
     tickets_on_data: Option<bool>,
@@ -482,6 +487,7 @@ fn absorb_tickets(
     stream: &mut suppaftp::rustls::StreamOwned<suppaftp::rustls::ClientConnection, TcpStream>,
     store: &SessionStore,
     wait: Duration,
+    restore: Duration,
 ) -> bool {
     if stream.conn.protocol_version() != Some(suppaftp::rustls::ProtocolVersion::TLSv1_3) {
         return false;
@@ -506,7 +512,7 @@ fn absorb_tickets(
             }
         }
     }
-    let _ = stream.sock.set_read_timeout(Some(TIMEOUT));
+    let _ = stream.sock.set_read_timeout(Some(restore));
     store.tls13_tickets.load(Ordering::Relaxed) > before
 }
 
@@ -844,6 +850,7 @@ impl Session {
             Abortable { inner: BufReader::with_capacity(capacity, file), abort, hasher: blake3::Hasher::new() };
         let mut first_try = true;
         let tickets = self.tickets.clone();
+        let timeout = self.timeout;
         let mut tickets_on_data = self.tickets_on_data;
         let result = self.with_data(|ftp| {
             if !std::mem::take(&mut first_try) {
@@ -867,7 +874,7 @@ impl Session {
                     Some(true) => Duration::from_secs(2),
                     None => Duration::from_millis(250),
                 };
-                let got = absorb_tickets(suppaftp::TlsStream::mut_ref(tls.as_mut()), store, wait);
+                let got = absorb_tickets(suppaftp::TlsStream::mut_ref(tls.as_mut()), store, wait, timeout);
                 if tickets_on_data.is_none() {
                     tickets_on_data = Some(got);
                 }
