@@ -16,6 +16,7 @@ mod daemon;
 mod engine;
 mod listing;
 mod login;
+mod privdrop;
 mod safety;
 mod service;
 mod signals;
