@@ -11,3 +11,6 @@ mod imp;
 mod imp;
 
 pub use imp::*;
+
+mod pidfile;
+pub use pidfile::PidFile;

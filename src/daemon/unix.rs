@@ -9,97 +9,11 @@
 //! /dev/null; we do not hand it the PID file because its lock check runs in
 //! the grandchild, after the launcher has already exited 0.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read, Write};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::relpath::EscapedPath;
-
-/// A locked PID file. The lock lives as long as the open file description,
-/// which survives the fork, so the daemon holds it until it exits.
-#[derive(Debug)]
-pub struct PidFile {
-    file: File,
-    path: PathBuf,
-}
-
-impl PidFile {
-    /// Opens (never through a symlink) and locks `path`. A live holder is
-    /// "already running"; a stale file is reused.
-    pub fn acquire(path: &Path) -> Result<Self> {
-        let shown = EscapedPath(path);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::runtime(format!(
-                    "cannot create the directory of PID file {shown}: {e}: choose another --pid-file"
-                ))
-            })?;
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    Error::runtime(format!(
-                        "PID file {shown} is a symbolic link, which ftpmonitor never writes through: remove it"
-                    ))
-                } else {
-                    Error::runtime(format!(
-                        "cannot open PID file {shown}: {e}: run as root or choose a writable --pid-file"
-                    ))
-                }
-            })?;
-        let meta = file.metadata().map_err(|e| Error::runtime(format!("PID file {shown}: {e}")))?;
-        if !meta.is_file() {
-            return Err(Error::runtime(format!(
-                "PID file {shown} is not a regular file: remove it or choose another --pid-file"
-            )));
-        }
-        match file.try_lock() {
-            Ok(()) => Ok(Self { file, path: path.to_path_buf() }),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = (&file).read_to_string(&mut text);
-                let pid = text.trim();
-                let pid = if pid.is_empty() { "unknown" } else { pid };
-                Err(Error::runtime(format!(
-                    "already running (pid {pid}): stop it first (kill {pid}), or give this instance a PID file other than {shown} (--pid-file)"
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::runtime(format!("cannot lock PID file {shown}: {e}"))),
-        }
-    }
-
-    /// Writes this process's PID and a newline, replacing what was there.
-    pub fn write_pid(&mut self) -> io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.rewind()?;
-        writeln!(self.file, "{}", std::process::id())?;
-        self.file.sync_data()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Removes the file, if the name still refers to our file.
-    pub fn remove(self) {
-        let ours = match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        };
-        if ours && let Err(e) = std::fs::remove_file(&self.path) {
-            log::warn!("warning: cannot remove PID file {}: {e}", EscapedPath(&self.path));
-        }
-    }
-}
 
 /// The grandchild's side of the readiness pipe: reports to the launcher
 /// whether start-up worked.
@@ -234,33 +148,4 @@ pub fn drop_privileges(user: &str, owned: &[&Path]) -> Result<()> {
 pub fn is_root() -> bool {
     // SAFETY: geteuid(2) cannot fail and touches no memory.
     unsafe { libc::geteuid() == 0 }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_second_lock_on_the_same_file_is_refused_with_the_pid() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("x.pid");
-        let mut first = PidFile::acquire(&path).unwrap();
-        first.write_pid().unwrap();
-        let err = PidFile::acquire(&path).unwrap_err().to_string();
-        assert!(err.contains(&format!("already running (pid {})", std::process::id())), "{err}");
-        first.remove();
-        assert!(!path.exists());
-    }
-
-    #[test]
-    fn never_opens_through_a_symlink() {
-        let tmp = tempfile::tempdir().unwrap();
-        let target = tmp.path().join("target");
-        std::fs::write(&target, "keep").unwrap();
-        let link = tmp.path().join("link.pid");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        let err = PidFile::acquire(&link).unwrap_err().to_string();
-        assert!(err.contains("symbolic link"), "{err}");
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
-    }
 }

@@ -2,61 +2,9 @@
 //! (the scheduled task or service starts it so) and keeps a locked PID file
 //! so that `status` and a second instance behave as on Unix.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::relpath::EscapedPath;
-
-#[derive(Debug)]
-pub struct PidFile {
-    file: File,
-    path: PathBuf,
-}
-
-impl PidFile {
-    pub fn acquire(path: &Path) -> Result<Self> {
-        let shown = EscapedPath(path);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::runtime(format!("cannot create the directory of PID file {shown}: {e}")))?;
-        }
-        let file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(|e| {
-                Error::runtime(format!("cannot open PID file {shown}: {e}: choose a writable --pid-file"))
-            })?;
-        match file.try_lock() {
-            Ok(()) => Ok(Self { file, path: path.to_path_buf() }),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = (&file).read_to_string(&mut text);
-                let pid = text.trim();
-                Err(Error::runtime(format!(
-                    "already running (pid {pid}): stop it first, or give this instance a PID file other than {shown} (--pid-file)"
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::runtime(format!("cannot lock PID file {shown}: {e}"))),
-        }
-    }
-
-    pub fn write_pid(&mut self) -> io::Result<()> {
-        self.file.set_len(0)?;
-        self.file.rewind()?;
-        writeln!(self.file, "{}", std::process::id())?;
-        self.file.sync_data()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn remove(self) {
-        let path = self.path.clone();
-        drop(self.file);
-        let _ = std::fs::remove_file(path);
-    }
-}
 
 #[derive(Debug)]
 pub struct Readiness;
