@@ -69,6 +69,9 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     create_state_dir(&cfg.state_dir)?;
     if let Some(log) = &cfg.log_file {
         logging::probe(log).map_err(Error::usage)?;
+        // From here on warnings (an unreachable server at start-up) reach the
+        // log file as well as the terminal.
+        logging::redirect(Some(log), true).map_err(|e| Error::usage(e.to_string()))?;
     }
     let connector = Connector::new(&cfg).map_err(|f| Error::usage(f.message))?;
     let session = preflight_login(&cfg, &connector)?;

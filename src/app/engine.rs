@@ -89,10 +89,13 @@ impl App {
                 }
             }
             Change::DirAppeared(p) => {
-                if self.rel(&p).is_some() {
+                if let Some(dir) = self.rel(&p) {
                     for (rel, _) in self.walk(&p) {
                         self.touch(rel, now);
                     }
+                    // Walked again once quiet: a file created inside before
+                    // notify watched the new directory has no event of its own.
+                    self.touch(dir, now);
                 }
             }
             Change::MovedOut(_) | Change::MovedIn(_) => self.moves.push((change, now + MOVE_PAIRING)),
@@ -438,7 +441,15 @@ impl App {
             Ok(m) if m.is_file() => {
                 self.plan_file(rel, Stamp::of(&m));
             }
-            Ok(m) if m.is_dir() => self.batch.dequeue(rel),
+            Ok(m) if m.is_dir() => {
+                let local = rel.to_local(&self.cfg.watch_dir);
+                self.batch.dequeue(rel);
+                for (file, stamp) in self.walk(&local) {
+                    if !self.debouncer.contains(&file) {
+                        self.plan_file(file, stamp);
+                    }
+                }
+            }
             Ok(m) if m.file_type().is_symlink() => {
                 self.skip_once(rel.as_str(), "symbolic link (never followed)");
                 self.batch.dequeue(rel);

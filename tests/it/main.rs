@@ -13,6 +13,7 @@ mod support;
 mod check;
 mod cli;
 mod daemon;
+mod dataconn;
 mod engine;
 mod listing;
 mod login;

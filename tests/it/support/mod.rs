@@ -1,5 +1,5 @@
-//! Test support: an in-process FTP server, a builder that runs the real `ftpmonitor` binary
-//! against it in throw-away directories, and deadline-based waiting.
+//! Test support: an in-process FTP server, a proxy to put in front of it, a builder that runs
+//! the real `ftpmonitor` binary against it in throw-away directories, and deadline-based waiting.
 //!
 //! Nothing here sleeps to synchronise: every wait polls a condition until a deadline and
 //! panics with what it waited for and the daemon's log.
@@ -10,6 +10,7 @@
 pub mod contract;
 mod daemon;
 pub mod proc;
+pub mod proxy;
 mod server;
 
 #[cfg(test)]
@@ -20,6 +21,8 @@ use std::time::{Duration, Instant};
 pub use contract::*;
 #[allow(unused_imports)]
 pub use daemon::{Daemon, Finished, Sandbox, Test};
+#[allow(unused_imports)]
+pub use proxy::{Behaviour, DataConn, DataLink, FtpProxy, PROXY_IP, Transparent, Verdict};
 #[allow(unused_imports)]
 pub use server::{FtpServer, PASSWORD, ServerEvent, USER, files_under};
 
