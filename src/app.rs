@@ -234,6 +234,9 @@ struct App {
     /// Uploads that broke off, with the file's stamp then: they may resume.
     partial: HashMap<RelPath, crate::ftp::Stamp>,
     root_held: bool,
+    /// Directories the last walk could not read (their files are not gone).
+    unreadable: Vec<RelPath>,
+    unreadable_root: bool,
     root_check_at: Option<Instant>,
     skipped: HashSet<String>,
     failed_for_good: Vec<(String, String)>,
@@ -317,6 +320,8 @@ impl App {
             moves: Vec::new(),
             partial: HashMap::new(),
             root_held: false,
+            unreadable: Vec::new(),
+            unreadable_root: false,
             root_check_at: None,
             skipped: HashSet::new(),
             failed_for_good: Vec::new(),

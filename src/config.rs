@@ -98,8 +98,10 @@ impl Excludes {
         Ok(Self { set, patterns })
     }
 
+    /// Whether `rel` or one of its parent directories is excluded (an
+    /// excluded directory excludes everything below it).
     pub fn is_match(&self, rel: &str) -> bool {
-        self.set.is_match(rel)
+        self.set.is_match(rel) || rel.match_indices('/').any(|(i, _)| self.set.is_match(&rel[..i]))
     }
 
     pub fn patterns(&self) -> &[String] {
@@ -446,8 +448,18 @@ pub fn parse_port(s: &str) -> std::result::Result<u16, String> {
     }
 }
 
-/// `5`, `0.5` (seconds), `500ms`, `2s`, `1h`, `1h 30m`; `0` is allowed.
+/// `5`, `0.5` (seconds), `500ms`, `2s`, `1h`, `1h 30m`; `0` is allowed; at
+/// most a year (longer ones would overflow the clock arithmetic).
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    const MAX: Duration = Duration::from_secs(366 * 24 * 3600);
+    let d = parse_duration_unbounded(s)?;
+    if d > MAX {
+        return Err(format!("{s:?} is too long: use at most a year"));
+    }
+    Ok(d)
+}
+
+fn parse_duration_unbounded(s: &str) -> std::result::Result<Duration, String> {
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
         return Duration::try_from_secs_f64(secs)
@@ -705,6 +717,7 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("1e19").is_err());
     }
 
     #[test]
@@ -794,6 +807,9 @@ mod tests {
             assert!(ex.is_match(name), "{name}");
         }
         assert!(!ex.is_match("a/report.txt"));
+        let ex = Excludes::new(&["build".to_string(), "cache/**".to_string()]).unwrap();
+        assert!(ex.is_match("build/x.o") && ex.is_match("src/build/deep/y.o") && ex.is_match("cache/a"));
+        assert!(!ex.is_match("builder/x.o"));
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub enum Kind {
     Refused,
     /// The local file could not be read.
     Local,
+    /// The local file could not be read in the middle of an upload: as
+    /// [`Kind::Local`], but the session must be dropped.
+    LocalBroken,
     /// The local file is gone.
     Vanished,
     /// The local file changed while it was uploaded; nothing was published.
@@ -73,7 +76,7 @@ impl Failure {
 
     /// Whether the control connection can still be trusted afterwards.
     pub fn session_usable(&self) -> bool {
-        !matches!(self.kind, Kind::Connection | Kind::Tls | Kind::Aborted)
+        !matches!(self.kind, Kind::Connection | Kind::Tls | Kind::Aborted | Kind::LocalBroken)
     }
 }
 
@@ -287,6 +290,7 @@ impl Connector {
             tickets_on_data: None,
             tls12_only: Arc::clone(&self.tls12_only),
             tls12,
+            broken: false,
             visible_temp: Arc::clone(&self.visible_temp),
             timeout: self.timeout,
         })
@@ -397,6 +401,8 @@ pub struct Session {
     tls12_only: Arc<std::sync::atomic::AtomicBool>,
     /// Whether this session was made with TLS 1.2 only.
     tls12: bool,
+    /// A connection-level error was ignored: drop the session after this job.
+    broken: bool,
     /// The job's "no dot in temporary names" switch (see [`Connector`]).
     visible_temp: Arc<std::sync::atomic::AtomicBool>,
     timeout: Duration,
@@ -535,6 +541,8 @@ struct Abortable<'a, R> {
     inner: R,
     abort: &'a AtomicBool,
     hasher: blake3::Hasher,
+    /// Reading the local file failed (not the server's fault).
+    local_error: bool,
 }
 
 impl<R: Read> Read for Abortable<'_, R> {
@@ -542,7 +550,7 @@ impl<R: Read> Read for Abortable<'_, R> {
         if self.abort.load(Ordering::Relaxed) {
             return Err(io::Error::other("upload aborted for shutdown"));
         }
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|_| self.local_error = true)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
@@ -730,14 +738,16 @@ impl Session {
 
         let after = std::fs::symlink_metadata(local).map(|m| Stamp::of(&m)).ok();
         if after != Some(before) || bytes != before.len {
-            let _ = self.ftp.rm(&tmp);
+            let r = self.ftp.rm(&tmp).map(drop);
+            self.note(r);
             return Err(Failure::new(Kind::Changed, format!("{rel} changed while it was uploaded")));
         }
         if self.features.size {
             match self.ftp.size(&tmp) {
                 Ok(n) if n as u64 == bytes => {}
                 Ok(n) => {
-                    let _ = self.ftp.rm(&tmp);
+                    let r = self.ftp.rm(&tmp).map(drop);
+                    self.note(r);
                     return Err(Failure::new(
                         Kind::Transient,
                         format!("{rel}: the server holds {n} bytes after sending {bytes}; sending it again"),
@@ -773,7 +783,8 @@ impl Session {
     /// Removes a temporary file after a failure, if the session still works.
     fn discard(&mut self, tmp: &str, f: &Failure) {
         if f.session_usable() {
-            let _ = self.ftp.rm(tmp);
+            let r = self.ftp.rm(tmp).map(drop);
+            self.note(r);
         }
     }
 
@@ -811,6 +822,22 @@ impl Session {
         self.features
     }
 
+    /// Remembers that a command whose outcome does not matter failed at the
+    /// connection level: its reply may still arrive and would be taken for
+    /// the next command's, so the session must not be used again.
+    fn note(&mut self, r: Result<(), FtpError>) {
+        if let Err(e) = r
+            && reply_code(&e).is_none()
+        {
+            self.broken = true;
+        }
+    }
+
+    /// Whether the session must be dropped (see [`Session::note`]).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
     /// Whether data connections use EPSV (else PASV or active mode).
     pub fn uses_epsv(&self) -> bool {
         self.epsv
@@ -846,8 +873,12 @@ impl Session {
     ) -> Result<(u64, [u8; 32]), Failure> {
         // A buffer the size of a small file: no large allocation per file.
         let capacity = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX).clamp(8 * 1024, 256 * 1024);
-        let mut reader =
-            Abortable { inner: BufReader::with_capacity(capacity, file), abort, hasher: blake3::Hasher::new() };
+        let mut reader = Abortable {
+            inner: BufReader::with_capacity(capacity, file),
+            abort,
+            hasher: blake3::Hasher::new(),
+            local_error: false,
+        };
         let mut first_try = true;
         let tickets = self.tickets.clone();
         let timeout = self.timeout;
@@ -889,6 +920,9 @@ impl Session {
                 let _ = e;
                 Err(Failure::new(Kind::Aborted, "upload aborted for shutdown"))
             }
+            // The local disk failed, not the server: this file only, and the
+            // half-sent data connection leaves the session unusable.
+            Err(e) if reader.local_error => Err(Failure::new(Kind::LocalBroken, format!("reading the file: {e}"))),
             Err(e) => {
                 let mut f = classify(&e, &format!("STOR {}", Escaped(remote)));
                 if self.tickets.is_some() && !self.tls12 && matches!(f.code, Some(425 | 522)) {
@@ -928,13 +962,15 @@ impl Session {
             Ok(()) => {
                 if moved_aside {
                     self.rename_over_refused = true;
-                    let _ = self.ftp.rm(&aside);
+                    let r = self.ftp.rm(&aside).map(drop);
+                    self.note(r);
                 }
                 Ok(())
             }
             Err(e) => {
                 if moved_aside {
-                    let _ = self.ftp.rename(aside.as_str(), target);
+                    let r = self.ftp.rename(aside.as_str(), target).map(drop);
+                    self.note(r);
                 }
                 Err(classify(&e, &format!("rename to {}", Escaped(target))))
             }
@@ -958,7 +994,8 @@ impl Session {
         match self.ftp.pwd() {
             Ok(here) => {
                 if self.ftp.cwd(path).is_ok() {
-                    let _ = self.ftp.cwd(&here);
+                    let r = self.ftp.cwd(&here).map(drop);
+                    self.note(r);
                     false
                 } else {
                     true

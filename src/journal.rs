@@ -105,28 +105,27 @@ impl Op {
 }
 
 /// Changes collected during one loop turn, written in one transaction.
+/// For each path (and directory) only the last change counts: a path queued
+/// again after it was dequeued in the same turn stays queued.
 #[derive(Debug, Default)]
 pub struct Batch {
-    synced: Vec<(RelPath, Synced)>,
-    forgotten: Vec<RelPath>,
-    queued: Vec<(RelPath, Op)>,
-    dequeued: Vec<RelPath>,
+    /// `Some`: synced in this state; `None`: no longer on the server.
+    files: HashMap<RelPath, Option<Synced>>,
+    /// `Some`: queued for this operation; `None`: done.
+    queue: HashMap<RelPath, Option<Op>>,
     failed: Vec<(RelPath, u32, String)>,
-    dirs_created: Vec<String>,
-    dirs_removed: Vec<String>,
+    /// `true`: created by the tool; `false`: removed.
+    dirs: HashMap<String, bool>,
     last_upload: Option<RelPath>,
     last_error: Option<String>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.synced.is_empty()
-            && self.forgotten.is_empty()
-            && self.queued.is_empty()
-            && self.dequeued.is_empty()
+        self.files.is_empty()
+            && self.queue.is_empty()
             && self.failed.is_empty()
-            && self.dirs_created.is_empty()
-            && self.dirs_removed.is_empty()
+            && self.dirs.is_empty()
             && self.last_upload.is_none()
             && self.last_error.is_none()
     }
@@ -136,22 +135,22 @@ impl Batch {
         if uploaded {
             self.last_upload = Some(rel.clone());
         }
-        self.dequeued.push(rel.clone());
-        self.synced.push((rel, s));
+        self.queue.insert(rel.clone(), None);
+        self.files.insert(rel, Some(s));
     }
 
     /// `rel` is no longer on the server (deleted or renamed away).
     pub fn forget(&mut self, rel: RelPath) {
-        self.dequeued.push(rel.clone());
-        self.forgotten.push(rel);
+        self.queue.insert(rel.clone(), None);
+        self.files.insert(rel, None);
     }
 
     pub fn queue(&mut self, rel: RelPath, op: Op) {
-        self.queued.push((rel, op));
+        self.queue.insert(rel, Some(op));
     }
 
     pub fn dequeue(&mut self, rel: RelPath) {
-        self.dequeued.push(rel);
+        self.queue.insert(rel, None);
     }
 
     pub fn failed(&mut self, rel: RelPath, attempts: u32, error: String) {
@@ -164,11 +163,11 @@ impl Batch {
     }
 
     pub fn dir_created(&mut self, dir: String) {
-        self.dirs_created.push(dir);
+        self.dirs.insert(dir, true);
     }
 
     pub fn dir_removed(&mut self, dir: String) {
-        self.dirs_removed.push(dir);
+        self.dirs.insert(dir, false);
     }
 }
 
@@ -332,7 +331,7 @@ impl Journal {
         }
         let now = now_secs();
         let job = self.job;
-        let b = std::mem::take(batch);
+        let b = &*batch;
         let shown = EscapedPath(&self.path).to_string();
         let tx = self.conn.transaction().map_err(|e| JournalError { path: shown.clone(), source: e })?;
         let res = (|| -> rusqlite::Result<()> {
@@ -341,12 +340,12 @@ impl Journal {
                     "INSERT INTO queue (job, path, op, queued_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (job, path) DO UPDATE SET op = excluded.op",
                 )?;
-                for (rel, op) in &b.queued {
-                    q.execute(params![job, rel.as_str(), op.as_str(), now])?;
-                }
                 let mut d = tx.prepare_cached("DELETE FROM queue WHERE job = ?1 AND path = ?2")?;
-                for rel in &b.dequeued {
-                    d.execute(params![job, rel.as_str()])?;
+                for (rel, op) in &b.queue {
+                    match op {
+                        Some(op) => q.execute(params![job, rel.as_str(), op.as_str(), now])?,
+                        None => d.execute(params![job, rel.as_str()])?,
+                    };
                 }
                 let mut f =
                     tx.prepare_cached("UPDATE queue SET attempts = ?3, last_error = ?4 WHERE job = ?1 AND path = ?2")?;
@@ -357,28 +356,29 @@ impl Journal {
                     "INSERT OR REPLACE INTO files (job, path, size, mtime_ns, blake3, remote, synced_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
-                for (rel, syn) in &b.synced {
-                    s.execute(params![
-                        job,
-                        rel.as_str(),
-                        i64::try_from(syn.size).unwrap_or(i64::MAX),
-                        syn.mtime_ns,
-                        syn.hash.as_ref().map(<[u8; 32]>::as_slice),
-                        rel.as_str(),
-                        now
-                    ])?;
-                }
                 let mut r = tx.prepare_cached("DELETE FROM files WHERE job = ?1 AND path = ?2")?;
-                for rel in &b.forgotten {
-                    r.execute(params![job, rel.as_str()])?;
+                for (rel, syn) in &b.files {
+                    match syn {
+                        Some(syn) => s.execute(params![
+                            job,
+                            rel.as_str(),
+                            i64::try_from(syn.size).unwrap_or(i64::MAX),
+                            syn.mtime_ns,
+                            syn.hash.as_ref().map(<[u8; 32]>::as_slice),
+                            rel.as_str(),
+                            now
+                        ])?,
+                        None => r.execute(params![job, rel.as_str()])?,
+                    };
                 }
                 let mut dc = tx.prepare_cached("INSERT OR IGNORE INTO dirs (job, path) VALUES (?1, ?2)")?;
-                for dir in &b.dirs_created {
-                    dc.execute(params![job, dir])?;
-                }
                 let mut dr = tx.prepare_cached("DELETE FROM dirs WHERE job = ?1 AND path = ?2")?;
-                for dir in &b.dirs_removed {
-                    dr.execute(params![job, dir])?;
+                for (dir, created) in &b.dirs {
+                    if *created {
+                        dc.execute(params![job, dir])?;
+                    } else {
+                        dr.execute(params![job, dir])?;
+                    }
                 }
             }
             if let Some(rel) = &b.last_upload {
@@ -392,7 +392,10 @@ impl Journal {
             }
             Ok(())
         })();
-        res.and_then(|()| tx.commit()).map_err(|e| JournalError { path: shown, source: e })
+        // On failure the batch is kept and written with the next one.
+        res.and_then(|()| tx.commit()).map_err(|e| JournalError { path: shown, source: e })?;
+        *batch = Batch::default();
+        Ok(())
     }
 
     /// Marks the job as stopped (for `status`).
@@ -490,6 +493,8 @@ mod tests {
         let mut j = Journal::open(tmp.path(), &key("/a")).unwrap();
         let s = Synced { size: 3, mtime_ns: 42, hash: Some([7; 32]) };
         let mut b = Batch::default();
+        b.dequeue(rel("again"));
+        b.queue(rel("again"), Op::Upload);
         b.queue(rel("x/y"), Op::Upload);
         b.queue(rel("gone"), Op::Delete);
         j.apply(&mut b).unwrap();
@@ -499,13 +504,15 @@ mod tests {
 
         let j = Journal::open(tmp.path(), &key("/a")).unwrap();
         assert_eq!(j.load_synced().unwrap().get(&rel("x/y")), Some(&s));
-        assert_eq!(j.load_queue().unwrap(), vec![(rel("gone"), Op::Delete, 0)]);
+        let mut queue = j.load_queue().unwrap();
+        queue.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(queue, vec![(rel("again"), Op::Upload, 0), (rel("gone"), Op::Delete, 0)]);
         let other = Journal::open(tmp.path(), &key("/b")).unwrap();
         assert!(other.load_synced().unwrap().is_empty());
 
         let st = read_status(tmp.path()).unwrap();
         let a = st.iter().find(|s| s.watch_dir == "/a").unwrap();
-        assert_eq!((a.synced, a.pending), (1, 1));
+        assert_eq!((a.synced, a.pending), (1, 2));
         assert_eq!(a.last_upload_path.as_deref(), Some("x/y"));
     }
 

@@ -124,7 +124,14 @@ impl Worker {
             let result = if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 Err(Failure::new(Kind::Aborted, "not started: shutting down"))
             } else {
-                self.execute(&job)
+                // A panic in a library must not lose the job or the worker.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.execute(&job))) {
+                    Ok(result) => result,
+                    Err(_) => {
+                        self.session = None;
+                        Err(Failure::new(Kind::Connection, "internal error in the FTP client; reconnecting"))
+                    }
+                }
             };
             let created_dirs = self.session.as_mut().map(Session::take_created).unwrap_or_default();
             let outcome = Outcome { job, result, elapsed: started.elapsed(), created_dirs };
@@ -188,6 +195,7 @@ impl Worker {
         };
         match &result {
             Err(f) if !f.session_usable() => drop(session),
+            _ if session.is_broken() => drop(session),
             _ => self.session = Some(session),
         }
         result

@@ -196,6 +196,12 @@ impl App {
                     let name = e.path().map(|p| EscapedPath(p).to_string()).unwrap_or_default();
                     let why = e.io_error().map_or_else(|| e.to_string(), ToString::to_string);
                     self.skip_once(&name, &format!("cannot read: {why}"));
+                    // What lies below an unreadable directory is unknown, not gone.
+                    match e.path().map(|p| RelPath::from_local(&root, p)) {
+                        Some(Ok(rel)) => self.unreadable.push(rel),
+                        Some(Err(_)) => self.unreadable_root = true,
+                        None => {}
+                    }
                     continue;
                 }
             };
@@ -241,7 +247,14 @@ impl App {
             );
             self.root_held = true;
         }
-        self.pending.retain(|j| !matches!(j, Job::Delete(_)));
+        let queued = &mut self.queued;
+        self.pending.retain(|j| {
+            let delete = matches!(j, Job::Delete(_));
+            if delete {
+                queued.remove(&j.key());
+            }
+            !delete
+        });
         self.root_check_at = Some(Instant::now() + super::ROOT_RECHECK);
     }
 
@@ -276,7 +289,10 @@ impl App {
             return 0;
         }
         let root = self.cfg.watch_dir.clone();
+        self.unreadable.clear();
+        self.unreadable_root = false;
         let files = self.walk(&root);
+        let unreadable = std::mem::take(&mut self.unreadable);
         let mut seen = std::collections::HashSet::with_capacity(files.len());
         let mut queued = 0;
         for (rel, stamp) in files {
@@ -299,6 +315,7 @@ impl App {
                 .synced
                 .keys()
                 .filter(|k| !seen.contains(*k) && self.in_scope(k))
+                .filter(|k| !self.unreadable_root && !unreadable.iter().any(|u| k.starts_with(u)))
                 .filter(|k| !self.debouncer.contains(k) && !self.in_flight.contains_key(k.as_str()))
                 .cloned()
                 .collect();
@@ -529,6 +546,16 @@ impl App {
             return false;
         }
         if self.queued.contains(&key) {
+            // The newer intent for a path wins (an upload after a queued
+            // delete, a delete after a queued upload).
+            if job.path().is_some() {
+                for q in [&mut self.pending, &mut self.pending_large] {
+                    if let Some(slot) = q.iter_mut().find(|j| j.key() == key) {
+                        *slot = job;
+                        return true;
+                    }
+                }
+            }
             return false;
         }
         if self.cfg.dry_run && !matches!(job, Job::List(_)) {
@@ -662,6 +689,18 @@ impl App {
                 }
                 info!("renamed {from} to {to} on the server");
                 self.remove_empty_dirs(from.parent().and_then(RelPath::parse));
+                // What changed under the new name while the rename waited
+                // (an edit, a file added to a renamed directory) is looked at
+                // again; unchanged files cost a stat.
+                let now = Instant::now();
+                let local = to.to_local(&self.cfg.watch_dir);
+                if local.is_dir() {
+                    for (rel, _) in self.walk(&local) {
+                        self.touch(rel, now);
+                    }
+                } else {
+                    self.touch(to.clone(), now);
+                }
             }
             (Job::RemoveTemp(rel), _) => debug!("removed any temporary upload of {rel}"),
             (Job::RemoveDir(dir), _) => {
@@ -737,7 +776,7 @@ impl App {
                 self.queued.insert(job.key());
                 self.pending.push_front(job);
             }
-            Kind::Local => {
+            Kind::Local | Kind::LocalBroken => {
                 warn!("warning: {f}; skipped until it changes again");
                 if self.cfg.once {
                     self.give_up(&job, &f.message);
