@@ -231,6 +231,8 @@ struct App {
     awaiting: HashMap<String, Awaiting>,
     /// Halves of moves waiting for their pair (see `engine::flush_moves`).
     moves: Vec<(crate::watcher::Change, Instant)>,
+    /// Uploads in a row that the file outran (it changed while read).
+    changed_streak: HashMap<RelPath, u32>,
     /// Uploads that broke off, with the file's stamp then: they may resume.
     partial: HashMap<RelPath, crate::ftp::Stamp>,
     root_held: bool,
@@ -319,6 +321,7 @@ impl App {
             awaiting: HashMap::new(),
             moves: Vec::new(),
             partial: HashMap::new(),
+            changed_streak: HashMap::new(),
             root_held: false,
             unreadable: Vec::new(),
             unreadable_root: false,

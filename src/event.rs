@@ -24,6 +24,9 @@ pub enum Job {
         rel: RelPath,
         size: u64,
         resume: Option<Stamp>,
+        /// Publish what was read even if the file changed meanwhile (it
+        /// never goes quiet; see the engine's `changed_streak`).
+        snapshot: bool,
     },
     Delete(RelPath),
     Rename {

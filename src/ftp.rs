@@ -686,6 +686,7 @@ impl Session {
         rel: &RelPath,
         abort: &AtomicBool,
         resume: Option<Stamp>,
+        snapshot: bool,
     ) -> Result<Uploaded, Failure> {
         let final_path = self.remote(rel.as_str());
         let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
@@ -737,7 +738,7 @@ impl Session {
         })?;
 
         let after = std::fs::symlink_metadata(local).map(|m| Stamp::of(&m)).ok();
-        if after != Some(before) || bytes != before.len {
+        if (after != Some(before) || bytes != before.len) && !snapshot {
             let r = self.ftp.rm(&tmp).map(drop);
             self.note(r);
             return Err(Failure::new(Kind::Changed, format!("{rel} changed while it was uploaded")));

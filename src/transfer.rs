@@ -183,9 +183,9 @@ impl Worker {
             None => self.connector.connect()?,
         };
         let result = match job {
-            Job::Upload { rel, resume, .. } => {
+            Job::Upload { rel, resume, snapshot, .. } => {
                 let local = rel.to_local(&self.watch_dir);
-                session.upload(&local, rel, &self.abort, *resume).map(Done::Uploaded)
+                session.upload(&local, rel, &self.abort, *resume, *snapshot).map(Done::Uploaded)
             }
             Job::Delete(rel) => session.delete(rel).map(|()| Done::Ok),
             Job::Rename { from, to } => session.rename(from, to).map(|()| Done::Ok),

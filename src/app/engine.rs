@@ -26,6 +26,9 @@ const SERVER_CAP: Duration = Duration::from_secs(60);
 const RELOG: Duration = Duration::from_secs(600);
 /// `--once` gives a file, and the server, this many attempts.
 const ONCE_ATTEMPTS: u32 = 5;
+/// After this many uploads in a row that the file outran, the next one is
+/// published as it was read.
+const SNAPSHOT_AFTER: u32 = 2;
 /// How long the halves of a move wait for the rename event that pairs them.
 const MOVE_PAIRING: Duration = Duration::from_millis(100);
 /// Files at least this big go to their own queue, so that small files never
@@ -412,7 +415,8 @@ impl App {
             // Missing or different on the server: send it, whatever the journal says.
             self.batch.queue(rel.clone(), Op::Upload);
             let resume = self.partial.get(&rel).copied();
-            self.enqueue(Job::Upload { rel, size: stamp.len, resume });
+            let snapshot = self.changed_streak.get(&rel).is_some_and(|n| *n >= SNAPSHOT_AFTER);
+            self.enqueue(Job::Upload { rel, size: stamp.len, resume, snapshot });
         }
         self.progress.add(queued as u64);
         // Temporary uploads left by a crash, whose file is not being sent now.
@@ -506,7 +510,8 @@ impl App {
         }
         self.batch.queue(rel.clone(), Op::Upload);
         let resume = self.partial.get(&rel).copied();
-        self.enqueue(Job::Upload { rel, size: stamp.len, resume })
+        let snapshot = self.changed_streak.get(&rel).is_some_and(|n| *n >= SNAPSHOT_AFTER);
+        self.enqueue(Job::Upload { rel, size: stamp.len, resume, snapshot })
     }
 
     /// The path is gone locally.
@@ -643,6 +648,7 @@ impl App {
     fn on_success(&mut self, job: &Job, done: Done, elapsed: Duration) {
         match (job, done) {
             (Job::Upload { rel, .. }, Done::Uploaded(u)) => {
+                self.changed_streak.remove(rel);
                 self.partial.remove(rel);
                 let s = Synced { size: u.stamp.len, mtime_ns: mtime_ns(u.stamp.mtime), hash: Some(u.blake3) };
                 self.synced.insert(rel.clone(), s);
@@ -738,17 +744,27 @@ impl App {
             self.partial.insert(rel.clone(), stamp);
         }
         let job = match job {
-            Job::Upload { rel, size, .. } => {
+            Job::Upload { rel, size, snapshot, .. } => {
                 let resume = self.partial.get(&rel).copied();
-                Job::Upload { rel, size, resume }
+                Job::Upload { rel, size, resume, snapshot }
             }
             other => other,
         };
         match f.kind {
             Kind::Changed => {
-                debug!("{f}; uploading it once it is quiet");
                 if let Some(p) = job.path() {
-                    self.touch(p.clone(), now);
+                    let streak = self.changed_streak.entry(p.clone()).or_insert(0);
+                    *streak += 1;
+                    if *streak >= SNAPSHOT_AFTER {
+                        // It never goes quiet: publish what is read next time,
+                        // as the journal keeps its stamp from before the read,
+                        // the settled version follows once it is quiet.
+                        info!("{p} keeps changing while it is uploaded; sending a snapshot of it now");
+                        self.plan(p.clone());
+                    } else {
+                        debug!("{f}; uploading it once it is quiet");
+                        self.touch(p.clone(), now);
+                    }
                 }
             }
             Kind::Vanished => {
