@@ -27,6 +27,9 @@ pub enum Job {
         /// Publish what was read even if the file changed meanwhile (it
         /// never goes quiet; see the engine's `changed_streak`).
         snapshot: bool,
+        /// The fingerprint the server's copy has, when only the mtime moved:
+        /// the worker hashes the file first and sends nothing if it matches.
+        known: Option<[u8; 32]>,
     },
     Delete(RelPath),
     Rename {
@@ -74,6 +77,8 @@ pub struct Outcome {
 #[derive(Debug)]
 pub enum Done {
     Uploaded(Uploaded),
+    /// The file's bytes are those the server has (only its mtime moved).
+    Unchanged(Stamp),
     Listed(Vec<RemoteEntry>),
     Ok,
 }

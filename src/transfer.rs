@@ -104,6 +104,17 @@ impl Pool {
     }
 }
 
+/// The file's stamp if its bytes hash to `known` (read here, in a worker,
+/// so that a big file never stalls the main loop).
+fn same_content(path: &std::path::Path, known: &[u8; 32]) -> Option<crate::ftp::Stamp> {
+    let file = std::fs::File::open(path).ok()?;
+    let before = crate::ftp::Stamp::of(&file.metadata().ok()?);
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(&file).ok()?;
+    let after = crate::ftp::Stamp::of(&std::fs::symlink_metadata(path).ok()?);
+    (hasher.finalize().as_bytes() == known && before == after).then_some(before)
+}
+
 struct Worker {
     connector: Connector,
     session: Option<Session>,
@@ -146,6 +157,11 @@ impl Worker {
     }
 
     fn execute(&mut self, job: &Job) -> Result<Done, Failure> {
+        if let Job::Upload { rel, known: Some(known), .. } = job
+            && let Some(stamp) = same_content(&rel.to_local(&self.watch_dir), known)
+        {
+            return Ok(Done::Unchanged(stamp));
+        }
         let mut reused = self.session.is_some();
         let mut data_retries = 0;
         let mut job = job.clone();

@@ -414,9 +414,7 @@ impl App {
         for (rel, stamp) in to_plan {
             // Missing or different on the server: send it, whatever the journal says.
             self.batch.queue(rel.clone(), Op::Upload);
-            let resume = self.partial.get(&rel).copied();
-            let snapshot = self.changed_streak.get(&rel).is_some_and(|n| *n >= SNAPSHOT_AFTER);
-            self.enqueue(Job::Upload { rel, size: stamp.len, resume, snapshot });
+            self.queue_upload(rel, stamp, None);
         }
         self.progress.add(queued as u64);
         // Temporary uploads left by a crash, whose file is not being sent now.
@@ -498,20 +496,18 @@ impl App {
                 self.batch.dequeue(rel);
                 return false;
             }
-            if let Some(known) = s.hash
-                && hash_file(&rel.to_local(&self.cfg.watch_dir)).is_some_and(|h| h == known)
-            {
-                debug!("{rel}: same content, new mtime; not sent again");
-                let s = Synced { mtime_ns: mtime, ..s };
-                self.synced.insert(rel.clone(), s);
-                self.batch.synced(rel, s, false);
-                return false;
-            }
+            // Same size, new mtime: a worker compares the bytes with the
+            // journal's fingerprint before sending anything.
+            return self.queue_upload(rel, stamp, s.hash);
         }
+        self.queue_upload(rel, stamp, None)
+    }
+
+    fn queue_upload(&mut self, rel: RelPath, stamp: Stamp, known: Option<[u8; 32]>) -> bool {
         self.batch.queue(rel.clone(), Op::Upload);
         let resume = self.partial.get(&rel).copied();
         let snapshot = self.changed_streak.get(&rel).is_some_and(|n| *n >= SNAPSHOT_AFTER);
-        self.enqueue(Job::Upload { rel, size: stamp.len, resume, snapshot })
+        self.enqueue(Job::Upload { rel, size: stamp.len, resume, snapshot, known })
     }
 
     /// The path is gone locally.
@@ -629,7 +625,9 @@ impl App {
         let now = Instant::now();
         match result {
             Ok(done) => {
-                self.server_up(now);
+                if !matches!(done, Done::Unchanged(_)) {
+                    self.server_up(now);
+                }
                 if let Some(r) = self.retries.remove(&job.key()) {
                     info!("{}: succeeded after {} failed attempt(s)", job_name(&job), r.attempts);
                 }
@@ -657,6 +655,15 @@ impl App {
                 self.uploaded_bytes += u.bytes;
                 self.progress.done(u.bytes);
                 info!("uploaded {rel} ({}, {} ms)", super::human_bytes(u.bytes), elapsed.as_millis());
+            }
+            (Job::Upload { rel, .. }, Done::Unchanged(stamp)) => {
+                debug!("{rel}: same content, new mtime; not sent again");
+                if let Some(s) = self.synced.get(rel).copied() {
+                    let s = Synced { mtime_ns: mtime_ns(stamp.mtime), ..s };
+                    self.synced.insert(rel.clone(), s);
+                    self.batch.synced(rel.clone(), s, false);
+                }
+                self.progress.done(0);
             }
             (Job::List(_), Done::Listed(entries)) => self.on_listing(job, Some(entries)),
             (Job::Delete(rel), _) => {
@@ -744,9 +751,9 @@ impl App {
             self.partial.insert(rel.clone(), stamp);
         }
         let job = match job {
-            Job::Upload { rel, size, snapshot, .. } => {
+            Job::Upload { rel, size, snapshot, known, .. } => {
                 let resume = self.partial.get(&rel).copied();
-                Job::Upload { rel, size, resume, snapshot }
+                Job::Upload { rel, size, resume, snapshot, known }
             }
             other => other,
         };
@@ -936,14 +943,6 @@ fn remote_not_older(remote: Option<std::time::SystemTime>, local: Option<std::ti
         }
         _ => false,
     }
-}
-
-/// The BLAKE3 fingerprint of a local file, if it can be read.
-fn hash_file(path: &Path) -> Option<[u8; 32]> {
-    let f = std::fs::File::open(path).ok()?;
-    let mut h = blake3::Hasher::new();
-    h.update_reader(f).ok()?;
-    Some(*h.finalize().as_bytes())
 }
 
 fn backoff(first: Duration, cap: Duration, attempt: u32) -> Duration {
