@@ -156,6 +156,9 @@ impl App {
         let synced_here = self.synced.contains_key(&from_rel) || self.synced_below(&from_rel).next().is_some();
         let busy = self.debouncer.contains(&from_rel)
             || self.in_flight.contains_key(from_rel.as_str())
+            || self.queued.contains(from_rel.as_str())
+            || self.in_flight.contains_key(to_rel.as_str())
+            || self.queued.contains(to_rel.as_str())
             || self.synced_below(&from_rel).any(|r| self.in_flight.contains_key(r.as_str()));
         if self.cfg.delete && synced_here && !busy && !self.synced.contains_key(&to_rel) {
             self.batch.queue(to_rel.clone(), Op::Upload);
@@ -648,7 +651,7 @@ impl App {
             (Job::Upload { rel, .. }, Done::Uploaded(u)) => {
                 self.changed_streak.remove(rel);
                 self.partial.remove(rel);
-                let s = Synced { size: u.stamp.len, mtime_ns: mtime_ns(u.stamp.mtime), hash: Some(u.blake3) };
+                let s = Synced { size: u.stamp.len, mtime_ns: racy_safe_mtime(u.stamp, elapsed), hash: Some(u.blake3) };
                 self.synced.insert(rel.clone(), s);
                 self.batch.synced(rel.clone(), s, true);
                 self.uploaded_files += 1;
@@ -659,7 +662,7 @@ impl App {
             (Job::Upload { rel, .. }, Done::Unchanged(stamp)) => {
                 debug!("{rel}: same content, new mtime; not sent again");
                 if let Some(s) = self.synced.get(rel).copied() {
-                    let s = Synced { mtime_ns: mtime_ns(stamp.mtime), ..s };
+                    let s = Synced { mtime_ns: racy_safe_mtime(stamp, elapsed), ..s };
                     self.synced.insert(rel.clone(), s);
                     self.batch.synced(rel.clone(), s, false);
                 }
@@ -945,6 +948,22 @@ fn remote_not_older(remote: Option<std::time::SystemTime>, local: Option<std::ti
     }
 }
 
+/// The mtime to record for a file read during the last `elapsed`: 0 ("not
+/// to be trusted") if the file's mtime is that recent, since a rewrite of the
+/// same size within the file system's timestamp granularity would leave size
+/// and mtime unchanged. The next look at it then compares fingerprints.
+fn racy_safe_mtime(stamp: Stamp, elapsed: Duration) -> i64 {
+    let ns = mtime_ns(stamp.mtime);
+    // Whole seconds suggest a coarse file system (FAT, SMB, HFS+: up to 2 s);
+    // otherwise the kernel's coarse clock ticks in milliseconds.
+    let granularity = if ns % 1_000_000_000 == 0 { Duration::from_secs(2) } else { Duration::from_millis(20) };
+    let read_start = std::time::SystemTime::now().checked_sub(elapsed + granularity);
+    match (stamp.mtime, read_start) {
+        (Some(m), Some(start)) if m >= start => 0,
+        _ => ns,
+    }
+}
+
 fn backoff(first: Duration, cap: Duration, attempt: u32) -> Duration {
     let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
     first.saturating_mul(factor).min(cap)
@@ -974,6 +993,20 @@ mod tests {
             let j = jitter(4 * s);
             assert!(j >= 3 * s && j <= 5 * s, "{j:?}");
         }
+    }
+
+    #[test]
+    fn a_file_modified_while_it_was_read_is_not_trusted_by_its_stamp() {
+        let now = std::time::SystemTime::now();
+        let fresh = Stamp { len: 1, mtime: Some(now) };
+        assert_eq!(racy_safe_mtime(fresh, Duration::from_millis(5)), 0);
+        let old = now - Duration::from_secs(3600);
+        let settled = Stamp { len: 1, mtime: Some(old) };
+        assert_eq!(racy_safe_mtime(settled, Duration::from_millis(5)), mtime_ns(Some(old)));
+        // Whole seconds (a coarse file system): two seconds count as "during the read".
+        let coarse = std::time::UNIX_EPOCH
+            + Duration::from_secs(now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 1);
+        assert_eq!(racy_safe_mtime(Stamp { len: 1, mtime: Some(coarse) }, Duration::ZERO), 0);
     }
 
     #[test]
