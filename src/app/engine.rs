@@ -82,7 +82,13 @@ impl App {
         match change {
             Change::Touched(p) | Change::Removed(p) => {
                 if p == self.cfg.watch_dir {
-                    if !self.cfg.watch_dir.is_dir() {
+                    if self.cfg.watch_dir.is_dir() {
+                        // Something happened to the watch directory itself (an
+                        // unmount leaves the mount point, and the watch dies
+                        // with the file system): look again shortly, which
+                        // renews the watch and reconciles.
+                        self.root_check_at.get_or_insert(Instant::now() + super::ROOT_RECHECK);
+                    } else {
                         self.hold_for_root();
                     }
                     return;
