@@ -1055,3 +1055,35 @@ fn dry_run_changes_nothing_on_the_server() {
     assert!(out.daemon.own_log().contains(&would_upload("new.txt")), "{}", out.daemon.diagnostics());
     assert_eq!(d.server().events(), Vec::<ServerEvent>::new(), "a --once dry run changed the server");
 }
+
+/// The op the journal's queue holds for `rel`, if any.
+fn queued_op(s: &Sandbox, rel: &str) -> Option<String> {
+    let path = s.state_dir().join("journal.sqlite");
+    let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    conn.query_row("SELECT op FROM queue WHERE path = ?1", [rel], |r| r.get(0)).ok()
+}
+
+#[test]
+fn with_delete_a_file_recreated_before_its_delete_ran_is_uploaded_not_deleted() {
+    let d = Test::new().arg("--delete").start();
+    d.write("a.txt", b"first version");
+    // Another file keeps the watch directory from looking unmounted.
+    d.write("keep.txt", b"keep");
+    wait_in_sync(&d, TIMEOUT);
+    wait_upload_lines(&d, ["a.txt", "keep.txt"]);
+
+    // With the server down nothing runs: the delete waits in the queue.
+    d.server().stop();
+    std::fs::remove_file(d.watch_dir().join("a.txt")).unwrap();
+    d.wait_until("the delete of a.txt is queued", || queued_op(&d, "a.txt").as_deref() == Some("delete"));
+    d.write("a.txt", b"second version, written back");
+    d.wait_until("the upload of a.txt replaced the queued delete", || {
+        queued_op(&d, "a.txt").as_deref() == Some("upload")
+    });
+
+    let mark = d.server().event_mark();
+    d.server().restart();
+    d.wait_remote("a.txt", b"second version, written back");
+    let events = d.server().events_since(mark);
+    assert_eq!(deleted_paths(&events), Vec::<String>::new(), "the stale delete ran\n{}", d.diagnostics());
+}
