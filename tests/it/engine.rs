@@ -1087,3 +1087,25 @@ fn with_delete_a_file_recreated_before_its_delete_ran_is_uploaded_not_deleted() 
     let events = d.server().events_since(mark);
     assert_eq!(deleted_paths(&events), Vec::<String>::new(), "the stale delete ran\n{}", d.diagnostics());
 }
+
+#[test]
+fn an_excluded_directory_excludes_what_is_below_it() {
+    let d = Test::new().args(["--exclude", "build"]).start();
+    // The directory first, so that the file below it arrives as an event of
+    // its own (not only through the walk of a new directory).
+    std::fs::create_dir_all(d.watch_dir().join("build/deep")).unwrap();
+    d.write("zz-first.txt", b"first");
+    d.wait_remote("zz-first.txt", b"first");
+    d.write("build/deep/x.o", b"object");
+    d.write("src/y.c", b"int main;");
+    d.wait_remote("src/y.c", b"int main;");
+    // A barrier written after the excluded file: once it arrived, the excluded
+    // file's events have been handled.
+    d.write("zz-barrier.txt", b"barrier");
+    d.wait_remote("zz-barrier.txt", b"barrier");
+    assert!(
+        !names(&d.remote_files()).iter().any(|n| n.starts_with("build/")),
+        "a file below an excluded directory was uploaded\n{}",
+        d.diagnostics()
+    );
+}
