@@ -198,7 +198,9 @@ type Awaiting = Vec<(RelPath, crate::ftp::Stamp)>;
 struct App {
     cfg: Config,
     args: RunArgs,
-    _tx: Sender<Event>,
+    /// Kept to give a renewed watcher its sender (and so that `recv` never
+    /// sees every sender gone).
+    tx: Sender<Event>,
     rx: Receiver<Event>,
     watcher: Option<Watcher>,
     _signals: SignalThread,
@@ -299,7 +301,7 @@ impl App {
             pool,
             watcher,
             _signals: signals,
-            _tx: tx,
+            tx,
             rx,
             journal,
             batch: Batch::default(),

@@ -47,21 +47,12 @@ impl<K: Clone + Eq + Hash> Debouncer<K> {
         self.by_last.push_back((now, key));
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     pub fn contains(&self, key: &K) -> bool {
         self.entries.contains_key(key)
-    }
-
-    /// Forgets `key` (e.g. the path was deleted and its delete handled).
-    pub fn remove(&mut self, key: &K) {
-        self.entries.remove(key);
     }
 
     fn drop_stale_fronts(&mut self) {

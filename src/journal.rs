@@ -208,10 +208,6 @@ pub fn mtime_ns(t: Option<SystemTime>) -> i64 {
     t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-pub fn system_time(ns: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
-}
-
 impl Journal {
     pub fn path_in(state_dir: &Path) -> PathBuf {
         state_dir.join(FILE_NAME)

@@ -153,8 +153,3 @@ pub fn set_progress(bar: Option<indicatif::ProgressBar>) {
         sink.lock().progress = bar;
     }
 }
-
-/// The owner of the log file can be changed before a privilege drop.
-pub fn current_path() -> Option<PathBuf> {
-    SINK.get().and_then(|s| s.lock().path.clone())
-}

@@ -32,10 +32,6 @@ mod imp {
         send(&[NotifyState::Stopping]);
     }
 
-    pub fn status(status: &str) {
-        send(&[NotifyState::Status(status)]);
-    }
-
     pub fn watchdog() {
         send(&[NotifyState::Watchdog]);
     }
@@ -50,14 +46,13 @@ mod imp {
     pub fn ready(_status: &str) {}
     pub fn reloading() {}
     pub fn stopping() {}
-    pub fn status(_status: &str) {}
     pub fn watchdog() {}
     pub fn watchdog_interval() -> Option<std::time::Duration> {
         None
     }
 }
 
-pub use imp::{ready, reloading, status, stopping, watchdog};
+pub use imp::{ready, reloading, stopping, watchdog};
 
 /// How often to ping the watchdog: half its interval, if one is set.
 pub fn watchdog_every() -> Option<Duration> {

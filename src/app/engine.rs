@@ -282,7 +282,7 @@ impl App {
         if !self.cfg.once {
             // The old watch died with the directory.
             self.watcher = None;
-            match Watcher::start(&self.cfg.watch_dir, self.cfg.recursive, self._tx.clone()) {
+            match Watcher::start(&self.cfg.watch_dir, self.cfg.recursive, self.tx.clone()) {
                 Ok(w) => self.watcher = Some(w),
                 Err(e) => warn!("warning: cannot watch {} again: {e}", EscapedPath(&self.cfg.watch_dir)),
             }

@@ -6,7 +6,6 @@
 
 use std::io::{Cursor, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -17,7 +16,7 @@ use suppaftp::{FtpError, FtpStream, Mode};
 
 use crate::support::{
     Behaviour, Daemon, DataLink, EXIT_OK, FtpProxy, FtpServer, PASSWORD, PROXY_IP, READY, SERVER_UNAVAILABLE, STOPPED,
-    ServerEvent, TEMP_SUFFIX, TIMEOUT, Test, Transparent, USER, Verdict, is_upload_line,
+    ServerEvent, TEMP_SUFFIX, TIMEOUT, Test, Transparent, USER, Verdict, is_upload_line, temp_files_under,
 };
 
 /// A loopback address where nothing listens: a PASV reply that names it sends a client nowhere.
@@ -62,24 +61,6 @@ fn stored_paths(server: &FtpServer) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// Regular files under `root` whose name ends with the temporary-upload suffix.
-fn temp_files_under(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(ft) if ft.is_dir() => dirs.push(path),
-                Ok(_) if entry.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) => out.push(path),
-                _ => {}
-            }
-        }
-    }
-    out
 }
 
 /// Whether a data command (one that opens a data connection) has this verb.

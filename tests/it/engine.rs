@@ -6,14 +6,14 @@
 //! in-process server recorded ([`ServerEvent`]), not only at the daemon's log.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::{
     Daemon, EXIT_NOT_RUNNING, EXIT_OK, EXIT_RUNTIME, HOLDING_ALL_DELETES, HOLDING_THESE_DELETES, ONCE_DONE,
     ONCE_FAILED, READY_ONCE, SAME_CONTENT, SERVER_BACK, SERVER_UNAVAILABLE, STOPPED, Sandbox, ServerEvent, TEMP_SUFFIX,
-    TIMEOUT, Test, deleted, files_under, is_upload_line, poll_until, renamed, would_upload,
+    TIMEOUT, Test, deleted, files_under, is_upload_line, poll_until, renamed, temp_files_under, would_upload,
 };
 
 /// For what waits on back-off (outages, per-file retries) or moves a lot of data.
@@ -142,24 +142,6 @@ fn set_mtime(path: &Path, t: SystemTime) {
 fn random_bytes(seed: &str, len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
     blake3::Hasher::new().update(seed.as_bytes()).finalize_xof().fill(&mut out);
-    out
-}
-
-/// Regular files under `root` whose name ends with the temporary-upload suffix (names only).
-fn temp_files_under(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            match entry.file_type() {
-                Ok(ft) if ft.is_dir() => dirs.push(path),
-                Ok(_) if entry.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) => out.push(path),
-                _ => {}
-            }
-        }
-    }
     out
 }
 

@@ -52,3 +52,22 @@ pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn wait_until(timeout: Duration, what: &str, cond: impl FnMut() -> bool) {
     assert!(poll_until(timeout, cond), "timed out after {timeout:?} waiting until {what}");
 }
+
+/// Files under `root` (a server's tree on disk) whose name ends with the
+/// temporary-upload suffix.
+pub fn temp_files_under(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(ft) if ft.is_dir() => dirs.push(path),
+                Ok(_) if entry.file_name().to_string_lossy().ends_with(contract::TEMP_SUFFIX) => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    out
+}
