@@ -132,7 +132,16 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        proc::kill_processes_mentioning(&self.dir);
+        // A process that has only just been started may not show its argv in
+        // /proc yet: sweep until none is left, for a bounded time.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            proc::kill_processes_mentioning(&self.dir);
+            if proc::processes_mentioning(&self.dir).is_empty() || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -177,6 +177,12 @@ fn support_sandbox_kills_what_it_started() {
         .spawn()
         .expect("spawn sleep");
     drop(t);
-    let status = child.wait().expect("wait");
+    // Bounded: a sandbox that failed to kill it must fail the test, not hang it.
+    let mut status = None;
+    wait_until(TIMEOUT, "the sandbox killed the process it started", || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    let status = status.expect("exited");
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL), "{status}");
 }
