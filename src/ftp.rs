@@ -160,6 +160,8 @@ pub struct Connector {
     tls12_only: Arc<std::sync::atomic::AtomicBool>,
     /// Connect, greeting, reply and data timeout.
     timeout: Duration,
+    /// Set once a TLS 1.2 handshake failed: the switch above is never made again.
+    tls12_broken: Arc<std::sync::atomic::AtomicBool>,
     /// Set once the server refused a temporary name starting with a dot.
     visible_temp: Arc<std::sync::atomic::AtomicBool>,
     remote_dir: String,
@@ -193,6 +195,7 @@ impl Connector {
             remote_dir: cfg.remote_dir.clone(),
             dirs: Arc::new(RemoteDirs::default()),
             tls12_only: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            tls12_broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             visible_temp: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             timeout: cfg.timeout,
         })
@@ -258,6 +261,14 @@ impl Connector {
                 if is_tls_error(&e) || f.code.is_some() {
                     f.kind = Kind::Tls;
                 }
+                if tls12 && f.kind == Kind::Tls {
+                    // The server does not speak TLS 1.2 with us (stock vsftpd
+                    // offers only 3DES there): back to TLS 1.3, for good.
+                    log::info!("{f}; TLS 1.2 does not work with this server, staying with TLS 1.3");
+                    self.tls12_broken.store(true, Ordering::Relaxed);
+                    self.tls12_only.store(false, Ordering::Relaxed);
+                    f.kind = Kind::Connection;
+                }
                 f
             })?;
         }
@@ -289,6 +300,7 @@ impl Connector {
             tickets,
             tickets_on_data: None,
             tls12_only: Arc::clone(&self.tls12_only),
+            tls12_broken: Arc::clone(&self.tls12_broken),
             tls12,
             broken: false,
             visible_temp: Arc::clone(&self.visible_temp),
@@ -399,6 +411,7 @@ pub struct Session {
     tickets: Option<Arc<SessionStore>>,
     /// The job's "TLS 1.2 only" switch (see [`Connector`]).
     tls12_only: Arc<std::sync::atomic::AtomicBool>,
+    tls12_broken: Arc<std::sync::atomic::AtomicBool>,
     /// Whether this session was made with TLS 1.2 only.
     tls12: bool,
     /// A connection-level error was ignored: drop the session after this job.
@@ -904,7 +917,7 @@ impl Session {
                 let wait = match tickets_on_data {
                     Some(false) => Duration::ZERO,
                     Some(true) => Duration::from_secs(2),
-                    None => Duration::from_millis(250),
+                    None => Duration::from_secs(1),
                 };
                 let got = absorb_tickets(suppaftp::TlsStream::mut_ref(tls.as_mut()), store, wait, timeout);
                 if tickets_on_data.is_none() {
@@ -926,7 +939,11 @@ impl Session {
             Err(e) if reader.local_error => Err(Failure::new(Kind::LocalBroken, format!("reading the file: {e}"))),
             Err(e) => {
                 let mut f = classify(&e, &format!("STOR {}", Escaped(remote)));
-                if self.tickets.is_some() && !self.tls12 && matches!(f.code, Some(425 | 522)) {
+                if self.tickets.is_some()
+                    && !self.tls12
+                    && !self.tls12_broken.load(Ordering::Relaxed)
+                    && matches!(f.code, Some(425 | 522))
+                {
                     if !self.tls12_only.swap(true, Ordering::Relaxed) {
                         log::info!(
                             "the server refused a TLS data connection ({f}); reconnecting with TLS 1.2, whose \
