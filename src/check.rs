@@ -95,6 +95,11 @@ fn describe_features(session: &Session) -> String {
         yes_no(f.size, "SIZE", "uploads are not size-checked"),
         yes_no(f.rest, "REST STREAM", "broken-off uploads start over"),
         yes_no(f.utf8, "UTF8", "non-ASCII names may be mangled"),
+        yes_no(
+            session.pipelines(),
+            "pipelining",
+            "one command per round trip: plain FTP to pure-ftpd, vsftpd or ProFTPD sends an upload's checks together",
+        ),
     ]
     .join(", ")
 }

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,6 +164,9 @@ pub struct Connector {
     tls12_broken: Arc<std::sync::atomic::AtomicBool>,
     /// Set once the server refused a temporary name starting with a dot.
     visible_temp: Arc<std::sync::atomic::AtomicBool>,
+    /// Set once the server answered pipelined commands out of step: no
+    /// session of this job pipelines again.
+    pipeline_off: Arc<AtomicBool>,
     remote_dir: String,
     dirs: Arc<RemoteDirs>,
 }
@@ -197,6 +200,7 @@ impl Connector {
             tls12_only: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             tls12_broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             visible_temp: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            pipeline_off: Arc::new(AtomicBool::new(false)),
             timeout: cfg.timeout,
         })
     }
@@ -289,6 +293,10 @@ impl Connector {
         if features.utf8 {
             let _ = ftp.opts("UTF8", Some("ON"));
         }
+        // Pipelining writes to the control socket itself: plain text only.
+        let pipelining = tickets.is_none()
+            && !self.pipeline_off.load(Ordering::Relaxed)
+            && ftp.get_welcome_msg().is_some_and(takes_pipelines);
         Ok(Session {
             ftp,
             epsv: !self.active,
@@ -302,6 +310,8 @@ impl Connector {
             tls12_only: Arc::clone(&self.tls12_only),
             tls12_broken: Arc::clone(&self.tls12_broken),
             tls12,
+            pipelining,
+            pipeline_off: Arc::clone(&self.pipeline_off),
             broken: false,
             visible_temp: Arc::clone(&self.visible_temp),
             timeout: self.timeout,
@@ -414,6 +424,10 @@ pub struct Session {
     tls12_broken: Arc<std::sync::atomic::AtomicBool>,
     /// Whether this session was made with TLS 1.2 only.
     tls12: bool,
+    /// Whether commands are sent together (see [`Session::pipeline`]).
+    pipelining: bool,
+    /// The job's "pipelining failed" switch (see [`Connector`]).
+    pipeline_off: Arc<AtomicBool>,
     /// A connection-level error was ignored: drop the session after this job.
     broken: bool,
     /// The job's "no dot in temporary names" switch (see [`Connector`]).
@@ -619,6 +633,81 @@ pub fn parse_listing(lines: &[String], mlsd: bool) -> Vec<RemoteEntry> {
         .collect()
 }
 
+/// Whether the server that sent `greeting` is one known to read commands
+/// strictly one after the other, so that several can be sent at once:
+/// pure-ftpd, vsftpd and ProFTPD, each tested by the interop suite. Others
+/// get one command per round trip; libunftp, for one, runs RNFR in a task
+/// of its own and can answer a pipelined RNTO before it.
+fn takes_pipelines(greeting: &str) -> bool {
+    ["Pure-FTPd", "vsFTPd", "ProFTPD"].iter().any(|name| greeting.contains(name))
+}
+
+/// One reply read by [`Session::pipeline`]: its code and its text as the
+/// server sent it (every line, CRLF-separated).
+#[derive(Debug)]
+struct Reply {
+    code: u16,
+    text: Vec<u8>,
+}
+
+impl Reply {
+    fn is(&self, class: u16) -> bool {
+        self.code / 100 == class
+    }
+
+    /// The reply as the error suppaftp would have given for it.
+    fn into_error(self) -> FtpError {
+        FtpError::UnexpectedResponse(suppaftp::types::Response::new(Status::from(u32::from(self.code)), self.text))
+    }
+}
+
+/// The outcome of SIZE (the size) and MFMT after an upload, each `None` when
+/// it was not sent.
+type Checks = (Option<Result<u64, FtpError>>, Option<Result<(), FtpError>>);
+
+/// The number a reply like `213 4096` gives, if it gives one.
+fn reply_number(text: &[u8]) -> Option<u64> {
+    let line = text.split(|&b| b == b'\r').next()?;
+    std::str::from_utf8(line.get(4..)?).ok()?.trim().parse().ok()
+}
+
+/// Splits complete replies off the front of `buf`: `ddd text` or a
+/// multi-line `ddd-text` ... `ddd text`. Returns how many bytes they took.
+fn parse_replies(buf: &[u8], want: usize, out: &mut Vec<Reply>) -> Result<usize, String> {
+    let mut used = 0;
+    while out.len() < want {
+        let rest = &buf[used..];
+        let Some(end) = rest.windows(2).position(|w| w == b"\r\n").map(|p| p + 2) else { break };
+        let first = &rest[..end];
+        let code = first
+            .get(..3)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| d.parse::<u16>().ok())
+            .filter(|c| (100..600).contains(c))
+            .ok_or_else(|| format!("not an FTP reply: {}", Escaped(&String::from_utf8_lossy(first))))?;
+        let mut len = end;
+        if first.get(3) == Some(&b'-') {
+            // Multi-line: up to a line that starts with the same code and a space.
+            let close = format!("{code} ");
+            let mut found = false;
+            while let Some(next) = rest[len..].windows(2).position(|w| w == b"\r\n").map(|p| len + p + 2) {
+                let line = &rest[len..next];
+                len = next;
+                if line.starts_with(close.as_bytes()) {
+                    found = true;
+                    break;
+                }
+            }
+            if !found {
+                break;
+            }
+        }
+        out.push(Reply { code, text: rest[..len].to_vec() });
+        used += len;
+    }
+    Ok(used)
+}
+
 impl Session {
     /// Runs a data command, falling back once from EPSV to PASV (with the
     /// NAT workaround: connect to the control peer, not the announced
@@ -634,6 +723,110 @@ impl Session {
             }
             other => other,
         }
+    }
+
+    /// Sends `cmds` in one write and reads their replies, one per command,
+    /// in order. Cuts the round trips of an upload's follow-up commands on
+    /// servers that read commands one after the other (see
+    /// [`takes_pipelines`]). Any trouble reading the replies leaves the
+    /// session out of step with suppaftp's reader, so it is marked broken.
+    fn pipeline(&mut self, cmds: &[String]) -> Result<Vec<Reply>, Failure> {
+        let mut out = Vec::with_capacity(cmds.len());
+        let mut wire = Vec::new();
+        for cmd in cmds {
+            if cmd.contains(['\r', '\n']) {
+                return Err(Failure::new(Kind::Refused, format!("{}: a name with a line break", Escaped(cmd))));
+            }
+            wire.extend_from_slice(cmd.as_bytes());
+            wire.extend_from_slice(b"\r\n");
+        }
+        let result = {
+            let socket = self.ftp.get_ref();
+            let mut socket: &TcpStream = &socket;
+            socket.write_all(&wire).and_then(|()| {
+                let mut buf = Vec::with_capacity(512);
+                let mut chunk = [0u8; 4096];
+                let mut used = 0;
+                while out.len() < cmds.len() {
+                    let n = socket.read(&mut chunk)?;
+                    if n == 0 {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    used += parse_replies(&buf[used..], cmds.len(), &mut out)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                }
+                if used < buf.len() {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "more replies than commands"));
+                }
+                Ok(())
+            })
+        };
+        match result {
+            Ok(()) => Ok(out),
+            Err(e) => {
+                self.broken = true;
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) && !out.is_empty() {
+                    // Some replies came, not all: something on the way may
+                    // have lost a command that was not the first of a write.
+                    let got: Vec<&Reply> = out.iter().collect();
+                    self.out_of_step::<()>(&got);
+                }
+                Err(Failure::new(Kind::Connection, format!("{}: {}", cmds.join(", "), describe_io(&e))))
+            }
+        }
+    }
+
+    /// SIZE and MFMT of a fresh upload, both about the temporary file, in
+    /// one round trip where the session pipelines (`None`: send them one by
+    /// one).
+    fn pipelined_checks(&mut self, tmp: &str, mtime: Option<&str>) -> Result<Option<Checks>, Failure> {
+        if !self.pipelines() || (!self.features.size && mtime.is_none()) {
+            return Ok(None);
+        }
+        let mut cmds = Vec::with_capacity(2);
+        if self.features.size {
+            cmds.push(format!("SIZE {tmp}"));
+        }
+        if let Some(ts) = mtime {
+            cmds.push(format!("MFMT {ts} {tmp}"));
+        }
+        let mut replies = self.pipeline(&cmds)?.into_iter();
+        let size = if self.features.size {
+            match replies.next() {
+                Some(r) if r.is(2) => match reply_number(&r.text) {
+                    Some(n) => Some(Ok(n)),
+                    // Not a size: not SIZE's reply.
+                    None => return Ok(self.out_of_step(&[&r])),
+                },
+                Some(r) => Some(Err(r.into_error())),
+                None => return Ok(self.out_of_step(&[])),
+            }
+        } else {
+            None
+        };
+        let mfmt = replies.next().map(|r| if r.is(2) { Ok(()) } else { Err(r.into_error()) });
+        Ok(Some((size, mfmt)))
+    }
+
+    /// The server answered a pipeline in a way that only makes sense if it
+    /// did not take the commands in order: no session of this job pipelines
+    /// again, and the caller sends the commands again one at a time.
+    fn out_of_step<T>(&mut self, replies: &[&Reply]) -> Option<T> {
+        if !self.pipeline_off.swap(true, Ordering::Relaxed) {
+            let said: Vec<String> =
+                replies.iter().map(|r| Escaped(String::from_utf8_lossy(&r.text).trim_end()).to_string()).collect();
+            log::info!(
+                "the server answered commands sent together out of step ({}); sending them one at a time from now on",
+                said.join(" / ")
+            );
+        }
+        None
+    }
+
+    /// Whether this session sends commands in pipelines.
+    pub fn pipelines(&self) -> bool {
+        self.pipelining && !self.pipeline_off.load(Ordering::Relaxed)
     }
 
     fn remote(&self, rel: &str) -> String {
@@ -756,39 +949,44 @@ impl Session {
             self.note(r);
             return Err(Failure::new(Kind::Changed, format!("{rel} changed while it was uploaded")));
         }
-        if self.features.size {
-            match self.ftp.size(&tmp) {
-                Ok(n) if n as u64 == bytes => {}
-                Ok(n) => {
-                    let r = self.ftp.rm(&tmp).map(drop);
-                    self.note(r);
-                    return Err(Failure::new(
-                        Kind::Transient,
-                        format!("{rel}: the server holds {n} bytes after sending {bytes}; sending it again"),
-                    ));
-                }
-                Err(e) => {
-                    let f = classify(&e, "SIZE");
-                    if !f.session_usable() {
-                        return Err(f);
-                    }
-                    // SIZE advertised but refused for this file: rely on the 226.
-                    log::debug!("{f}");
-                }
+        let mtime = before.mtime.filter(|_| self.features.mfmt).map(mfmt_time);
+        let (size, mfmt) = match self.pipelined_checks(&tmp, mtime.as_deref())? {
+            Some(replies) => replies,
+            None => {
+                let size = self.features.size.then(|| self.ftp.size(&tmp).map(|n| n as u64));
+                let mfmt = mtime
+                    .as_ref()
+                    .map(|ts| self.ftp.custom_command(format!("MFMT {ts} {tmp}"), &[Status::File]).map(drop));
+                (size, mfmt)
             }
-        }
-        if self.features.mfmt
-            && let Some(mtime) = before.mtime
-        {
-            let ts = mfmt_time(mtime);
-            if let Err(e) = self.ftp.custom_command(format!("MFMT {ts} {tmp}"), &[Status::File]) {
-                let f = classify(&e, "MFMT");
+        };
+        match size {
+            None => {}
+            Some(Ok(n)) if n == bytes => {}
+            Some(Ok(n)) => {
+                let r = self.ftp.rm(&tmp).map(drop);
+                self.note(r);
+                return Err(Failure::new(
+                    Kind::Transient,
+                    format!("{rel}: the server holds {n} bytes after sending {bytes}; sending it again"),
+                ));
+            }
+            Some(Err(e)) => {
+                let f = classify(&e, "SIZE");
                 if !f.session_usable() {
                     return Err(f);
                 }
-                log::debug!("{f}; not setting modification times on this server");
-                self.features.mfmt = false;
+                // SIZE advertised but refused for this file: rely on the 226.
+                log::debug!("{f}");
             }
+        }
+        if let Some(Err(e)) = mfmt {
+            let f = classify(&e, "MFMT");
+            if !f.session_usable() {
+                return Err(f);
+            }
+            log::debug!("{f}; not setting modification times on this server");
+            self.features.mfmt = false;
         }
         self.publish(&tmp, &final_path).inspect_err(|f| self.discard(&tmp, f))?;
         Ok(Uploaded { bytes, stamp: before, blake3 })
@@ -961,6 +1159,35 @@ impl Session {
     /// existing file get the old file renamed aside first and deleted after:
     /// the final name is missing for one round trip at most.
     fn publish(&mut self, tmp: &str, target: &str) -> Result<(), Failure> {
+        if !self.rename_over_refused && self.pipelines() {
+            let replies = self.pipeline(&[format!("RNFR {tmp}"), format!("RNTO {target}")])?;
+            let [from, to] = <[Reply; 2]>::try_from(replies).map_err(|_| {
+                self.broken = true;
+                Failure::new(Kind::Connection, "RNFR/RNTO: replies lost")
+            })?;
+            match (from.code, to.code) {
+                (350, 200..=299) => return Ok(()),
+                // RNFR done, RNTO refused (503 would mean RNTO came first).
+                (350, code) if code != 503 => {
+                    let f = classify(&to.into_error(), &format!("rename to {}", Escaped(target)));
+                    if f.kind != Kind::Refused {
+                        return Err(f);
+                    }
+                    log::debug!("{f}; trying to rename the old file aside");
+                    return self.publish_aside(tmp, target);
+                }
+                // RNFR refused, and so RNTO out of sequence.
+                (400..=502 | 504..=599, 503) => {
+                    return Err(classify(&from.into_error(), &format!("rename to {}", Escaped(target))));
+                }
+                // Anything else means the server did not take the two in
+                // order: rename one command at a time (RNFR first, which also
+                // replaces any rename it still has pending).
+                _ => {
+                    self.out_of_step::<()>(&[&from, &to]);
+                }
+            }
+        }
         if !self.rename_over_refused {
             match self.ftp.rename(tmp, target) {
                 Ok(()) => return Ok(()),
@@ -973,6 +1200,12 @@ impl Session {
                 }
             }
         }
+        self.publish_aside(tmp, target)
+    }
+
+    /// Renames the file at `target` aside, `tmp` to `target`, and deletes
+    /// the old file (see [`Session::publish`]).
+    fn publish_aside(&mut self, tmp: &str, target: &str) -> Result<(), Failure> {
         let aside = format!("{target}{ASIDE_SUFFIX}");
         // Only a file is renamed aside, never a directory that has the name.
         let moved_aside = self.is_remote_file(target) && self.ftp.rename(target, &aside).is_ok();
@@ -1093,4 +1326,59 @@ fn open_regular(path: &Path) -> Result<File, Failure> {
         return Err(Failure::new(Kind::Vanished, format!("{shown} is no longer a regular file")));
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(replies: &[Reply]) -> Vec<u16> {
+        replies.iter().map(|r| r.code).collect()
+    }
+
+    #[test]
+    fn replies_are_split_in_order_whole_and_multi_line() {
+        let wire = b"213 4096\r\n213-Modify=1;\r\n  more\r\n213 UTIME OK\r\n350 ready\r\n";
+        let mut out = Vec::new();
+        let used = parse_replies(wire, 3, &mut out).unwrap();
+        assert_eq!(used, wire.len());
+        assert_eq!(codes(&out), [213, 213, 350]);
+        assert_eq!(reply_number(&out[0].text), Some(4096));
+        assert_eq!(out[1].text, b"213-Modify=1;\r\n  more\r\n213 UTIME OK\r\n");
+        assert_eq!(reply_number(&out[1].text), None);
+    }
+
+    #[test]
+    fn a_reply_cut_between_reads_waits_for_its_end() {
+        let mut out = Vec::new();
+        let first = b"350 ready\r\n250-renamed\r\n";
+        let used = parse_replies(first, 2, &mut out).unwrap();
+        assert_eq!((used, codes(&out)), (11, vec![350]));
+        let mut wire = first[used..].to_vec();
+        wire.extend_from_slice(b"250 done\r\n");
+        let used = parse_replies(&wire, 2, &mut out).unwrap();
+        assert_eq!((used, codes(&out)), (wire.len(), vec![350, 250]));
+    }
+
+    #[test]
+    fn only_as_many_replies_as_commands_are_taken() {
+        let mut out = Vec::new();
+        let used = parse_replies(b"213 1\r\n213 2\r\n", 1, &mut out).unwrap();
+        assert_eq!((used, codes(&out)), (7, vec![213]));
+    }
+
+    #[test]
+    fn a_line_that_is_no_reply_is_an_error() {
+        assert!(parse_replies(b"hello\r\n", 1, &mut Vec::new()).is_err());
+        assert!(parse_replies(b"999 no\r\n", 1, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn only_servers_known_to_read_commands_in_order_get_them_together() {
+        assert!(takes_pipelines("---------- Welcome to Pure-FTPd [privsep] [TLS] ----------"));
+        assert!(takes_pipelines("(vsFTPd 3.0.3)"));
+        assert!(takes_pipelines("ProFTPD Server (Debian) [::ffff:127.0.0.1]"));
+        assert!(!takes_pipelines("Welcome to unFTP"));
+        assert!(!takes_pipelines("FileZilla Server 1.8.0"));
+    }
 }

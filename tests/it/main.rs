@@ -17,6 +17,7 @@ mod dataconn;
 mod engine;
 mod listing;
 mod login;
+mod pipeline;
 mod privdrop;
 mod safety;
 mod service;

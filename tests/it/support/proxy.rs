@@ -70,6 +70,13 @@ pub trait Behaviour: Send + Sync + 'static {
     fn data(&self, link: &DataLink) {
         link.relay();
     }
+
+    /// Whether the proxy passes a command on only once the server has answered the one before
+    /// (its final reply, not a `1xx`), so a server that runs commands concurrently (libunftp)
+    /// still gets them one at a time when a client sends several together.
+    fn one_at_a_time(&self) -> bool {
+        false
+    }
 }
 
 /// A proxy that changes nothing (it still records the commands).
@@ -101,6 +108,9 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Every command line a client sent, in order (PASS masked).
     commands: Mutex<Vec<String>>,
+    /// Every command line that arrived together with the next one, in the same read, so the
+    /// client sent the next one before it had the reply to this one.
+    sent_together: Mutex<Vec<String>>,
     /// Every data connection the proxy accepted, in order.
     data: Mutex<Vec<(SocketAddr, Arc<OnceLock<String>>)>>,
     /// What went wrong inside the proxy: the tests assert this stays empty.
@@ -110,6 +120,8 @@ struct Shared {
 impl Shared {
     fn track(&self, s: &TcpStream) {
         s.set_read_timeout(Some(IO_TIMEOUT)).ok();
+        // Replies go out line by line: no Nagle delay behind an unacknowledged one.
+        s.set_nodelay(true).ok();
         s.set_write_timeout(Some(IO_TIMEOUT)).ok();
         if let Ok(clone) = s.try_clone() {
             lock(&self.sockets).push(clone);
@@ -138,6 +150,9 @@ impl Shared {
 #[derive(Default)]
 struct Session {
     last_verb: Mutex<String>,
+    /// Final replies (greeting included) the server sent so far, for [`Behaviour::one_at_a_time`].
+    finals: Mutex<usize>,
+    answered: std::sync::Condvar,
 }
 
 /// The verb a data connection carries: the last command of its control connection when data
@@ -254,6 +269,7 @@ impl FtpProxy {
             sockets: Mutex::default(),
             threads: Mutex::default(),
             commands: Mutex::default(),
+            sent_together: Mutex::default(),
             data: Mutex::default(),
             problems: Mutex::default(),
         });
@@ -284,6 +300,11 @@ impl FtpProxy {
     /// Every command line clients sent through the proxy (PASS masked), answered here or not.
     pub fn commands(&self) -> Vec<String> {
         lock(&self.shared.commands).clone()
+    }
+
+    /// The command lines a client sent together with the next one (see [`Shared`]).
+    pub fn sent_together(&self) -> Vec<String> {
+        lock(&self.shared.sent_together).clone()
     }
 
     /// The verbs of [`FtpProxy::commands`], in upper case.
@@ -362,9 +383,16 @@ fn control(shared: &Arc<Shared>, client: TcpStream) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
-                let Some(out) = on_reply(&inner, &session, &line) else { continue };
-                if lock(&client_writer).write_all(&out).is_err() {
+                let last = is_final_reply(&line);
+                if let Some(out) = on_reply(&inner, &session, &line)
+                    && lock(&client_writer).write_all(&out).is_err()
+                {
                     break;
+                }
+                // Counted once the client has it: an answer of the proxy's own goes out after.
+                if last {
+                    *lock(&session.finals) += 1;
+                    session.answered.notify_all();
                 }
             }
             let _ = lock(&client_writer).shutdown(Shutdown::Write);
@@ -374,26 +402,35 @@ fn control(shared: &Arc<Shared>, client: TcpStream) {
     // Client to server, here: the commands.
     let mut reader = BufReader::new(client_reader);
     let mut line = Vec::new();
+    let mut forwarded = 0;
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
+        // Bytes behind this line came in the same read: sent before its reply could exist.
+        let together = !reader.buffer().is_empty();
         let text = String::from_utf8_lossy(&line);
         let text = text.trim_end_matches(['\r', '\n']);
         let verb = text.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
         let shown = if verb == "PASS" { "PASS ****".to_owned() } else { text.to_owned() };
-        lock(&shared.commands).push(shown);
+        if together {
+            lock(&shared.sent_together).push(shown.clone());
+        }
+        lock(&shared.commands).push(shown.clone());
         // Before the command goes on: its data connection looks at it when data moves.
         *lock(&session.last_verb) = verb.clone();
         match shared.behaviour.command(&verb, text) {
             Verdict::Forward => {
+                wait_for_replies(shared, &session, forwarded, &shown);
+                forwarded += 1;
                 if server_writer.write_all(&line).is_err() {
                     break;
                 }
             }
             Verdict::Answer(reply) => {
+                wait_for_replies(shared, &session, forwarded, &shown);
                 if lock(&client_writer).write_all(format!("{reply}\r\n").as_bytes()).is_err() {
                     break;
                 }
@@ -401,6 +438,34 @@ fn control(shared: &Arc<Shared>, client: TcpStream) {
         }
     }
     let _ = server_writer.shutdown(Shutdown::Write);
+}
+
+/// With [`Behaviour::one_at_a_time`]: waits until the server answered the greeting and all
+/// `forwarded` commands, before `shown` goes on or is answered by the proxy.
+fn wait_for_replies(shared: &Shared, session: &Session, forwarded: usize, shown: &str) {
+    if !shared.behaviour.one_at_a_time() {
+        return;
+    }
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut finals = lock(&session.finals);
+    while *finals < forwarded + 1 && !shared.stop.load(Ordering::SeqCst) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            drop(finals);
+            shared.problem(format!("no reply from the server before {shown:?}"));
+            return;
+        }
+        finals = match session.answered.wait_timeout(finals, left.min(Duration::from_millis(100))) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+    }
+}
+
+/// Whether `line` ends a reply: `ddd text`, not a `1xx` preliminary one nor a line of a
+/// multi-line reply other than the last.
+fn is_final_reply(line: &[u8]) -> bool {
+    line.len() >= 4 && line[..3].iter().all(u8::is_ascii_digit) && line[3] == b' ' && line[0] != b'1'
 }
 
 /// One reply line from the server as the client gets it (`None`: dropped).

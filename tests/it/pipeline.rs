@@ -1,0 +1,154 @@
+//! Commands sent together: on a server known to read commands one after the other, an upload's
+//! SIZE + MFMT and RNFR + RNTO each go out in one write (one round trip instead of two); a server
+//! that answers such a pair out of step turns it off for good, and nothing is lost either way.
+//!
+//! The in-process server (libunftp) runs some commands in tasks of their own, so it must not get
+//! pipelined commands: its greeting keeps the daemon from pipelining. Here a proxy in front of
+//! it says it is pure-ftpd, adds MFMT to FEAT (and answers it), and passes commands on one at a
+//! time, recording which ones the daemon sent together with the next.
+
+use std::sync::Mutex;
+
+use crate::support::{Behaviour, Daemon, FtpProxy, PROXY_IP, Test, Verdict, temp_files_under};
+
+/// Pretends to be pure-ftpd with MFMT; `refuse_first_rnto` answers the first RNTO with 503,
+/// after the server's reply to the RNFR before it, as a server that took RNTO first would.
+struct PretendPureFtpd {
+    refuse_first_rnto: bool,
+    refused: Mutex<bool>,
+}
+
+impl PretendPureFtpd {
+    fn new(refuse_first_rnto: bool) -> Self {
+        PretendPureFtpd { refuse_first_rnto, refused: Mutex::new(false) }
+    }
+}
+
+impl Behaviour for PretendPureFtpd {
+    fn command(&self, verb: &str, line: &str) -> Verdict {
+        match verb {
+            "MFMT" => {
+                let path = line.splitn(3, ' ').nth(2).unwrap_or_default();
+                Verdict::Answer(format!("213 Modify=20210506070809; {path}"))
+            }
+            "RNTO" if self.refuse_first_rnto => {
+                let mut refused = self.refused.lock().unwrap();
+                if *refused {
+                    Verdict::Forward
+                } else {
+                    *refused = true;
+                    Verdict::Answer("503 RNFR first (test proxy)".into())
+                }
+            }
+            _ => Verdict::Forward,
+        }
+    }
+
+    fn reply(&self, line: &str) -> Option<String> {
+        if line.starts_with("220 ") {
+            Some("220---------- Welcome to Pure-FTPd [privsep] ----------\r\n220 (ftpmonitor test proxy)\r\n".into())
+        } else if line.starts_with("211 ") {
+            // The end of FEAT.
+            Some(format!(" MFMT\r\n{line}"))
+        } else {
+            Some(line.to_owned())
+        }
+    }
+
+    fn one_at_a_time(&self) -> bool {
+        true
+    }
+}
+
+fn context(d: &Daemon, proxy: &FtpProxy) -> String {
+    format!(
+        "{}\n--- proxy commands ---\n{:#?}\n--- sent together ---\n{:#?}\n--- proxy problems ---\n{:#?}",
+        d.diagnostics(),
+        proxy.commands(),
+        proxy.sent_together(),
+        proxy.problems()
+    )
+}
+
+/// The files of the tests: 12 in three directories.
+fn write_files(t: &Test) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for dir in ["a", "b/c", "d"] {
+        for i in 0..4 {
+            let rel = format!("{dir}/file-{i}.txt");
+            let body = format!("{rel}: {}\n", "x".repeat(100 * i)).into_bytes();
+            t.write(&rel, &body);
+            files.push((rel, body));
+        }
+    }
+    files
+}
+
+fn verb(line: &str) -> String {
+    line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase()
+}
+
+#[test]
+fn an_upload_sends_size_with_mfmt_and_rnfr_with_rnto_together_to_a_server_known_to_read_in_order() {
+    let t = Test::new().args(["--once", "--parallel", "1"]);
+    let proxy = FtpProxy::start(t.server().port(), PretendPureFtpd::new(false));
+    let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
+    let files = write_files(&t);
+    let done = t.run();
+    let ctx = || context(&done.daemon, &proxy);
+    assert!(done.status.success(), "--once failed\n{}", ctx());
+    for (rel, body) in &files {
+        assert_eq!(done.daemon.remote(rel).as_ref(), Some(body), "{rel}\n{}", ctx());
+    }
+    assert!(temp_files_under(done.server().root()).is_empty(), "temporary names left\n{}", ctx());
+
+    // Every upload: SIZE went out with MFMT behind it, RNFR with RNTO behind it.
+    let commands = proxy.commands();
+    let together = proxy.sent_together();
+    for first in ["SIZE", "RNFR"] {
+        let n = together.iter().filter(|c| verb(c) == first).count();
+        assert_eq!(n, files.len(), "{first} sent together with the next command {n} times\n{}", ctx());
+    }
+    for pair in commands.windows(2) {
+        match verb(&pair[0]).as_str() {
+            "SIZE" if together.contains(&pair[0]) => assert_eq!(verb(&pair[1]), "MFMT", "{}", ctx()),
+            "RNFR" => assert_eq!(verb(&pair[1]), "RNTO", "{}", ctx()),
+            _ => {}
+        }
+    }
+    // Nothing else is pipelined (a STOR waits for its data connection's reply).
+    assert!(
+        together.iter().all(|c| matches!(verb(c).as_str(), "SIZE" | "RNFR")),
+        "other commands were sent together: {together:#?}\n{}",
+        ctx()
+    );
+    assert_eq!(proxy.problems(), Vec::<String>::new(), "{}", ctx());
+}
+
+#[test]
+fn a_server_answering_commands_sent_together_out_of_step_gets_them_one_at_a_time_and_loses_nothing() {
+    let t = Test::new().args(["--once", "--parallel", "1"]);
+    let proxy = FtpProxy::start(t.server().port(), PretendPureFtpd::new(true));
+    let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
+    let files = write_files(&t);
+    let done = t.run();
+    let ctx = || context(&done.daemon, &proxy);
+    assert!(done.status.success(), "--once failed\n{}", ctx());
+    for (rel, body) in &files {
+        assert_eq!(done.daemon.remote(rel).as_ref(), Some(body), "{rel}\n{}", ctx());
+        assert_eq!(done.daemon.upload_count(rel), 1, "{rel} was not uploaded exactly once\n{}", ctx());
+    }
+    assert!(temp_files_under(done.server().root()).is_empty(), "temporary names left\n{}", ctx());
+    assert!(done.daemon.log().contains("out of step"), "the switch was not logged\n{}", ctx());
+
+    // Only the first rename went out as a pair; every later one waited for RNFR's reply.
+    let together = proxy.sent_together();
+    let rnfr_pairs = together.iter().filter(|c| verb(c) == "RNFR").count();
+    assert_eq!(rnfr_pairs, 1, "{}", ctx());
+    // The first upload's SIZE (with MFMT) and RNFR (with RNTO) were sent together; nothing after.
+    let commands = proxy.commands();
+    let first_rnto = commands.iter().position(|c| verb(c) == "RNTO").expect("an RNTO");
+    assert_eq!(together.len(), 2, "commands were still sent together after the switch: {together:#?}\n{}", ctx());
+    assert!(together.iter().all(|c| commands[..first_rnto].contains(c)), "{}", ctx());
+    assert_eq!(proxy.problems(), Vec::<String>::new(), "{}", ctx());
+}
