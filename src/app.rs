@@ -230,7 +230,13 @@ struct App {
     retries: HashMap<String, Retry>,
     retry_seq: u64,
     server: ServerState,
+    /// Files waiting for the listing of their directory (first sync), by
+    /// the listing's job key; an empty list for a directory listed only to
+    /// learn which of its subdirectories exist.
     awaiting: HashMap<String, Awaiting>,
+    /// The local subdirectories to list, or to take as missing, once a
+    /// directory's listing (by its job key) shows whether they exist.
+    list_children: HashMap<String, Vec<RelPath>>,
     /// Halves of moves waiting for their pair (see `engine::flush_moves`).
     moves: Vec<(crate::watcher::Change, Instant)>,
     /// Uploads in a row that the file outran (it changed while read).
@@ -321,6 +327,7 @@ impl App {
             retry_seq: 0,
             server: ServerState::default(),
             awaiting: HashMap::new(),
+            list_children: HashMap::new(),
             moves: Vec::new(),
             partial: HashMap::new(),
             changed_streak: HashMap::new(),

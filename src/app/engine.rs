@@ -378,17 +378,36 @@ impl App {
             let dir = rel.parent().and_then(RelPath::parse);
             by_dir.entry(dir).or_default().push((rel, stamp));
         }
-        let n = by_dir.values().map(Vec::len).sum::<usize>();
-        info!("{why}: comparing {n} files with the server's listing of {} directories", by_dir.len());
-        for (dir, files) in by_dir {
-            let job = Job::List(dir);
-            let key = job.key();
-            if self.awaiting.contains_key(&key) {
-                continue;
-            }
-            self.awaiting.insert(key, files);
-            self.enqueue(job);
+        if !self.awaiting.is_empty() {
+            debug!("{why}: a comparison with the server's listings is still running");
+            return 0;
         }
+        let n = by_dir.values().map(Vec::len).sum::<usize>();
+        info!("{why}: comparing {n} files with the server's listing of up to {} directories", by_dir.len());
+        // Listed from the top down: a directory missing on the server has
+        // nothing below it, so a first push into an empty remote directory
+        // costs one listing, not one per directory.
+        let dirs: Vec<Option<RelPath>> = by_dir.keys().cloned().collect();
+        for (dir, files) in by_dir {
+            self.awaiting.insert(Job::List(dir).key(), files);
+        }
+        for mut dir in dirs {
+            while let Some(d) = dir {
+                let parent = d.parent().and_then(RelPath::parse);
+                let parent_key = Job::List(parent.clone()).key();
+                let known = self.awaiting.contains_key(&parent_key);
+                self.awaiting.entry(parent_key.clone()).or_default();
+                let siblings = self.list_children.entry(parent_key).or_default();
+                if !siblings.contains(&d) {
+                    siblings.push(d);
+                }
+                if known {
+                    break;
+                }
+                dir = parent;
+            }
+        }
+        self.enqueue(Job::List(None));
         n
     }
 
@@ -441,6 +460,15 @@ impl App {
         }
         if matched > 0 {
             debug!("listing: {matched} files already on the server, {queued} to upload");
+        }
+        // The subdirectories: listed where they exist, else all missing.
+        for child in self.list_children.remove(&job.key()).unwrap_or_default() {
+            let exists = entries.iter().any(|e| !e.is_file && e.name == child.file_name());
+            if exists {
+                self.enqueue(Job::List(Some(child)));
+            } else {
+                self.on_listing(&Job::List(Some(child)), None);
+            }
         }
     }
 
@@ -802,7 +830,14 @@ impl App {
                         self.give_up(&j, "server unreachable");
                     }
                     self.queued.clear();
-                    self.awaiting.clear();
+                    // Files still waiting for a listing (one in flight, or
+                    // of a directory below one) cannot be synced either.
+                    for (_, files) in self.awaiting.drain() {
+                        for (rel, _) in files {
+                            self.failed_for_good.push((rel.to_string(), "server unreachable".to_string()));
+                        }
+                    }
+                    self.list_children.clear();
                     return;
                 }
                 self.queued.insert(job.key());
@@ -848,6 +883,9 @@ impl App {
                 for (rel, _) in files {
                     self.failed_for_good.push((rel.to_string(), why.to_string()));
                 }
+            }
+            for child in self.list_children.remove(&job.key()).unwrap_or_default() {
+                self.give_up(&Job::List(Some(child)), why);
             }
             return;
         }

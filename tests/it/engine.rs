@@ -15,6 +15,7 @@ use crate::support::{
     ONCE_FAILED, READY_ONCE, SAME_CONTENT, SERVER_BACK, SERVER_UNAVAILABLE, STOPPED, Sandbox, ServerEvent, TEMP_SUFFIX,
     TIMEOUT, Test, deleted, files_under, is_upload_line, poll_until, renamed, temp_files_under, would_upload,
 };
+use crate::support::{FtpProxy, PROXY_IP, Transparent};
 
 /// For what waits on back-off (outages, per-file retries) or moves a lot of data.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -518,6 +519,38 @@ fn first_run_against_a_populated_server_sends_only_what_differs() {
         assert_eq!(stores_of(&d, &events, rel), 1, "{rel} was not stored exactly once\n{events:#?}");
     }
     assert_eq!(d.remote_files(), local_files(&d));
+}
+
+#[test]
+fn first_sync_lists_from_the_top_and_nothing_below_a_directory_missing_on_the_server() {
+    let t = Test::new().arg("--once");
+    let proxy = FtpProxy::start(t.server().port(), Transparent);
+    let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
+    let now = SystemTime::now();
+    let remote = t.server().root().join("upload/deep/er/est/same.txt");
+    std::fs::create_dir_all(remote.parent().unwrap()).unwrap();
+    std::fs::write(&remote, b"same bytes").unwrap();
+    set_mtime(&remote, now);
+    let local = t.write("deep/er/est/same.txt", b"same bytes");
+    set_mtime(&local, now - Duration::from_secs(3600));
+    for rel in ["deep/er/new.txt", "new/a/b/c/f1.txt", "new/a/x.txt", "new2/y.txt", "top.txt"] {
+        t.write(rel, rel.as_bytes());
+    }
+
+    let done = t.run();
+    let listings: Vec<String> =
+        proxy.commands().into_iter().filter(|c| c.starts_with("MLSD") || c.starts_with("LIST")).collect();
+    let ctx = || format!("{}\n--- listings ---\n{listings:#?}", done.daemon.diagnostics());
+    assert_eq!(done.status.code(), Some(EXIT_OK), "{}", ctx());
+    assert_eq!(done.daemon.remote_files(), local_files(&done.daemon), "{}", ctx());
+    let events = done.server().events();
+    assert_eq!(stores_of(&done.daemon, &events, "deep/er/est/same.txt"), 0, "{}", ctx());
+    // The directories on the path to the one that exists, each once; none of the missing ones.
+    let mut listed: Vec<String> =
+        listings.iter().map(|c| c.split_once(' ').map_or("", |(_, p)| p).to_string()).collect();
+    listed.sort();
+    assert_eq!(listed, ["/upload", "/upload/deep", "/upload/deep/er", "/upload/deep/er/est"], "{}", ctx());
+    assert_eq!(proxy.problems(), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------------------
