@@ -522,12 +522,14 @@ fn absorb_tickets(
     wait: Duration,
     restore: Duration,
 ) -> bool {
+    let before = store.tls13_tickets.load(Ordering::Relaxed);
+    // Flushing completes the handshake, which an empty upload has not
+    // started yet: only then is the protocol version known.
+    let _ = std::io::Write::flush(stream);
     if stream.conn.protocol_version() != Some(suppaftp::rustls::ProtocolVersion::TLSv1_3) {
         return false;
     }
-    let before = store.tls13_tickets.load(Ordering::Relaxed);
     let deadline = std::time::Instant::now() + wait;
-    let _ = std::io::Write::flush(stream);
     loop {
         if store.tls13_tickets.load(Ordering::Relaxed) > before {
             break;
