@@ -295,7 +295,8 @@ impl App {
                 ))
             })?)
         };
-        let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx, session)
+        let busy = synced.is_empty() || !leftovers.is_empty();
+        let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx, session, busy)
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
         let hangup_is_stop = cfg.foreground && daemon::has_controlling_terminal();
         let now = Instant::now();

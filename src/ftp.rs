@@ -29,6 +29,10 @@ use crate::relpath::{Escaped, RelPath, join_remote};
 /// Connect, greeting, control-reply and data timeout, unless `--timeout` says.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a passive port asked for ahead of an upload is used (see
+/// `Session::ready_port`): a server may close an unused one after a while.
+const READY_PORT_TTL: Duration = Duration::from_secs(2);
+
 /// How an operation failed, as far as the caller's policy cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -312,6 +316,7 @@ impl Connector {
             tls12,
             pipelining,
             pipeline_off: Arc::clone(&self.pipeline_off),
+            ready_port: None,
             broken: false,
             visible_temp: Arc::clone(&self.visible_temp),
             timeout: self.timeout,
@@ -428,6 +433,11 @@ pub struct Session {
     pipelining: bool,
     /// The job's "pipelining failed" switch (see [`Connector`]).
     pipeline_off: Arc<AtomicBool>,
+    /// A passive port the server opened for the next upload, asked for
+    /// together with the previous upload's rename, and when. Dropped by any
+    /// other data command (the server closes it then, and another session
+    /// may get the same port number) and after [`READY_PORT_TTL`].
+    ready_port: Option<(SocketAddr, std::time::Instant)>,
     /// A connection-level error was ignored: drop the session after this job.
     broken: bool,
     /// The job's "no dot in temporary names" switch (see [`Connector`]).
@@ -715,6 +725,8 @@ impl Session {
     /// NAT workaround: connect to the control peer, not the announced
     /// address) when the server does not understand EPSV.
     fn with_data<T>(&mut self, mut op: impl FnMut(&mut RustlsFtpStream) -> Result<T, FtpError>) -> Result<T, FtpError> {
+        // suppaftp asks for a passive port of its own: the one kept is closed.
+        self.ready_port = None;
         match op(&mut self.ftp) {
             Err(e) if self.epsv && matches!(reply_code(&e), Some(500..=502)) => {
                 log::debug!("server refused EPSV ({}); using PASV", reply_text(&e));
@@ -733,7 +745,13 @@ impl Session {
     /// [`takes_pipelines`]). Any trouble reading the replies leaves the
     /// session out of step with suppaftp's reader, so it is marked broken.
     fn pipeline(&mut self, cmds: &[String]) -> Result<Vec<Reply>, Failure> {
-        let mut out = Vec::with_capacity(cmds.len());
+        self.send_raw(cmds)?;
+        self.read_raw(cmds.len(), &cmds.join(", "))
+    }
+
+    /// Writes `cmds` to the control connection in one write (see
+    /// [`Session::pipeline`]).
+    fn send_raw(&mut self, cmds: &[String]) -> Result<(), Failure> {
         let mut wire = Vec::new();
         for cmd in cmds {
             if cmd.contains(['\r', '\n']) {
@@ -745,24 +763,39 @@ impl Session {
         let result = {
             let socket = self.ftp.get_ref();
             let mut socket: &TcpStream = &socket;
-            socket.write_all(&wire).and_then(|()| {
-                let mut buf = Vec::with_capacity(512);
-                let mut chunk = [0u8; 4096];
-                let mut used = 0;
-                while out.len() < cmds.len() {
-                    let n = socket.read(&mut chunk)?;
-                    if n == 0 {
+            socket.write_all(&wire)
+        };
+        result.map_err(|e| {
+            self.broken = true;
+            Failure::new(Kind::Connection, format!("{}: {}", cmds.join(", "), describe_io(&e)))
+        })
+    }
+
+    /// Reads `n` replies from the control connection, for commands written
+    /// by [`Session::send_raw`]; `what` names them for an error.
+    fn read_raw(&mut self, n: usize, what: &str) -> Result<Vec<Reply>, Failure> {
+        let mut out = Vec::with_capacity(n);
+        let result = {
+            let socket = self.ftp.get_ref();
+            let mut socket: &TcpStream = &socket;
+            let mut buf = Vec::with_capacity(512);
+            let mut chunk = [0u8; 4096];
+            let mut used = 0;
+            (|| {
+                while out.len() < n {
+                    let got = socket.read(&mut chunk)?;
+                    if got == 0 {
                         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
                     }
-                    buf.extend_from_slice(&chunk[..n]);
-                    used += parse_replies(&buf[used..], cmds.len(), &mut out)
+                    buf.extend_from_slice(&chunk[..got]);
+                    used += parse_replies(&buf[used..], n, &mut out)
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 }
                 if used < buf.len() {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, "more replies than commands"));
                 }
                 Ok(())
-            })
+            })()
         };
         match result {
             Ok(()) => Ok(out),
@@ -774,9 +807,83 @@ impl Session {
                     let got: Vec<&Reply> = out.iter().collect();
                     self.out_of_step::<()>(&got);
                 }
-                Err(Failure::new(Kind::Connection, format!("{}: {}", cmds.join(", "), describe_io(&e))))
+                Err(Failure::new(Kind::Connection, format!("{what}: {}", describe_io(&e))))
             }
         }
+    }
+
+    /// One reply (see [`Session::read_raw`]).
+    fn read_one(&mut self, what: &str) -> Result<Reply, Failure> {
+        self.read_raw(1, what)?.pop().ok_or_else(|| Failure::new(Kind::Connection, format!("{what}: no reply")))
+    }
+
+    /// Where a `229 Entering Extended Passive Mode (|||port|)` reply says to
+    /// connect: that port at the control connection's peer.
+    fn epsv_address(&self, reply: &Reply) -> Option<SocketAddr> {
+        if reply.code != 229 {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&reply.text);
+        let inner = text.split_once('(')?.1.split_once(')')?.0;
+        let delim = inner.chars().next()?;
+        let port: u16 = inner.split(delim).nth(3)?.parse().ok()?;
+        let peer = self.ftp.get_ref().peer_addr().ok()?;
+        Some(SocketAddr::new(peer.ip(), port))
+    }
+
+    /// STOR over a data connection this module opens itself, on a session
+    /// that pipelines: to the passive port `ready` (asked for together with
+    /// the previous upload's rename) or one asked for now. suppaftp always
+    /// sends its own EPSV first, which would cost that round trip back.
+    fn store_raw(&mut self, remote: &str, reader: &mut impl Read, ready: Option<SocketAddr>) -> Result<u64, Failure> {
+        let what = format!("STOR {}", Escaped(remote));
+        let addr = match ready {
+            Some(addr) => addr,
+            None => {
+                let reply = self.pipeline(&["EPSV".to_string()])?.pop();
+                match reply.as_ref().and_then(|r| self.epsv_address(r)) {
+                    Some(addr) => addr,
+                    None => {
+                        // Not understood after all: the next try takes
+                        // suppaftp's way, with its fallback to PASV.
+                        self.epsv = false;
+                        self.ftp.set_mode(Mode::Passive);
+                        self.ftp.set_passive_nat_workaround(true);
+                        return Err(Failure {
+                            kind: Kind::Data,
+                            code: Some(425),
+                            message: format!("{what}: no EPSV port"),
+                            partial: None,
+                        });
+                    }
+                }
+            }
+        };
+        let data_failed = |e: io::Error| Failure {
+            kind: Kind::Data,
+            code: Some(425),
+            message: format!("{what}: cannot open the data connection: {}", describe_io(&e)),
+            partial: None,
+        };
+        let mut data = TcpStream::connect_timeout(&addr, self.timeout).map_err(data_failed)?;
+        data.set_write_timeout(Some(self.timeout)).map_err(data_failed)?;
+        self.send_raw(&[format!("STOR {remote}")])?;
+        let prelim = self.read_one(&what)?;
+        if !prelim.is(1) {
+            return Err(classify(&prelim.into_error(), &what));
+        }
+        let sent = match io::copy(reader, &mut data) {
+            Ok(n) => n,
+            Err(e) => {
+                // The server's final reply comes at its own pace: this
+                // session is out of step now.
+                self.broken = true;
+                return Err(Failure::new(Kind::Connection, format!("{what}: {}", describe_io(&e))));
+            }
+        };
+        drop(data);
+        let done = self.read_one(&what)?;
+        if done.is(2) { Ok(sent) } else { Err(classify(&done.into_error(), &what)) }
     }
 
     /// SIZE and MFMT of a fresh upload, both about the temporary file, in
@@ -900,23 +1007,29 @@ impl Session {
         let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
         let mut tmp = temp_name(&dir, rel.file_name(), self.visible_temp.load(Ordering::Relaxed));
 
+        let mut ready = self.ready_port.take().filter(|(_, at)| at.elapsed() < READY_PORT_TTL).map(|(addr, _)| addr);
         let file = open_regular(local)?;
         let before = file
             .metadata()
             .map(|m| Stamp::of(&m))
             .map_err(|e| Failure::new(Kind::Local, format!("cannot read {rel}: {e}")))?;
 
+        let created = self.created.len();
         self.ensure_dir(&dir)?;
+        if self.created.len() != created {
+            // Only reuse a port across no command but the rename's.
+            ready = None;
+        }
         let offset = if resume == Some(before) { self.resume_offset(&tmp, before.len) } else { 0 };
         if offset > 0 {
             log::info!("resuming {rel} at byte {offset} of {}", before.len);
         }
-        let stored = match self.store(&tmp, &file, before.len, abort, offset) {
+        let stored = match self.store(&tmp, &file, before.len, abort, offset, ready) {
             Err(f) if f.code == Some(553) || (f.code == Some(550) && f.kind == Kind::Refused) => {
                 // The directory may have been removed behind our back.
                 self.forget_dir(&dir);
                 self.ensure_dir(&dir)?;
-                match self.store(&tmp, &file, before.len, abort, 0) {
+                match self.store(&tmp, &file, before.len, abort, 0, None) {
                     // Some servers refuse names that start with a dot
                     // (pure-ftpd -x): use a visible temporary name then.
                     Err(f) if f.code == Some(553) && tmp != temp_name(&dir, rel.file_name(), true) => {
@@ -928,7 +1041,7 @@ impl Session {
                             );
                         }
                         tmp = temp_name(&dir, rel.file_name(), true);
-                        self.store(&tmp, &file, before.len, abort, 0)
+                        self.store(&tmp, &file, before.len, abort, 0, None)
                     }
                     other => other,
                 }
@@ -1084,6 +1197,7 @@ impl Session {
         len: u64,
         abort: &AtomicBool,
         offset: u64,
+        ready: Option<SocketAddr>,
     ) -> Result<(u64, [u8; 32]), Failure> {
         // A buffer the size of a small file: no large allocation per file.
         let capacity = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX).clamp(8 * 1024, 256 * 1024);
@@ -1093,6 +1207,16 @@ impl Session {
             hasher: blake3::Hasher::new(),
             local_error: false,
         };
+        if self.pipelines() && self.epsv && offset == 0 {
+            return match self.store_raw(remote, &mut reader, ready) {
+                Ok(n) => Ok((n, *reader.hasher.finalize().as_bytes())),
+                Err(_) if abort.load(Ordering::Relaxed) => {
+                    Err(Failure::new(Kind::Aborted, "upload aborted for shutdown"))
+                }
+                Err(f) if reader.local_error => Err(Failure::new(Kind::LocalBroken, format!("reading the file: {f}"))),
+                Err(f) => Err(f),
+            };
+        }
         let mut first_try = true;
         let tickets = self.tickets.clone();
         let timeout = self.timeout;
@@ -1162,11 +1286,19 @@ impl Session {
     /// the final name is missing for one round trip at most.
     fn publish(&mut self, tmp: &str, target: &str) -> Result<(), Failure> {
         if !self.rename_over_refused && self.pipelines() {
-            let replies = self.pipeline(&[format!("RNFR {tmp}"), format!("RNTO {target}")])?;
-            let [from, to] = <[Reply; 2]>::try_from(replies).map_err(|_| {
+            // With EPSV: the next upload's passive port in the same round trip.
+            let mut cmds = vec![format!("RNFR {tmp}"), format!("RNTO {target}")];
+            if self.epsv {
+                cmds.push("EPSV".to_string());
+            }
+            let mut replies = self.pipeline(&cmds)?.into_iter();
+            let (Some(from), Some(to)) = (replies.next(), replies.next()) else {
                 self.broken = true;
-                Failure::new(Kind::Connection, "RNFR/RNTO: replies lost")
-            })?;
+                return Err(Failure::new(Kind::Connection, "RNFR/RNTO: replies lost"));
+            };
+            if let Some(epsv) = replies.next() {
+                self.ready_port = self.epsv_address(&epsv).map(|addr| (addr, std::time::Instant::now()));
+            }
             match (from.code, to.code) {
                 (350, 200..=299) => return Ok(()),
                 // RNFR done, RNTO refused (503 would mean RNTO came first).

@@ -23,22 +23,30 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `n` workers; `first` is a session already logged in (the
-    /// start-up check's), handed to the first worker.
+    /// start-up check's), handed to the first worker. With `busy` (work is
+    /// known to be coming: a first sync, a queue left over), the others log
+    /// in at once.
     pub fn start(
         n: usize,
         connector: &Connector,
         watch_dir: PathBuf,
         events: &Sender<Event>,
         mut first: Option<Session>,
+        busy: bool,
     ) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let abort = Arc::new(AtomicBool::new(false));
         let stopping = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::with_capacity(n);
+        // The server answered a moment ago: the other workers log in now, while
+        // the first one starts, instead of when their first job comes (a
+        // login can cost the server milliseconds of password hashing).
+        let prewarm = busy && first.is_some();
         for i in 0..n {
             let worker = Worker {
                 connector: connector.clone(),
+                prewarm,
                 session: first.take(),
                 watch_dir: watch_dir.clone(),
                 abort: Arc::clone(&abort),
@@ -117,6 +125,8 @@ fn same_content(path: &std::path::Path, known: &[u8; 32]) -> Option<crate::ftp::
 
 struct Worker {
     connector: Connector,
+    /// Log in before the first job (see [`Pool::start`]).
+    prewarm: bool,
     session: Option<Session>,
     watch_dir: PathBuf,
     abort: Arc<AtomicBool>,
@@ -125,6 +135,14 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, jobs: &Mutex<Receiver<Job>>, events: &Sender<Event>) {
+        if self.prewarm && self.session.is_none() {
+            // A failure here is not reported: the first job connects again
+            // and reports what it finds.
+            match self.connector.connect() {
+                Ok(s) => self.session = Some(s),
+                Err(f) => log::debug!("connecting ahead of the first job: {f}"),
+            }
+        }
         loop {
             let job = {
                 let rx = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -9,7 +9,7 @@
 
 use std::sync::Mutex;
 
-use crate::support::{Behaviour, Daemon, FtpProxy, PROXY_IP, Test, Verdict, temp_files_under};
+use crate::support::{Behaviour, Daemon, Finished, FtpProxy, PROXY_IP, Test, Verdict, temp_files_under};
 
 /// Pretends to be pure-ftpd with MFMT; `refuse_first_rnto` answers the first RNTO with 503,
 /// after the server's reply to the RNFR before it, as a server that took RNTO first would.
@@ -88,47 +88,11 @@ fn verb(line: &str) -> String {
     line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase()
 }
 
-#[test]
-fn an_upload_sends_size_with_mfmt_and_rnfr_with_rnto_together_to_a_server_known_to_read_in_order() {
+/// Runs `--once` over one connection through a [`PretendPureFtpd`] proxy and checks that every
+/// file arrived, exactly once, and no temporary name is left.
+fn run_through_proxy(refuse_first_rnto: bool) -> (Finished, FtpProxy, Vec<(String, Vec<u8>)>) {
     let t = Test::new().args(["--once", "--parallel", "1"]);
-    let proxy = FtpProxy::start(t.server().port(), PretendPureFtpd::new(false));
-    let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
-    let files = write_files(&t);
-    let done = t.run();
-    let ctx = || context(&done.daemon, &proxy);
-    assert!(done.status.success(), "--once failed\n{}", ctx());
-    for (rel, body) in &files {
-        assert_eq!(done.daemon.remote(rel).as_ref(), Some(body), "{rel}\n{}", ctx());
-    }
-    assert!(temp_files_under(done.server().root()).is_empty(), "temporary names left\n{}", ctx());
-
-    // Every upload: SIZE went out with MFMT behind it, RNFR with RNTO behind it.
-    let commands = proxy.commands();
-    let together = proxy.sent_together();
-    for first in ["SIZE", "RNFR"] {
-        let n = together.iter().filter(|c| verb(c) == first).count();
-        assert_eq!(n, files.len(), "{first} sent together with the next command {n} times\n{}", ctx());
-    }
-    for pair in commands.windows(2) {
-        match verb(&pair[0]).as_str() {
-            "SIZE" if together.contains(&pair[0]) => assert_eq!(verb(&pair[1]), "MFMT", "{}", ctx()),
-            "RNFR" => assert_eq!(verb(&pair[1]), "RNTO", "{}", ctx()),
-            _ => {}
-        }
-    }
-    // Nothing else is pipelined (a STOR waits for its data connection's reply).
-    assert!(
-        together.iter().all(|c| matches!(verb(c).as_str(), "SIZE" | "RNFR")),
-        "other commands were sent together: {together:#?}\n{}",
-        ctx()
-    );
-    assert_eq!(proxy.problems(), Vec::<String>::new(), "{}", ctx());
-}
-
-#[test]
-fn a_server_answering_commands_sent_together_out_of_step_gets_them_one_at_a_time_and_loses_nothing() {
-    let t = Test::new().args(["--once", "--parallel", "1"]);
-    let proxy = FtpProxy::start(t.server().port(), PretendPureFtpd::new(true));
+    let proxy = FtpProxy::start(t.server().port(), PretendPureFtpd::new(refuse_first_rnto));
     let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
     let files = write_files(&t);
     let done = t.run();
@@ -139,16 +103,60 @@ fn a_server_answering_commands_sent_together_out_of_step_gets_them_one_at_a_time
         assert_eq!(done.daemon.upload_count(rel), 1, "{rel} was not uploaded exactly once\n{}", ctx());
     }
     assert!(temp_files_under(done.server().root()).is_empty(), "temporary names left\n{}", ctx());
+    (done, proxy, files)
+}
+
+#[test]
+fn an_upload_sends_size_with_mfmt_and_rnfr_with_rnto_together_to_a_server_known_to_read_in_order() {
+    let (done, proxy, files) = run_through_proxy(false);
+    let ctx = || context(&done.daemon, &proxy);
+
+    // Every upload: SIZE went out with MFMT behind it, RNFR with RNTO, and RNTO with the EPSV
+    // that opens the next upload's data connection.
+    let commands = proxy.commands();
+    let together = proxy.sent_together();
+    for first in ["SIZE", "RNFR", "RNTO"] {
+        let n = together.iter().filter(|c| verb(c) == first).count();
+        assert_eq!(n, files.len(), "{first} sent together with the next command {n} times\n{}", ctx());
+    }
+    for pair in commands.windows(2) {
+        match verb(&pair[0]).as_str() {
+            "SIZE" if together.contains(&pair[0]) => assert_eq!(verb(&pair[1]), "MFMT", "{}", ctx()),
+            "RNFR" => assert_eq!(verb(&pair[1]), "RNTO", "{}", ctx()),
+            "RNTO" => assert_eq!(verb(&pair[1]), "EPSV", "{}", ctx()),
+            _ => {}
+        }
+    }
+    // Nothing else is pipelined (a STOR waits for its data connection's reply).
+    assert!(
+        together.iter().all(|c| matches!(verb(c).as_str(), "SIZE" | "RNFR" | "RNTO")),
+        "other commands were sent together: {together:#?}\n{}",
+        ctx()
+    );
+    // Most uploads used the port asked for with the previous rename: no EPSV of their own. (Not
+    // all: a new directory's MKD comes in between, and the port is not kept for long.)
+    let on_kept_port =
+        commands.windows(3).filter(|w| verb(&w[0]) == "RNTO" && verb(&w[1]) == "EPSV" && verb(&w[2]) == "STOR").count();
+    assert!(on_kept_port >= files.len() / 2, "{on_kept_port} uploads on a kept port\n{}", ctx());
+    assert_eq!(done.daemon.upload_count("a/file-0.txt"), 1);
+    assert_eq!(proxy.problems(), Vec::<String>::new(), "{}", ctx());
+}
+
+#[test]
+fn a_server_answering_commands_sent_together_out_of_step_gets_them_one_at_a_time_and_loses_nothing() {
+    let (done, proxy, _files) = run_through_proxy(true);
+    let ctx = || context(&done.daemon, &proxy);
     assert!(done.daemon.log().contains("out of step"), "the switch was not logged\n{}", ctx());
 
     // Only the first rename went out as a pair; every later one waited for RNFR's reply.
     let together = proxy.sent_together();
     let rnfr_pairs = together.iter().filter(|c| verb(c) == "RNFR").count();
     assert_eq!(rnfr_pairs, 1, "{}", ctx());
-    // The first upload's SIZE (with MFMT) and RNFR (with RNTO) were sent together; nothing after.
+    // The first upload's SIZE (with MFMT), RNFR (with RNTO) and RNTO (with EPSV) were sent together;
+    // nothing after.
     let commands = proxy.commands();
     let first_rnto = commands.iter().position(|c| verb(c) == "RNTO").expect("an RNTO");
-    assert_eq!(together.len(), 2, "commands were still sent together after the switch: {together:#?}\n{}", ctx());
-    assert!(together.iter().all(|c| commands[..first_rnto].contains(c)), "{}", ctx());
+    assert_eq!(together.len(), 3, "commands were still sent together after the switch: {together:#?}\n{}", ctx());
+    assert!(together.iter().all(|c| commands[..=first_rnto].contains(c)), "{}", ctx());
     assert_eq!(proxy.problems(), Vec::<String>::new(), "{}", ctx());
 }
