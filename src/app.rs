@@ -148,7 +148,15 @@ fn create_state_dir(dir: &Path) -> Result<()> {
 fn preflight_login(cfg: &Config, connector: &Connector) -> Result<Option<Session>> {
     match connector.connect() {
         Ok(session) => {
-            debug!("logged in to {}", cfg.target());
+            if session.pipelines() {
+                info!(
+                    "logged in to {}; the server reads commands in order, so an upload's follow-up commands \
+                     are sent together",
+                    cfg.target()
+                );
+            } else {
+                debug!("logged in to {}", cfg.target());
+            }
             Ok(Some(session))
         }
         Err(f) if f.kind == Kind::Login => Err(Error::runtime(format!(

@@ -42,6 +42,9 @@ fn assert_clean_log(job: &Job, server: &Server) {
     );
 }
 
+/// What the daemon logs at start when it sends an upload's follow-up commands together.
+const PIPELINED: &str = "an upload's follow-up commands are sent together";
+
 /// A small tree: text with LF and CRLF (a transfer in ASCII mode would change it), random
 /// binary data, an empty file, three levels of directories.
 fn small_tree(job: &Job) {
@@ -68,6 +71,8 @@ pub fn plain_tree(kind: Kind) {
     assert_synced(&job, &server);
     assert_clean_log(&job, &server);
     assert_eq!(job.uploads("a/b/c/deep.txt"), 1, "{}", job.diagnostics());
+    // All three read commands in order: each upload's follow-up commands went out together.
+    assert!(job.log().contains(PIPELINED), "{}: no pipelining\n{}", kind.name(), job.diagnostics());
     let remote = server.remote_root();
     let kept: Vec<bool> = files_under(&remote)
         .iter()
@@ -98,6 +103,8 @@ pub fn ftps_tree(kind: Kind, parallel: u32) {
     job.once_ok(TIMEOUT, &server);
     assert_synced(&job, &server);
     assert_clean_log(&job, &server);
+    // Never over TLS: pipelining writes to the control socket itself.
+    assert!(!job.log().contains(PIPELINED), "pipelined over TLS\n{}", job.diagnostics());
 }
 
 /// b'. FTPS with a CA that did not sign the server's certificate: the launcher exits 1
