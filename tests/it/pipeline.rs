@@ -15,12 +15,14 @@ use crate::support::{Behaviour, Daemon, Finished, FtpProxy, PROXY_IP, Test, Verd
 /// after the server's reply to the RNFR before it, as a server that took RNTO first would.
 struct PretendPureFtpd {
     refuse_first_rnto: bool,
+    /// Refuses to store names that start with a dot, as `pure-ftpd -x` does.
+    refuse_dot_names: bool,
     refused: Mutex<bool>,
 }
 
 impl PretendPureFtpd {
     fn new(refuse_first_rnto: bool) -> Self {
-        PretendPureFtpd { refuse_first_rnto, refused: Mutex::new(false) }
+        PretendPureFtpd { refuse_first_rnto, refuse_dot_names: false, refused: Mutex::new(false) }
     }
 }
 
@@ -30,6 +32,9 @@ impl Behaviour for PretendPureFtpd {
             "MFMT" => {
                 let path = line.splitn(3, ' ').nth(2).unwrap_or_default();
                 Verdict::Answer(format!("213 Modify=20210506070809; {path}"))
+            }
+            "STOR" if self.refuse_dot_names && line.rsplit('/').next().is_some_and(|name| name.starts_with('.')) => {
+                Verdict::Answer("553 Prohibited file name (test proxy)".into())
             }
             "RNTO" if self.refuse_first_rnto => {
                 let mut refused = self.refused.lock().unwrap();
@@ -90,9 +95,9 @@ fn verb(line: &str) -> String {
 
 /// Runs `--once` over one connection through a [`PretendPureFtpd`] proxy and checks that every
 /// file arrived, exactly once, and no temporary name is left.
-fn run_through_proxy(refuse_first_rnto: bool) -> (Finished, FtpProxy, Vec<(String, Vec<u8>)>) {
+fn run_through_proxy(behaviour: PretendPureFtpd) -> (Finished, FtpProxy, Vec<(String, Vec<u8>)>) {
     let t = Test::new().args(["--once", "--parallel", "1"]);
-    let proxy = FtpProxy::start(t.server().port(), PretendPureFtpd::new(refuse_first_rnto));
+    let proxy = FtpProxy::start(t.server().port(), behaviour);
     let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
     let files = write_files(&t);
     let done = t.run();
@@ -108,7 +113,7 @@ fn run_through_proxy(refuse_first_rnto: bool) -> (Finished, FtpProxy, Vec<(Strin
 
 #[test]
 fn an_upload_sends_size_with_mfmt_and_rnfr_with_rnto_together_to_a_server_known_to_read_in_order() {
-    let (done, proxy, files) = run_through_proxy(false);
+    let (done, proxy, files) = run_through_proxy(PretendPureFtpd::new(false));
     let ctx = || context(&done.daemon, &proxy);
 
     // Every upload: SIZE went out with MFMT behind it, RNFR with RNTO, and RNTO with the EPSV
@@ -144,7 +149,7 @@ fn an_upload_sends_size_with_mfmt_and_rnfr_with_rnto_together_to_a_server_known_
 
 #[test]
 fn a_server_answering_commands_sent_together_out_of_step_gets_them_one_at_a_time_and_loses_nothing() {
-    let (done, proxy, _files) = run_through_proxy(true);
+    let (done, proxy, _files) = run_through_proxy(PretendPureFtpd::new(true));
     let ctx = || context(&done.daemon, &proxy);
     assert!(done.daemon.log().contains("out of step"), "the switch was not logged\n{}", ctx());
 
@@ -158,5 +163,24 @@ fn a_server_answering_commands_sent_together_out_of_step_gets_them_one_at_a_time
     let first_rnto = commands.iter().position(|c| verb(c) == "RNTO").expect("an RNTO");
     assert_eq!(together.len(), 3, "commands were still sent together after the switch: {together:#?}\n{}", ctx());
     assert!(together.iter().all(|c| commands[..=first_rnto].contains(c)), "{}", ctx());
+    assert_eq!(proxy.problems(), Vec::<String>::new(), "{}", ctx());
+}
+
+#[test]
+fn a_refused_temporary_name_on_a_pipelining_session_falls_back_to_a_visible_one() {
+    let behaviour = PretendPureFtpd { refuse_dot_names: true, ..PretendPureFtpd::new(false) };
+    let (done, proxy, files) = run_through_proxy(behaviour);
+    let ctx = || context(&done.daemon, &proxy);
+    assert!(done.daemon.log().contains("refuses the temporary name"), "{}", ctx());
+    let stors: Vec<String> = proxy.commands().into_iter().filter(|c| verb(c) == "STOR").collect();
+    // The first file's STOR refused twice (the second time after making sure its directory
+    // exists), then every file under a visible temporary name. (The in-process server keeps the
+    // data connection of a STOR the proxy refused for the next STOR, so that file's first
+    // visible upload arrives empty: the size check catches it and it is sent again.)
+    let dotted: Vec<&String> =
+        stors.iter().filter(|c| c.rsplit('/').next().is_some_and(|n| n.starts_with('.'))).collect();
+    assert_eq!(dotted.len(), 2, "{stors:#?}\n{}", ctx());
+    assert_eq!(dotted[0], dotted[1], "{}", ctx());
+    assert!(stors.len() - dotted.len() >= files.len(), "{stors:#?}\n{}", ctx());
     assert_eq!(proxy.problems(), Vec::<String>::new(), "{}", ctx());
 }
