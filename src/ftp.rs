@@ -410,6 +410,9 @@ pub struct RemoteEntry {
     pub is_file: bool,
     pub size: u64,
     pub modified: Option<SystemTime>,
+    /// Whether `modified` is exact UTC to the second (MLSD), not a LIST
+    /// time: whole minutes, in whatever time zone the server renders.
+    pub exact_time: bool,
 }
 
 /// One logged-in control connection.
@@ -640,7 +643,13 @@ pub fn parse_listing(lines: &[String], mlsd: bool) -> Vec<RemoteEntry> {
             if name == "." || name == ".." || name.is_empty() {
                 return None;
             }
-            Some(RemoteEntry { name, is_file: f.is_file(), size: f.size() as u64, modified: Some(f.modified()) })
+            Some(RemoteEntry {
+                name,
+                is_file: f.is_file(),
+                size: f.size() as u64,
+                modified: Some(f.modified()),
+                exact_time: mlsd,
+            })
         })
         .collect()
 }

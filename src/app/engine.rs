@@ -425,7 +425,7 @@ impl App {
             local_names.insert(rel.file_name().to_string());
             let same = by_name
                 .get(rel.file_name())
-                .is_some_and(|e| e.is_file && e.size == stamp.len && remote_not_older(e.modified, stamp.mtime));
+                .is_some_and(|e| e.is_file && e.size == stamp.len && remote_not_older(e, stamp.mtime));
             let known = self.synced.get(&rel).is_some_and(|s| s.size == stamp.len);
             if same && !known {
                 let s = Synced { size: stamp.len, mtime_ns: mtime_ns(stamp.mtime), hash: None };
@@ -980,10 +980,18 @@ fn job_name(job: &Job) -> String {
     }
 }
 
+/// How much newer than the local file a LIST time must be for the remote
+/// file to count as synced: LIST shows the server's local time (anything from
+/// UTC-12 to UTC+14) in whole minutes, so a copy older than the local file
+/// can look up to 14 hours newer. (Dates older than half a year show no time
+/// of day and read as midnight: older than they are, which is the safe side.)
+const LIST_TIME_SLACK: Duration = Duration::from_secs(15 * 3600);
+
 /// A remote file counts as synced when its mtime is no older than the local
-/// one (listings have whole seconds).
-fn remote_not_older(remote: Option<std::time::SystemTime>, local: Option<std::time::SystemTime>) -> bool {
-    match (remote, local) {
+/// one: to the second with MLSD (UTC), by [`LIST_TIME_SLACK`] with LIST.
+fn remote_not_older(remote: &RemoteEntry, local: Option<std::time::SystemTime>) -> bool {
+    let slack = if remote.exact_time { Duration::ZERO } else { LIST_TIME_SLACK };
+    match (remote.modified, local.and_then(|l| l.checked_add(slack))) {
         (Some(r), Some(l)) => {
             let secs = |t: std::time::SystemTime| mtime_ns(Some(t)) / 1_000_000_000;
             secs(r) >= secs(l)
@@ -1056,9 +1064,14 @@ mod tests {
     #[test]
     fn remote_mtime_rule() {
         let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert!(remote_not_older(Some(t), Some(t + Duration::from_millis(400))));
-        assert!(remote_not_older(Some(t + Duration::from_secs(5)), Some(t)));
-        assert!(!remote_not_older(Some(t), Some(t + Duration::from_secs(1))));
-        assert!(!remote_not_older(None, Some(t)));
+        let mlsd = |modified| RemoteEntry { name: "f".into(), is_file: true, size: 1, modified, exact_time: true };
+        assert!(remote_not_older(&mlsd(Some(t)), Some(t + Duration::from_millis(400))));
+        assert!(remote_not_older(&mlsd(Some(t + Duration::from_secs(5))), Some(t)));
+        assert!(!remote_not_older(&mlsd(Some(t)), Some(t + Duration::from_secs(1))));
+        assert!(!remote_not_older(&mlsd(None), Some(t)));
+        // LIST: local time of an unknown zone, whole minutes.
+        let list = |modified| RemoteEntry { exact_time: false, ..mlsd(modified) };
+        assert!(!remote_not_older(&list(Some(t + Duration::from_secs(14 * 3600))), Some(t)));
+        assert!(remote_not_older(&list(Some(t + LIST_TIME_SLACK)), Some(t)));
     }
 }

@@ -269,9 +269,9 @@ fn first_sync_against_a_dos_listing_server_uploads_only_what_differs() {
     let proxy = dos_proxy(t.server().port());
     let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
 
-    // The local files are two hours old: the listing's minute precision cannot make a remote
-    // copy written now look older.
-    let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 3600);
+    // The local files are two days old: a LIST time (whole minutes, in the server's time zone)
+    // of a remote copy written now is newer by more than any time zone's offset.
+    let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
     let remote_root = t.server().root().join("upload");
     let put_remote = |rel: &str, bytes: &[u8]| {
         let path = remote_root.join(rel);
@@ -285,11 +285,11 @@ fn first_sync_against_a_dos_listing_server_uploads_only_what_differs() {
     ];
     for (rel, bytes) in same {
         let local = t.write(rel, bytes);
-        set_mtime(&local, two_hours_ago);
+        set_mtime(&local, two_days_ago);
         put_remote(rel, bytes);
     }
     let differs = t.write("differs.txt", b"the new local version");
-    set_mtime(&differs, two_hours_ago);
+    set_mtime(&differs, two_days_ago);
     put_remote("differs.txt", b"old");
 
     let out = t.run();
@@ -323,4 +323,27 @@ fn first_sync_against_a_dos_listing_server_uploads_only_what_differs() {
     }
     assert_eq!(log.lines().filter(|l| crate::support::is_upload_line(l, "differs.txt")).count(), 1, "{}", context());
     assert_eq!(d.remote_files(), files_under(&d.watch_dir()), "{}", context());
+}
+
+#[test]
+fn a_list_time_in_a_zone_ahead_of_utc_does_not_hide_a_newer_local_file() {
+    let t = Test::new().arg("--once");
+    let proxy = dos_proxy(t.server().port());
+    let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
+    // The remote copy was written two hours ago by a server on UTC+3, whose LIST shows its local
+    // time: an hour from now. The local file, of the same size, changed an hour ago.
+    let now = SystemTime::now();
+    let remote = t.server().root().join("upload/report.txt");
+    std::fs::create_dir_all(remote.parent().unwrap()).unwrap();
+    std::fs::write(&remote, b"version 1").unwrap();
+    set_mtime(&remote, now + Duration::from_secs(3600));
+    let local = t.write("report.txt", b"version 2");
+    set_mtime(&local, now - Duration::from_secs(3600));
+
+    let out = t.run();
+    let d = &out.daemon;
+    let context = || format!("{}\n--- proxy commands ---\n{:#?}", d.diagnostics(), proxy.commands());
+    assert_eq!(out.status.code(), Some(EXIT_OK), "exit status {}\n{}", out.status, context());
+    assert_eq!(proxy.count("MLSD") + proxy.count("MLST"), 0, "{}", context());
+    assert_eq!(d.remote("report.txt").as_deref(), Some(b"version 2".as_slice()), "{}", context());
 }
