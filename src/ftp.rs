@@ -33,6 +33,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// `Session::ready_port`): a server may close an unused one after a while.
 const READY_PORT_TTL: Duration = Duration::from_secs(2);
 
+/// The connect timeout for such a port (see `Session::store_raw`).
+const KEPT_PORT_CONNECT: Duration = Duration::from_secs(3);
+
 /// How an operation failed, as far as the caller's policy cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -171,6 +174,9 @@ pub struct Connector {
     /// Set once the server answered pipelined commands out of step: no
     /// session of this job pipelines again.
     pipeline_off: Arc<AtomicBool>,
+    /// Set once a passive port asked for ahead of an upload could not be
+    /// reached (see `Session::ready_port`).
+    kept_ports_off: Arc<AtomicBool>,
     remote_dir: String,
     dirs: Arc<RemoteDirs>,
 }
@@ -205,6 +211,7 @@ impl Connector {
             tls12_broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             visible_temp: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             pipeline_off: Arc::new(AtomicBool::new(false)),
+            kept_ports_off: Arc::new(AtomicBool::new(false)),
             timeout: cfg.timeout,
         })
     }
@@ -316,6 +323,7 @@ impl Connector {
             tls12,
             pipelining,
             pipeline_off: Arc::clone(&self.pipeline_off),
+            kept_ports_off: Arc::clone(&self.kept_ports_off),
             ready_port: None,
             broken: false,
             visible_temp: Arc::clone(&self.visible_temp),
@@ -441,6 +449,8 @@ pub struct Session {
     /// other data command (the server closes it then, and another session
     /// may get the same port number) and after [`READY_PORT_TTL`].
     ready_port: Option<(SocketAddr, std::time::Instant)>,
+    /// The job's "kept ports do not work" switch (see [`Connector`]).
+    kept_ports_off: Arc<AtomicBool>,
     /// A connection-level error was ignored: drop the session after this job.
     broken: bool,
     /// The job's "no dot in temporary names" switch (see [`Connector`]).
@@ -686,6 +696,12 @@ impl Reply {
 /// it was not sent.
 type Checks = (Option<Result<u64, FtpError>>, Option<Result<(), FtpError>>);
 
+/// A reply's first line, for a message.
+fn reply_line(reply: &Reply) -> String {
+    let text = String::from_utf8_lossy(&reply.text);
+    Escaped(text.lines().next().unwrap_or_default().trim()).to_string()
+}
+
 /// The number a reply like `213 4096` gives, if it gives one.
 fn reply_number(text: &[u8]) -> Option<u64> {
     let line = text.split(|&b| b == b'\r').next()?;
@@ -826,6 +842,43 @@ impl Session {
         self.read_raw(1, what)?.pop().ok_or_else(|| Failure::new(Kind::Connection, format!("{what}: no reply")))
     }
 
+    /// The reply to an EPSV sent on its own.
+    fn read_epsv(&mut self) -> Result<Reply, Failure> {
+        self.pipeline(&["EPSV".to_string()])?.pop().ok_or_else(|| Failure::new(Kind::Connection, "EPSV: no reply"))
+    }
+
+    /// Reads at least one reply, and every other complete one that came with
+    /// it (a STOR's 150 and, when the server gives up at once, its final
+    /// reply in the same segment).
+    fn read_some(&mut self, what: &str) -> Result<Vec<Reply>, Failure> {
+        let mut out = Vec::new();
+        let result = {
+            let socket = self.ftp.get_ref();
+            let mut socket: &TcpStream = &socket;
+            let mut buf = Vec::with_capacity(512);
+            let mut chunk = [0u8; 4096];
+            let mut used = 0;
+            (|| {
+                loop {
+                    used += parse_replies(&buf[used..], usize::MAX, &mut out)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    if !out.is_empty() && used == buf.len() {
+                        return Ok(());
+                    }
+                    let got = socket.read(&mut chunk)?;
+                    if got == 0 {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
+                    }
+                    buf.extend_from_slice(&chunk[..got]);
+                }
+            })()
+        };
+        result.map(|()| out).map_err(|e| {
+            self.broken = true;
+            Failure::new(Kind::Connection, format!("{what}: {}", describe_io(&e)))
+        })
+    }
+
     /// Where a `229 Entering Extended Passive Mode (|||port|)` reply says to
     /// connect: that port at the control connection's peer.
     fn epsv_address(&self, reply: &Reply) -> Option<SocketAddr> {
@@ -849,10 +902,10 @@ impl Session {
         let addr = match ready {
             Some(addr) => addr,
             None => {
-                let reply = self.pipeline(&["EPSV".to_string()])?.pop();
-                match reply.as_ref().and_then(|r| self.epsv_address(r)) {
+                let reply = self.read_epsv()?;
+                match self.epsv_address(&reply) {
                     Some(addr) => addr,
-                    None => {
+                    None if matches!(reply.code, 500..=502) => {
                         // Not understood after all: the next try takes
                         // suppaftp's way, with its fallback to PASV.
                         self.epsv = false;
@@ -861,10 +914,18 @@ impl Session {
                         return Err(Failure {
                             kind: Kind::Data,
                             code: Some(425),
-                            message: format!("{what}: no EPSV port"),
+                            message: format!("{what}: EPSV not understood; using PASV"),
                             partial: None,
                         });
                     }
+                    None if reply.code == 229 => {
+                        self.broken = true;
+                        return Err(Failure::new(
+                            Kind::Connection,
+                            format!("EPSV: cannot read {}", reply_line(&reply)),
+                        ));
+                    }
+                    None => return Err(classify(&reply.into_error(), "EPSV")),
                 }
             }
         };
@@ -874,12 +935,40 @@ impl Session {
             message: format!("{what}: cannot open the data connection: {}", describe_io(&e)),
             partial: None,
         };
-        let mut data = TcpStream::connect_timeout(&addr, self.timeout).map_err(data_failed)?;
+        // A kept port gets a short connect timeout: a firewall that opens
+        // passive ports by reading the server's replies (Linux's FTP
+        // conntrack helper) only sees a 229 at the start of a segment, and
+        // one behind the rename's replies may never be opened.
+        let connect_timeout = if ready.is_some() { self.timeout.min(KEPT_PORT_CONNECT) } else { self.timeout };
+        let mut data = match TcpStream::connect_timeout(&addr, connect_timeout) {
+            Ok(data) => data,
+            Err(e) => {
+                if ready.is_some() && !self.kept_ports_off.swap(true, Ordering::Relaxed) {
+                    log::info!(
+                        "a passive port asked for ahead of an upload could not be reached ({}); asking for each \
+                         upload's port on its own from now on",
+                        describe_io(&e)
+                    );
+                }
+                return Err(data_failed(e));
+            }
+        };
         data.set_write_timeout(Some(self.timeout)).map_err(data_failed)?;
         self.send_raw(&[format!("STOR {remote}")])?;
-        let prelim = self.read_one(&what)?;
+        let mut replies = self.read_some(&what)?.into_iter();
+        let (Some(prelim), gave_up, rest) = (replies.next(), replies.next(), replies.next()) else {
+            return Err(Failure::new(Kind::Connection, format!("{what}: no reply")));
+        };
+        if rest.is_some() || (!prelim.is(1) && gave_up.is_some()) {
+            self.broken = true;
+            return Err(Failure::new(Kind::Connection, format!("{what}: more replies than expected")));
+        }
         if !prelim.is(1) {
             return Err(classify(&prelim.into_error(), &what));
+        }
+        if let Some(done) = gave_up {
+            // The final reply came before the data: the server gave up.
+            return Err(classify(&done.into_error(), &what));
         }
         let sent = match io::copy(reader, &mut data) {
             Ok(n) => n,
@@ -1026,7 +1115,8 @@ impl Session {
         let created = self.created.len();
         self.ensure_dir(&dir)?;
         if self.created.len() != created {
-            // Only reuse a port across no command but the rename's.
+            // A directory was made in between: ask for a port again rather
+            // than count on every server keeping its listener across MKD.
             ready = None;
         }
         let offset = if resume == Some(before) { self.resume_offset(&tmp, before.len) } else { 0 };
@@ -1208,6 +1298,10 @@ impl Session {
         offset: u64,
         ready: Option<SocketAddr>,
     ) -> Result<(u64, [u8; 32]), Failure> {
+        // From the start, also when an earlier attempt of this upload read the
+        // file already (a STOR refused after its data, tried again).
+        std::io::Seek::rewind(&mut &*file)
+            .map_err(|e| Failure::new(Kind::Local, format!("cannot read the file again: {e}")))?;
         // A buffer the size of a small file: no large allocation per file.
         let capacity = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX).clamp(8 * 1024, 256 * 1024);
         let mut reader = Abortable {
@@ -1297,7 +1391,7 @@ impl Session {
         if !self.rename_over_refused && self.pipelines() {
             // With EPSV: the next upload's passive port in the same round trip.
             let mut cmds = vec![format!("RNFR {tmp}"), format!("RNTO {target}")];
-            if self.epsv {
+            if self.epsv && !self.kept_ports_off.load(Ordering::Relaxed) {
                 cmds.push("EPSV".to_string());
             }
             let mut replies = self.pipeline(&cmds)?.into_iter();

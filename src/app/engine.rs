@@ -379,7 +379,7 @@ impl App {
             by_dir.entry(dir).or_default().push((rel, stamp));
         }
         if !self.awaiting.is_empty() {
-            debug!("{why}: a comparison with the server's listings is still running");
+            info!("{why}: a comparison with the server's listings is still running; not starting another");
             return 0;
         }
         let n = by_dir.values().map(Vec::len).sum::<usize>();
@@ -411,10 +411,13 @@ impl App {
         n
     }
 
-    fn on_listing(&mut self, job: &Job, entries: Option<Vec<RemoteEntry>>) {
+    /// A directory's listing is in (`entries`), or failed: `missing` when the
+    /// server said the directory is not there (550), so nothing below it is.
+    fn on_listing(&mut self, job: &Job, entries: Option<Vec<RemoteEntry>>, missing: bool) {
         let Some(files) = self.awaiting.remove(&job.key()) else {
             return;
         };
+        let listed = entries.is_some();
         let entries = entries.unwrap_or_default();
         let by_name: std::collections::HashMap<&str, &RemoteEntry> =
             entries.iter().map(|e| (e.name.as_str(), e)).collect();
@@ -461,13 +464,16 @@ impl App {
         if matched > 0 {
             debug!("listing: {matched} files already on the server, {queued} to upload");
         }
-        // The subdirectories: listed where they exist, else all missing.
+        // The subdirectories: listed where they exist, all missing below a
+        // directory that is missing. A listing that failed otherwise tells
+        // nothing, and LIST may hide dot-names: those are listed anyway.
         for child in self.list_children.remove(&job.key()).unwrap_or_default() {
-            let exists = entries.iter().any(|e| !e.is_file && e.name == child.file_name());
-            if exists {
+            let shown = entries.iter().any(|e| !e.is_file && e.name == child.file_name());
+            let unsure = !missing && (!listed || child.file_name().starts_with('.'));
+            if shown || unsure {
                 self.enqueue(Job::List(Some(child)));
             } else {
-                self.on_listing(&Job::List(Some(child)), None);
+                self.on_listing(&Job::List(Some(child)), None, true);
             }
         }
     }
@@ -702,7 +708,7 @@ impl App {
                 }
                 self.progress.done(0);
             }
-            (Job::List(_), Done::Listed(entries)) => self.on_listing(job, Some(entries)),
+            (Job::List(_), Done::Listed(entries)) => self.on_listing(job, Some(entries), false),
             (Job::Delete(rel), _) => {
                 self.synced.remove(rel);
                 self.batch.forget(rel.clone());
@@ -864,7 +870,7 @@ impl App {
                     // No listing (e.g. the directory does not exist yet):
                     // everything in it is uploaded.
                     debug!("{f}");
-                    self.on_listing(&job, None);
+                    self.on_listing(&job, None, f.code == Some(550));
                 }
                 Job::RemoveTemp(_) => debug!("{f}"),
                 Job::RemoveDir(dir) => {
