@@ -347,3 +347,74 @@ fn a_list_time_in_a_zone_ahead_of_utc_does_not_hide_a_newer_local_file() {
     assert_eq!(proxy.count("MLSD") + proxy.count("MLST"), 0, "{}", context());
     assert_eq!(d.remote("report.txt").as_deref(), Some(b"version 2".as_slice()), "{}", context());
 }
+
+/// Refuses the first four EPSVs (a listing's attempts) with 425, and drops dot-names from MLSD
+/// listings as a LIST without `-a` would.
+struct FlakyAndHiding {
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl Behaviour for FlakyAndHiding {
+    fn command(&self, verb: &str, _line: &str) -> Verdict {
+        use std::sync::atomic::Ordering;
+        if verb == "EPSV" && self.refused.fetch_add(1, Ordering::SeqCst) < 4 {
+            return Verdict::Answer("425 No free passive port (test proxy)".into());
+        }
+        Verdict::Forward
+    }
+
+    fn data(&self, link: &DataLink) {
+        link.relay_upload();
+        let (mut from_server, mut to_client) = (&link.server, &link.client);
+        let mut first = [0u8; 8192];
+        let n = from_server.read(&mut first).unwrap_or(0);
+        if n > 0 && link.verb() == "MLSD" {
+            let mut all = first[..n].to_vec();
+            let _ = from_server.read_to_end(&mut all);
+            let text = String::from_utf8_lossy(&all).into_owned();
+            let kept: String = text
+                .split_inclusive('\n')
+                .filter(|l| !l.split_once("; ").is_some_and(|(_, name)| name.starts_with('.')))
+                .collect();
+            let _ = to_client.write_all(kept.as_bytes());
+        } else if n > 0 && to_client.write_all(&first[..n]).is_ok() {
+            let _ = std::io::copy(&mut from_server, &mut to_client);
+        }
+        let _ = to_client.shutdown(Shutdown::Write);
+    }
+}
+
+#[test]
+fn a_failed_listing_and_a_hidden_directory_do_not_make_what_is_below_them_count_as_missing() {
+    let t = Test::new().args(["--once", "--parallel", "1"]);
+    let proxy = FtpProxy::start(t.server().port(), FlakyAndHiding { refused: Default::default() });
+    let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
+    // On the server already, newer than the local copies: below the root, whose listing fails
+    // (four 425s), and in a dot-named directory the root's listing does not show.
+    let now = SystemTime::now();
+    for rel in ["sub/same.txt", ".config/same.txt"] {
+        let remote = t.server().root().join("upload").join(rel);
+        std::fs::create_dir_all(remote.parent().unwrap()).unwrap();
+        std::fs::write(&remote, rel.as_bytes()).unwrap();
+        set_mtime(&remote, now);
+        let local = t.write(rel, rel.as_bytes());
+        set_mtime(&local, now - Duration::from_secs(3600));
+    }
+    t.write("sub/new.txt", b"new");
+
+    let out = t.run();
+    let d = &out.daemon;
+    let context = || format!("{}\n--- proxy commands ---\n{:#?}", d.diagnostics(), proxy.commands());
+    assert_eq!(out.status.code(), Some(EXIT_OK), "exit status {}\n{}", out.status, context());
+    assert_eq!(d.remote("sub/new.txt").as_deref(), Some(b"new".as_slice()), "{}", context());
+    let stored: Vec<String> = d
+        .server()
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ServerEvent::Stored { path, .. } => Some(path),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored, vec![format!("/upload/sub/.new.txt{TEMP_SUFFIX}")], "{}", context());
+}

@@ -17,17 +17,30 @@ struct PretendPureFtpd {
     refuse_first_rnto: bool,
     /// Refuses to store names that start with a dot, as `pure-ftpd -x` does.
     refuse_dot_names: bool,
+    /// Turns the first STOR's final `226` into a `553`, as a server whose store failed late would:
+    /// `Some(false)` until a STOR went by, `Some(true)` until its reply did.
+    fail_first_store: Mutex<Option<bool>>,
     refused: Mutex<bool>,
 }
 
 impl PretendPureFtpd {
     fn new(refuse_first_rnto: bool) -> Self {
-        PretendPureFtpd { refuse_first_rnto, refuse_dot_names: false, refused: Mutex::new(false) }
+        PretendPureFtpd {
+            refuse_first_rnto,
+            refuse_dot_names: false,
+            fail_first_store: Mutex::new(None),
+            refused: Mutex::new(false),
+        }
     }
 }
 
 impl Behaviour for PretendPureFtpd {
     fn command(&self, verb: &str, line: &str) -> Verdict {
+        if verb == "STOR"
+            && let Some(armed) = self.fail_first_store.lock().unwrap().as_mut()
+        {
+            *armed = true;
+        }
         match verb {
             "MFMT" => {
                 let path = line.splitn(3, ' ').nth(2).unwrap_or_default();
@@ -52,6 +65,8 @@ impl Behaviour for PretendPureFtpd {
     fn reply(&self, line: &str) -> Option<String> {
         if line.starts_with("220 ") {
             Some("220---------- Welcome to Pure-FTPd [privsep] ----------\r\n220 (ftpmonitor test proxy)\r\n".into())
+        } else if line.starts_with("226 ") && self.fail_first_store.lock().unwrap().take_if(|armed| *armed).is_some() {
+            Some("553 Could not store the file (test proxy)\r\n".into())
         } else if line.starts_with("211 ") {
             // The end of FEAT.
             Some(format!(" MFMT\r\n{line}"))
@@ -183,4 +198,15 @@ fn a_refused_temporary_name_on_a_pipelining_session_falls_back_to_a_visible_one(
     assert_eq!(dotted[0], dotted[1], "{}", ctx());
     assert!(stors.len() - dotted.len() >= files.len(), "{stors:#?}\n{}", ctx());
     assert_eq!(proxy.problems(), Vec::<String>::new(), "{}", ctx());
+}
+
+#[test]
+fn a_store_refused_after_its_data_is_sent_again_from_the_first_byte() {
+    let behaviour = PretendPureFtpd { fail_first_store: Mutex::new(Some(false)), ..PretendPureFtpd::new(false) };
+    let (done, proxy, files) = run_through_proxy(behaviour);
+    let ctx = || context(&done.daemon, &proxy);
+    // The refused file went again at once, whole: not taken for a file that changed meanwhile.
+    assert!(!done.daemon.log().contains("changed while"), "{}", ctx());
+    let stors = proxy.commands().iter().filter(|c| verb(c) == "STOR").count();
+    assert_eq!(stors, files.len() + 1, "{}", ctx());
 }
