@@ -20,6 +20,16 @@ struct PretendPureFtpd {
     /// Turns the first STOR's final `226` into a `553`, as a server whose store failed late would:
     /// `Some(false)` until a STOR went by, `Some(true)` until its reply did.
     fail_first_store: Mutex<Option<bool>>,
+    /// Points the first EPSV reply that follows an RNTO's at a port where nothing listens, as a
+    /// firewall that never opened it would leave it.
+    lose_first_kept_port: Mutex<bool>,
+    last_reply_was_rnto: Mutex<bool>,
+    /// Answers the EPSV of this number (1: the first) with `425`, a passing refusal.
+    refuse_epsv: Option<usize>,
+    epsvs: Mutex<usize>,
+    /// Answers the first STOR with a `150` and a `425` in one segment, as a server that gives up
+    /// at once.
+    give_up_first_store: Mutex<bool>,
     refused: Mutex<bool>,
 }
 
@@ -29,6 +39,11 @@ impl PretendPureFtpd {
             refuse_first_rnto,
             refuse_dot_names: false,
             fail_first_store: Mutex::new(None),
+            lose_first_kept_port: Mutex::new(false),
+            last_reply_was_rnto: Mutex::new(false),
+            refuse_epsv: None,
+            epsvs: Mutex::new(0),
+            give_up_first_store: Mutex::new(false),
             refused: Mutex::new(false),
         }
     }
@@ -40,6 +55,18 @@ impl Behaviour for PretendPureFtpd {
             && let Some(armed) = self.fail_first_store.lock().unwrap().as_mut()
         {
             *armed = true;
+        }
+        if verb == "EPSV" {
+            let mut n = self.epsvs.lock().unwrap();
+            *n += 1;
+            if self.refuse_epsv == Some(*n) {
+                return Verdict::Answer("425 No passive port free just now (test proxy)".into());
+            }
+        }
+        if verb == "STOR" && std::mem::take(&mut *self.give_up_first_store.lock().unwrap()) {
+            return Verdict::Answer(
+                "150 Opening (test proxy)\r\n425 Gave up on the data connection (test proxy)".into(),
+            );
         }
         match verb {
             "MFMT" => {
@@ -63,6 +90,10 @@ impl Behaviour for PretendPureFtpd {
     }
 
     fn reply(&self, line: &str) -> Option<String> {
+        let after_rnto = std::mem::replace(&mut *self.last_reply_was_rnto.lock().unwrap(), line.starts_with("250 "));
+        if after_rnto && line.starts_with("229 ") && std::mem::take(&mut *self.lose_first_kept_port.lock().unwrap()) {
+            return Some("229 Extended Passive mode OK (|||1|)\r\n".into());
+        }
         if line.starts_with("220 ") {
             Some("220---------- Welcome to Pure-FTPd [privsep] ----------\r\n220 (ftpmonitor test proxy)\r\n".into())
         } else if line.starts_with("226 ") && self.fail_first_store.lock().unwrap().take_if(|armed| *armed).is_some() {
@@ -209,4 +240,34 @@ fn a_store_refused_after_its_data_is_sent_again_from_the_first_byte() {
     assert!(!done.daemon.log().contains("changed while"), "{}", ctx());
     let stors = proxy.commands().iter().filter(|c| verb(c) == "STOR").count();
     assert_eq!(stors, files.len() + 1, "{}", ctx());
+}
+
+#[test]
+fn a_port_asked_for_ahead_that_cannot_be_reached_is_not_asked_for_again() {
+    let behaviour = PretendPureFtpd { lose_first_kept_port: Mutex::new(true), ..PretendPureFtpd::new(false) };
+    let (done, proxy, _files) = run_through_proxy(behaviour);
+    let ctx = || context(&done.daemon, &proxy);
+    assert!(done.daemon.log().contains("could not be reached"), "{}", ctx());
+    // The first rename asked for the next upload's port; none after it did.
+    let with_epsv = proxy.sent_together().iter().filter(|c| verb(c) == "RNTO").count();
+    assert_eq!(with_epsv, 1, "{}", ctx());
+}
+
+#[test]
+fn a_passing_refusal_of_epsv_before_an_upload_does_not_switch_to_pasv() {
+    // The first EPSV is the listing's; the second, the first upload's own.
+    let behaviour = PretendPureFtpd { refuse_epsv: Some(2), ..PretendPureFtpd::new(false) };
+    let (done, proxy, _files) = run_through_proxy(behaviour);
+    let ctx = || context(&done.daemon, &proxy);
+    assert!(proxy.count("EPSV") > 2, "{}", ctx());
+    assert_eq!(proxy.count("PASV"), 0, "{}", ctx());
+}
+
+#[test]
+fn a_store_given_up_right_after_its_150_is_tried_again_on_the_same_connection() {
+    let behaviour = PretendPureFtpd { give_up_first_store: Mutex::new(true), ..PretendPureFtpd::new(false) };
+    let (done, proxy, _files) = run_through_proxy(behaviour);
+    let ctx = || context(&done.daemon, &proxy);
+    // Both replies were read: the session stayed in step and was kept (one login).
+    assert_eq!(proxy.count("USER"), 1, "{}", ctx());
 }
