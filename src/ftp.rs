@@ -325,6 +325,7 @@ impl Connector {
             pipeline_off: Arc::clone(&self.pipeline_off),
             kept_ports_off: Arc::clone(&self.kept_ports_off),
             ready_port: None,
+            jobs_waiting: None,
             broken: false,
             visible_temp: Arc::clone(&self.visible_temp),
             timeout: self.timeout,
@@ -451,6 +452,8 @@ pub struct Session {
     ready_port: Option<(SocketAddr, std::time::Instant)>,
     /// The job's "kept ports do not work" switch (see [`Connector`]).
     kept_ports_off: Arc<AtomicBool>,
+    /// How many jobs wait for a worker (see [`Session::expect_more_uploads`]).
+    jobs_waiting: Option<Arc<std::sync::atomic::AtomicUsize>>,
     /// A connection-level error was ignored: drop the session after this job.
     broken: bool,
     /// The job's "no dot in temporary names" switch (see [`Connector`]).
@@ -1031,6 +1034,13 @@ impl Session {
         None
     }
 
+    /// Gives the session the count of jobs waiting for a worker: a rename
+    /// asks for the next upload's port only while there is work waiting, so a
+    /// single upload now and then leaves no unused listener on the server.
+    pub fn expect_more_uploads(&mut self, waiting: Arc<std::sync::atomic::AtomicUsize>) {
+        self.jobs_waiting = Some(waiting);
+    }
+
     /// Whether this session sends commands in pipelines.
     pub fn pipelines(&self) -> bool {
         self.pipelining && !self.pipeline_off.load(Ordering::Relaxed)
@@ -1391,7 +1401,8 @@ impl Session {
         if !self.rename_over_refused && self.pipelines() {
             // With EPSV: the next upload's passive port in the same round trip.
             let mut cmds = vec![format!("RNFR {tmp}"), format!("RNTO {target}")];
-            if self.epsv && !self.kept_ports_off.load(Ordering::Relaxed) {
+            let more = self.jobs_waiting.as_ref().is_some_and(|n| n.load(Ordering::Relaxed) > 0);
+            if more && self.epsv && !self.kept_ports_off.load(Ordering::Relaxed) {
                 cmds.push("EPSV".to_string());
             }
             let mut replies = self.pipeline(&cmds)?.into_iter();

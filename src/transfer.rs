@@ -16,6 +16,8 @@ use crate::ftp::{Connector, Failure, Kind, Session};
 
 pub struct Pool {
     jobs: Option<Sender<Job>>,
+    /// Jobs handed out that no worker has taken yet.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     handles: Vec<JoinHandle<()>>,
     abort: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
@@ -38,6 +40,7 @@ impl Pool {
         let rx = Arc::new(Mutex::new(rx));
         let abort = Arc::new(AtomicBool::new(false));
         let stopping = Arc::new(AtomicBool::new(false));
+        let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut handles = Vec::with_capacity(n);
         // The server answered a moment ago: the other workers log in now, while
         // the first one starts, instead of when their first job comes (a
@@ -47,6 +50,7 @@ impl Pool {
             let worker = Worker {
                 connector: connector.clone(),
                 prewarm,
+                waiting: Arc::clone(&waiting),
                 session: first.take(),
                 watch_dir: watch_dir.clone(),
                 abort: Arc::clone(&abort),
@@ -57,13 +61,14 @@ impl Pool {
                 std::thread::Builder::new().name(format!("transfer-{i}")).spawn(move || worker.run(&rx, &events))?;
             handles.push(handle);
         }
-        Ok(Self { jobs: Some(tx), handles, abort, stopping })
+        Ok(Self { jobs: Some(tx), waiting, handles, abort, stopping })
     }
 
     /// A pool with no workers, left behind once the real one is joined.
     pub fn empty() -> Self {
         Self {
             jobs: None,
+            waiting: Arc::default(),
             handles: Vec::new(),
             abort: Arc::new(AtomicBool::new(false)),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -74,6 +79,7 @@ impl Pool {
     /// than there are idle workers.
     pub fn submit(&self, job: Job) {
         if let Some(tx) = &self.jobs {
+            self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // Workers only stop after `close`.
             let _ = tx.send(job);
         }
@@ -127,6 +133,8 @@ struct Worker {
     connector: Connector,
     /// Log in before the first job (see [`Pool::start`]).
     prewarm: bool,
+    /// See [`Pool::waiting`]: the sessions' hint that another upload follows.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     session: Option<Session>,
     watch_dir: PathBuf,
     abort: Arc<AtomicBool>,
@@ -149,6 +157,7 @@ impl Worker {
                 rx.recv()
             };
             let Ok(job) = job else { break };
+            self.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             let started = Instant::now();
             let result = if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
                 Err(Failure::new(Kind::Aborted, "not started: shutting down"))
@@ -216,6 +225,7 @@ impl Worker {
             Some(s) => s,
             None => self.connector.connect()?,
         };
+        session.expect_more_uploads(Arc::clone(&self.waiting));
         let result = match job {
             Job::Upload { rel, resume, snapshot, .. } => {
                 let local = rel.to_local(&self.watch_dir);
