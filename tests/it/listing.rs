@@ -147,6 +147,18 @@ fn at(date: time::Date, h: u8, m: u8, s: u8) -> SystemTime {
 }
 
 /// Logs in through the proxy with suppaftp.
+/// The paths the server recorded STORs for, in order.
+fn stored_paths(d: &crate::support::Daemon) -> Vec<String> {
+    d.server()
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ServerEvent::Stored { path, .. } => Some(path),
+            _ => None,
+        })
+        .collect()
+}
+
 fn login_through(proxy: &FtpProxy) -> FtpStream {
     let mut ftp = FtpStream::connect((PROXY_IP, proxy.port())).expect("connect to the proxy");
     ftp.get_ref().set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -302,15 +314,7 @@ fn first_sync_against_a_dos_listing_server_uploads_only_what_differs() {
     assert!(proxy.count("LIST") >= 2, "fewer than two LISTs through the proxy\n{}", context());
     assert_eq!(proxy.count("MLSD") + proxy.count("MLST"), 0, "{}", context());
 
-    let stored: Vec<String> = d
-        .server()
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            ServerEvent::Stored { path, .. } => Some(path),
-            _ => None,
-        })
-        .collect();
+    let stored = stored_paths(d);
     assert_eq!(stored, vec![format!("/upload/.differs.txt{TEMP_SUFFIX}")], "{}", context());
     let log = d.own_log();
     for (rel, _) in same {
@@ -407,14 +411,6 @@ fn a_failed_listing_and_a_hidden_directory_do_not_make_what_is_below_them_count_
     let context = || format!("{}\n--- proxy commands ---\n{:#?}", d.diagnostics(), proxy.commands());
     assert_eq!(out.status.code(), Some(EXIT_OK), "exit status {}\n{}", out.status, context());
     assert_eq!(d.remote("sub/new.txt").as_deref(), Some(b"new".as_slice()), "{}", context());
-    let stored: Vec<String> = d
-        .server()
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            ServerEvent::Stored { path, .. } => Some(path),
-            _ => None,
-        })
-        .collect();
+    let stored = stored_paths(d);
     assert_eq!(stored, vec![format!("/upload/sub/.new.txt{TEMP_SUFFIX}")], "{}", context());
 }
