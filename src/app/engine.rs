@@ -354,7 +354,57 @@ impl App {
 
     /// Whether a journal entry is still within what this run syncs.
     fn in_scope(&self, rel: &RelPath) -> bool {
-        (self.cfg.recursive || rel.parent().is_none()) && !self.cfg.excludes.is_match(rel.as_str())
+        self.out_of_scope(rel).is_none()
+    }
+
+    /// Why `rel` is outside what this run syncs now, if it is.
+    fn out_of_scope(&self, rel: &RelPath) -> Option<&'static str> {
+        if !self.cfg.recursive && rel.parent().is_some() {
+            Some("below the top level (--no-recursive) now; dropped from the queue")
+        } else if self.cfg.excludes.is_match(rel.as_str()) {
+            Some("excluded now; dropped from the queue")
+        } else {
+            None
+        }
+    }
+
+    /// The job as it may run now: scope is checked again when a job is handed to a
+    /// worker, whatever queued it (the journal's queue after a restart, a retry, a plan
+    /// made before SIGHUP added an exclude), so that nothing out of scope leaves the
+    /// machine. A rename to an excluded name is the delete of the old one; a rename from
+    /// one is the upload of the new one.
+    fn scoped(&mut self, job: Job) -> Option<Job> {
+        let (rel, why) = match &job {
+            Job::Upload { rel, .. } | Job::Delete(rel) => match self.out_of_scope(rel) {
+                Some(why) => (rel.clone(), why),
+                None => return Some(job),
+            },
+            Job::Rename { from, to } => {
+                return match (self.out_of_scope(from), self.out_of_scope(to)) {
+                    (None, None) => Some(job),
+                    (None, Some(why)) => {
+                        self.skip_once(to.as_str(), why);
+                        self.batch.dequeue(to.clone());
+                        self.batch.queue(from.clone(), Op::Delete);
+                        Some(Job::Delete(from.clone()))
+                    }
+                    (Some(why), to_ok) => {
+                        self.skip_once(from.as_str(), why);
+                        if to_ok.is_none() {
+                            self.plan(to.clone());
+                        } else {
+                            self.batch.dequeue(to.clone());
+                        }
+                        None
+                    }
+                };
+            }
+            _ => return Some(job),
+        };
+        self.skip_once(rel.as_str(), why);
+        self.retries.remove(rel.as_str());
+        self.batch.dequeue(rel);
+        None
     }
 
     /// Compares the tree with the server's listings: one listing per local
@@ -640,8 +690,9 @@ impl App {
                 && (self.pending.is_empty() || self.large_in_flight == 0);
             let job = if take_large { self.pending_large.pop_front() } else { self.pending.pop_front() };
             let Some(job) = job else { break };
+            self.queued.remove(&job.key());
+            let Some(job) = self.scoped(job) else { continue };
             let key = job.key();
-            self.queued.remove(&key);
             self.in_flight.insert(key, take_large);
             if take_large {
                 self.large_in_flight += 1;

@@ -20,6 +20,7 @@ mod login;
 mod pipeline;
 mod privdrop;
 mod safety;
+mod scope;
 mod service;
 mod signals;
 mod sync;
