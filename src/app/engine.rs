@@ -380,7 +380,11 @@ impl App {
                 None => return Some(job),
             },
             Job::Rename { from, to } => {
-                return match (self.out_of_scope(from), self.out_of_scope(to)) {
+                let decision = (self.out_of_scope(from), self.out_of_scope(to));
+                if decision != (None, None) {
+                    self.renaming.remove(from);
+                }
+                return match decision {
                     (None, None) => Some(job),
                     (None, Some(why)) => {
                         self.skip_once(to.as_str(), why);
@@ -633,18 +637,32 @@ impl App {
     /// queued.
     pub(super) fn enqueue(&mut self, job: Job) -> bool {
         let key = job.key();
-        if self.in_flight.contains_key(&key) {
+        // A rename holds its old name too (see `renaming`): nothing may store
+        // a new file there before the server has moved the old one away.
+        let held = job.path().filter(|p| self.renaming.contains(*p));
+        if self.in_flight.contains_key(&key) || held.is_some() {
             if let Some(p) = job.path() {
+                debug!("{} waits for the job running on {p}", job_what(&job));
                 self.dirty.insert(p.clone());
             }
             return false;
         }
         if self.queued.contains(&key) {
             // The newer intent for a path wins (an upload after a queued
-            // delete, a delete after a queued upload).
+            // delete, a delete after a queued upload), except over a rename,
+            // whose old name would stay on the server: the path is looked at
+            // again once the rename is done.
             if job.path().is_some() {
                 for q in [&mut self.pending, &mut self.pending_large] {
                     if let Some(slot) = q.iter_mut().find(|j| j.key() == key) {
+                        if matches!(slot, Job::Rename { .. }) {
+                            debug!("{} waits for the {}", job_what(&job), job_what(slot));
+                            if let Some(p) = job.path() {
+                                self.dirty.insert(p.clone());
+                            }
+                            return false;
+                        }
+                        debug!("queued {} instead of {}", job_what(&job), job_what(slot));
                         *slot = job;
                         return true;
                     }
@@ -666,6 +684,12 @@ impl App {
             return false;
         }
         self.queued.insert(key);
+        if job.path().is_some() {
+            debug!("queued {}", job_what(&job));
+        }
+        if let Job::Rename { from, .. } = &job {
+            self.renaming.insert(from.clone());
+        }
         match job {
             Job::Upload { size, .. } if size >= LARGE => self.pending_large.push_back(job),
             _ => self.pending.push_back(job),
@@ -729,11 +753,18 @@ impl App {
             }
             Err(f) => self.on_failure(job.clone(), f, now),
         }
-        if let Some(p) = job.path()
-            && self.dirty.remove(p)
-            && self.stop.is_none()
+        let mut look_again = vec![job.path()];
+        if let Job::Rename { from, .. } = &job
+            && !self.queued.contains(&job.key())
         {
-            self.touch(p.clone(), now);
+            // Done (not queued again after a lost connection): the old name is free.
+            self.renaming.remove(from);
+            look_again.push(Some(from));
+        }
+        for p in look_again.into_iter().flatten() {
+            if self.dirty.remove(p) && self.stop.is_none() {
+                self.touch(p.clone(), now);
+            }
         }
     }
 
@@ -1034,6 +1065,16 @@ fn job_name(job: &Job) -> String {
         Job::List(dir) => format!("listing of {}", dir.as_ref().map_or_else(|| "/".to_string(), ToString::to_string)),
         Job::RemoveTemp(rel) => format!("temporary upload of {rel}"),
         Job::RemoveDir(dir) => Escaped(dir).to_string(),
+    }
+}
+
+/// A file job, for a debug line about a decision: `upload of a/b.txt`.
+fn job_what(job: &Job) -> String {
+    match job {
+        Job::Upload { rel, .. } => format!("upload of {rel}"),
+        Job::Delete(rel) => format!("delete of {rel}"),
+        Job::Rename { from, to } => format!("rename of {from} to {to}"),
+        other => job_name(other),
     }
 }
 

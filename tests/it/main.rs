@@ -19,6 +19,7 @@ mod listing;
 mod login;
 mod pipeline;
 mod privdrop;
+mod renames;
 mod safety;
 mod scope;
 mod service;
