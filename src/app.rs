@@ -235,6 +235,9 @@ struct App {
     dirty: HashSet<RelPath>,
     /// The old names of the renames queued or running: they are busy too.
     renaming: HashSet<RelPath>,
+    /// Paths whose old kind is being removed from the server before they are
+    /// planned again (see `engine::old_kind_in_the_way`).
+    replaced: HashSet<RelPath>,
     retry_at: BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
     retry_jobs: HashMap<u64, Job>,
     retries: HashMap<String, Retry>,
@@ -333,6 +336,7 @@ impl App {
             large_in_flight: 0,
             dirty: HashSet::new(),
             renaming: HashSet::new(),
+            replaced: HashSet::new(),
             retry_at: BinaryHeap::new(),
             retry_jobs: HashMap::new(),
             retries: HashMap::new(),

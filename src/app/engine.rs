@@ -574,7 +574,10 @@ impl App {
                 self.skip_once(rel.as_str(), "not a regular file (socket, FIFO or device)");
                 self.batch.dequeue(rel);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.plan_gone(rel),
+            // A parent that is a file now (a directory replaced by a file) is gone too.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                self.plan_gone(rel)
+            }
             Err(e) => {
                 self.skip_once(rel.as_str(), &format!("cannot read: {e}"));
                 self.batch.dequeue(rel);
@@ -585,6 +588,9 @@ impl App {
     /// A regular file: upload it unless the journal says the server has
     /// these bytes. Returns whether an upload was queued.
     fn plan_file(&mut self, rel: RelPath, stamp: Stamp) -> bool {
+        if self.old_kind_in_the_way(&rel) {
+            return false;
+        }
         if let Some(s) = self.synced.get(&rel).copied()
             && s.size == stamp.len
         {
@@ -598,6 +604,63 @@ impl App {
             return self.queue_upload(rel, stamp, s.hash);
         }
         self.queue_upload(rel, stamp, None)
+    }
+
+    /// Whether the server still has `rel`'s old kind where the file must go: a
+    /// directory of that name (synced files below it), or a file where one of its
+    /// directories must be. With `--delete` the old one is removed first (its deletes,
+    /// then the empty directory) and the path planned again once that is done;
+    /// without, the path cannot be published and is skipped with a log line.
+    fn old_kind_in_the_way(&mut self, rel: &RelPath) -> bool {
+        if self.replaced.contains(rel) {
+            // Being removed: planned again once it is gone.
+            return true;
+        }
+        let below: Vec<RelPath> = self.synced_below(rel).cloned().collect();
+        let file_above = std::iter::successors(rel.parent(), |p| p.rsplit_once('/').map(|(d, _)| d))
+            .filter_map(RelPath::parse)
+            .find(|a| self.synced.contains_key(a));
+        if below.is_empty() && file_above.is_none() {
+            return false;
+        }
+        if !self.cfg.delete {
+            let why = if below.is_empty() {
+                "the server has a file where its directory must be; --delete replaces it"
+            } else {
+                "the server has a directory of this name; --delete replaces it"
+            };
+            self.skip_once(rel.as_str(), why);
+            self.batch.dequeue(rel.clone());
+            return true;
+        }
+        let (old, doomed) = match file_above {
+            Some(file) => (file.clone(), vec![file]),
+            None => (rel.clone(), below),
+        };
+        debug!(
+            "{rel}: the server still has {old} as a {}; removing that first",
+            if old == *rel { "directory" } else { "file" }
+        );
+        self.replaced.insert(old);
+        self.batch.dequeue(rel.clone());
+        for t in doomed {
+            self.batch.queue(t.clone(), Op::Delete);
+            self.enqueue(Job::Delete(t));
+        }
+        true
+    }
+
+    /// A path whose old kind was removed from the server (see
+    /// [`App::old_kind_in_the_way`]) is planned again.
+    fn old_kind_gone(&mut self, rel: &RelPath) {
+        if self.replaced.remove(rel) {
+            self.plan(rel.clone());
+        }
+    }
+
+    /// The path below REMOTE_DIR of a full remote path.
+    fn rel_of_remote(&self, remote: &str) -> Option<RelPath> {
+        remote.strip_prefix(&self.cfg.remote_dir).map(|r| r.trim_start_matches('/')).and_then(RelPath::parse)
     }
 
     fn queue_upload(&mut self, rel: RelPath, stamp: Stamp, known: Option<[u8; 32]>) -> bool {
@@ -796,6 +859,7 @@ impl App {
                 self.batch.forget(rel.clone());
                 info!("deleted {rel} on the server");
                 self.remove_empty_dirs(rel.parent().and_then(RelPath::parse));
+                self.old_kind_gone(rel);
             }
             (Job::Rename { from, to }, _) => {
                 let moved: Vec<RelPath> = if self.synced.contains_key(from) {
@@ -845,11 +909,10 @@ impl App {
                 self.created_dirs.remove(dir);
                 self.batch.dir_removed(dir.clone());
                 info!("removed the empty directory {} on the server", Escaped(dir));
-                let parent = dir
-                    .strip_prefix(&self.cfg.remote_dir)
-                    .map(|r| r.trim_start_matches('/'))
-                    .and_then(|r| r.rsplit_once('/').map(|(p, _)| p.to_string()));
-                self.remove_empty_dirs(parent.as_deref().and_then(RelPath::parse));
+                if let Some(rel) = self.rel_of_remote(dir) {
+                    self.remove_empty_dirs(rel.parent().and_then(RelPath::parse));
+                    self.old_kind_gone(&rel);
+                }
             }
             (job, _) => debug!("{} done", job_name(job)),
         }
@@ -857,16 +920,24 @@ impl App {
 
     /// With `--delete`: a remote directory this tool created, that is gone
     /// locally and holds no synced file any more, is removed.
+    /// Also a directory the tool did not create, when a file took its name (or the
+    /// name of one above it) locally: the file cannot be published otherwise.
     fn remove_empty_dirs(&mut self, dir: Option<RelPath>) {
         let Some(dir) = dir else { return };
-        if !self.cfg.delete || dir.to_local(&self.cfg.watch_dir).exists() {
+        let local = std::fs::symlink_metadata(dir.to_local(&self.cfg.watch_dir));
+        if !self.cfg.delete || local.as_ref().is_ok_and(std::fs::Metadata::is_dir) {
             return;
         }
         if self.synced_below(&dir).next().is_some() {
             return;
         }
         let remote = dir.to_remote(&self.cfg.remote_dir);
-        if self.created_dirs.contains(&remote) {
+        if local.is_ok() {
+            // A file has the directory's name now.
+            self.replaced.insert(dir.clone());
+        }
+        let replaced = self.replaced.iter().any(|r| dir.starts_with(r));
+        if self.created_dirs.contains(&remote) || replaced {
             self.enqueue(Job::RemoveDir(remote));
         }
     }
@@ -956,9 +1027,17 @@ impl App {
                 }
                 Job::RemoveTemp(_) => debug!("{f}"),
                 Job::RemoveDir(dir) => {
-                    debug!("{f}; leaving the directory");
+                    let rel = self.rel_of_remote(&dir);
+                    if let Some(rel) = rel.as_ref().filter(|r| self.replaced.contains(*r)) {
+                        warn!("warning: {f}: the file {rel} cannot replace that directory until it is empty");
+                    } else {
+                        debug!("{f}; leaving the directory");
+                    }
                     self.created_dirs.remove(&dir);
                     self.batch.dir_removed(dir);
+                    if let Some(rel) = rel {
+                        self.old_kind_gone(&rel);
+                    }
                 }
                 job => self.retry_later(job, &f, now),
             },
