@@ -47,3 +47,20 @@ fn with_delete_a_file_replaced_by_a_directory_is_replaced_on_the_server() {
     d.write("d/x.txt", b"now inside a directory");
     d.wait_remote("d/x.txt", b"now inside a directory");
 }
+
+#[test]
+fn without_delete_a_directory_replaced_by_a_file_is_skipped_with_one_line() {
+    let t = Test::new();
+    t.write("d/x.txt", b"inside the directory");
+    let d = t.start();
+    d.wait_remote("d/x.txt", b"inside the directory");
+    d.wait_for_upload_line("d/x.txt");
+
+    std::fs::remove_dir_all(d.watch_dir().join("d")).unwrap();
+    d.write("d", b"now a file of that name");
+    d.wait_for_log("skipping d: the server has a directory of this name; --delete replaces it");
+    d.write("after.txt", b"after");
+    d.wait_remote("after.txt", b"after");
+    assert_eq!(d.remote("d/x.txt").as_deref(), Some(&b"inside the directory"[..]), "{}", d.diagnostics());
+    assert!(!d.log().contains("rename to /upload/d"), "the file was tried anyway\n{}", d.diagnostics());
+}
