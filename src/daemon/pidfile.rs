@@ -112,11 +112,22 @@ impl PidFile {
 
     /// `remove`, calling `between` after the unlink and before the unlock:
     /// the moment another instance starting now may jump in (for tests).
+    ///
+    /// After `--run-as` the daemon may no longer be allowed to unlink the
+    /// file (`/var/run` is root's). Then it empties the file through the
+    /// descriptor it still has open for writing: an empty, unlocked file
+    /// names nobody, so neither `status` nor logrotate's `pkill -F FILE -L`
+    /// (which wants the file locked) can mistake a later owner of the PID
+    /// for the daemon.
     fn remove_with(self, between: impl FnOnce()) {
         if is_at(&self.file, &self.path)
             && let Err(e) = std::fs::remove_file(&self.path)
         {
-            log::warn!("warning: cannot remove PID file {}: {e}", EscapedPath(&self.path));
+            let shown = EscapedPath(&self.path);
+            match self.file.set_len(0) {
+                Ok(()) => log::debug!("PID file {shown} emptied, as it cannot be removed: {e}"),
+                Err(e2) => log::warn!("warning: cannot remove PID file {shown} ({e}) nor empty it ({e2}): remove it"),
+            }
         }
         between();
         drop(self.file);
