@@ -186,6 +186,14 @@ struct Retry {
     last_message: String,
 }
 
+/// A file that changed while it was read, uploads in a row.
+#[derive(Debug, Default)]
+struct Changing {
+    attempts: u32,
+    /// When the operator was last told that it will not hold still.
+    warned: Option<Instant>,
+}
+
 /// The server's reachability, for the global back-off.
 #[derive(Debug, Default)]
 struct ServerState {
@@ -254,8 +262,8 @@ struct App {
     list_children: HashMap<String, Vec<RelPath>>,
     /// Halves of moves waiting for their pair (see `engine::flush_moves`).
     moves: Vec<(crate::watcher::Change, Instant)>,
-    /// Uploads in a row that the file outran (it changed while read).
-    changed_streak: HashMap<RelPath, u32>,
+    /// Files whose last uploads they outran (they changed while read).
+    changed_streak: HashMap<RelPath, Changing>,
     /// Uploads that broke off, with the file's stamp then: they may resume.
     partial: HashMap<RelPath, crate::ftp::Stamp>,
     root_held: bool,
@@ -616,6 +624,7 @@ impl App {
         self.cfg.excludes = new.excludes;
         self.cfg.delete = new.delete;
         self.cfg.max_delete = new.max_delete;
+        self.cfg.publish_changing = new.publish_changing;
         if self.cfg.rescan_interval != new.rescan_interval {
             self.cfg.rescan_interval = new.rescan_interval;
             self.next_rescan = new.rescan_interval.map(|d| Instant::now() + d);

@@ -145,6 +145,9 @@ pub struct Config {
     pub max_delete: u8,
     pub once: bool,
     pub dry_run: bool,
+    /// Publish copies that changed while they were read (snapshots of files
+    /// that never hold still).
+    pub publish_changing: bool,
 
     pub config_file: Option<PathBuf>,
 }
@@ -300,6 +303,7 @@ impl Config {
             max_delete,
             once,
             dry_run: y.dry_run || file.dry_run.unwrap_or(false),
+            publish_changing: y.publish_changing || file.publish_changing.unwrap_or(false),
             config_file,
         })
     }
@@ -615,6 +619,8 @@ struct FileConfig {
     once: Option<bool>,
     #[serde(alias = "dry_run")]
     dry_run: Option<bool>,
+    #[serde(alias = "publish_changing")]
+    publish_changing: Option<bool>,
 }
 
 impl FileConfig {

@@ -26,8 +26,8 @@ const SERVER_CAP: Duration = Duration::from_secs(60);
 const RELOG: Duration = Duration::from_secs(600);
 /// `--once` gives a file, and the server, this many attempts.
 const ONCE_ATTEMPTS: u32 = 5;
-/// After this many uploads in a row that the file outran, the next one is
-/// published as it was read.
+/// After this many uploads in a row that the file outran, it is reported (and,
+/// with `--publish-changing`, the next copy is published as it was read).
 const SNAPSHOT_AFTER: u32 = 2;
 /// How long the halves of a move wait for the rename event that pairs them.
 const MOVE_PAIRING: Duration = Duration::from_millis(100);
@@ -666,7 +666,8 @@ impl App {
     fn queue_upload(&mut self, rel: RelPath, stamp: Stamp, known: Option<[u8; 32]>) -> bool {
         self.batch.queue(rel.clone(), Op::Upload);
         let resume = self.partial.get(&rel).copied();
-        let snapshot = self.changed_streak.get(&rel).is_some_and(|n| *n >= SNAPSHOT_AFTER);
+        let snapshot =
+            self.cfg.publish_changing && self.changed_streak.get(&rel).is_some_and(|c| c.attempts >= SNAPSHOT_AFTER);
         self.enqueue(Job::Upload { rel, size: stamp.len, resume, snapshot, known })
     }
 
@@ -956,18 +957,31 @@ impl App {
         match f.kind {
             Kind::Changed => {
                 if let Some(p) = job.path() {
-                    let streak = self.changed_streak.entry(p.clone()).or_insert(0);
-                    *streak += 1;
-                    if *streak >= SNAPSHOT_AFTER {
-                        // It never goes quiet: publish what is read next time,
-                        // as the journal keeps its stamp from before the read,
-                        // the settled version follows once it is quiet.
+                    let publish_changing = self.cfg.publish_changing;
+                    let c = self.changed_streak.entry(p.clone()).or_default();
+                    c.attempts += 1;
+                    if publish_changing && c.attempts >= SNAPSHOT_AFTER {
+                        // It never goes quiet and the operator wants snapshots:
+                        // publish what is read next time. The journal keeps its
+                        // stamp from before the read, so the settled version
+                        // follows once it is quiet.
                         info!("{p} keeps changing while it is uploaded; sending a snapshot of it now");
                         self.plan(p.clone());
-                    } else {
-                        debug!("{f}; uploading it once it is quiet");
-                        self.touch(p.clone(), now);
+                        return;
                     }
+                    // A copy that changed while it was read is never published:
+                    // a receiver would take the torn file for the real one.
+                    debug!("{f}; uploading it once it is quiet");
+                    if c.attempts >= SNAPSHOT_AFTER && c.warned.is_none_or(|t| now.duration_since(t) >= RELOG) {
+                        warn!(
+                            "warning: {p} keeps changing while it is read ({} attempts); a copy that changed \
+                             while it was read is never published, so it goes up once it holds still \
+                             (--publish-changing publishes such copies)",
+                            c.attempts
+                        );
+                        c.warned = Some(now);
+                    }
+                    self.touch(p.clone(), now);
                 }
             }
             Kind::Vanished => {

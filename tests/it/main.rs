@@ -10,6 +10,7 @@
 
 mod support;
 
+mod changing;
 mod check;
 mod cli;
 mod daemon;
