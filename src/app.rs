@@ -306,6 +306,7 @@ impl App {
             journal.load_synced().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
         let created_dirs = journal.load_dirs().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
         let leftovers = journal.load_queue().map_err(|e| Error::runtime(e.to_string()))?;
+        let uploads = journal.load_uploads().map_err(|e| Error::runtime(e.to_string()))?;
 
         let watcher = if cfg.once {
             None
@@ -372,6 +373,7 @@ impl App {
             args,
             cfg,
         };
+        app.resume_uploads(uploads);
         let queued = if app.synced.is_empty() {
             app.compare_with_server("first sync of this job")
         } else {
@@ -660,6 +662,15 @@ impl App {
         self.progress.finish();
         let summary = format!("{} file(s), {} uploaded", self.uploaded_files, human_bytes(self.uploaded_bytes));
         if self.cfg.once && self.stop.is_none() {
+            if self.root_held {
+                error!(
+                    "error: {} file(s) synced before, but the watch directory {} is missing or empty: nothing \
+                     was synced; check that its disk is mounted",
+                    self.synced.len(),
+                    EscapedPath(&self.cfg.watch_dir)
+                );
+                return ExitCode::from(1);
+            }
             if self.failed_for_good.is_empty() {
                 info!("done: {summary}");
                 return ExitCode::SUCCESS;

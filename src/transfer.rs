@@ -235,6 +235,7 @@ impl Worker {
             Job::Rename { from, to } => session.rename(from, to).map(|()| Done::Ok),
             Job::List(dir) => session.list(dir.as_ref()).map(Done::Listed),
             Job::RemoveTemp(rel) => session.remove_temp(rel).map(|()| Done::Ok),
+            Job::RemoveAside { rel, restore } => session.remove_aside(rel, *restore).map(|()| Done::Ok),
             Job::RemoveDir(dir) => session.remove_dir(dir).map(|()| Done::Ok),
         };
         match &result {

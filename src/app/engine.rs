@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 
 use super::{App, Awaiting, Retry};
-use crate::config::TEMP_SUFFIX;
+use crate::config::{ASIDE_SUFFIX, TEMP_SUFFIX};
 use crate::event::{Done, Job, Outcome};
 use crate::ftp::{Failure, Kind, RemoteEntry, Stamp};
 use crate::journal::{Op, Synced, mtime_ns};
@@ -502,16 +502,24 @@ impl App {
             self.queue_upload(rel, stamp, None);
         }
         self.progress.add(queued as u64);
-        // Temporary uploads left by a crash, whose file is not being sent now.
+        // Temporary uploads left by a crash, whose file is not being sent now,
+        // and old copies a crash left renamed aside.
         if let Job::List(dir) = job {
+            let rel_of = |name: &str| {
+                RelPath::parse(&dir.as_ref().map_or_else(|| name.to_string(), |d| format!("{}/{name}", d.as_str())))
+            };
             for e in &entries {
                 if let Some(name) = e.name.strip_suffix(TEMP_SUFFIX).map(|n| n.strip_prefix('.').unwrap_or(n))
                     && !local_names.contains(name)
+                    && let Some(rel) = rel_of(name)
                 {
-                    let full = dir.as_ref().map_or_else(|| name.to_string(), |d| format!("{}/{name}", d.as_str()));
-                    if let Some(rel) = RelPath::parse(&full) {
-                        self.enqueue(Job::RemoveTemp(rel));
-                    }
+                    self.enqueue(Job::RemoveTemp(rel));
+                }
+                if let Some(name) = e.name.strip_suffix(ASIDE_SUFFIX)
+                    && let Some(rel) = rel_of(name)
+                {
+                    let restore = local_names.contains(name) || !self.cfg.delete;
+                    self.enqueue(Job::RemoveAside { rel, restore });
                 }
             }
         }
@@ -528,6 +536,37 @@ impl App {
                 self.enqueue(Job::List(Some(child)));
             } else {
                 self.on_listing(&Job::List(Some(child)), None, true);
+            }
+        }
+    }
+
+    /// Uploads a previous run left under way (a crash, `kill -9`, an abort at
+    /// shutdown): each resumes where the server's temporary file ends if the
+    /// local file is still exactly as it was, else starts over (its temporary
+    /// file is removed if the file is gone); an old copy an interrupted
+    /// publish left renamed aside is cleaned up either way.
+    /// Called before the first reconcile, which then plans them as resumable.
+    pub(super) fn resume_uploads(&mut self, uploads: Vec<(RelPath, u64, i64)>) {
+        for (rel, size, mtime) in uploads {
+            let local = std::fs::symlink_metadata(rel.to_local(&self.cfg.watch_dir)).ok().filter(|m| m.is_file());
+            let restore = local.is_some() || !self.cfg.delete;
+            self.enqueue(Job::RemoveAside { rel: rel.clone(), restore });
+            match local.map(|m| Stamp::of(&m)) {
+                Some(stamp) if stamp.len == size && mtime_ns(stamp.mtime) == mtime => {
+                    debug!("{rel}: an upload of it was under way; resuming it");
+                    self.partial.insert(rel.clone(), stamp);
+                    self.batch.queue(rel, Op::Upload);
+                }
+                Some(_) => {
+                    // Sent again from the start, over its temporary file.
+                    debug!("{rel}: an upload of it was under way, and it changed since; starting over");
+                    self.batch.upload_ended(rel.clone());
+                    self.batch.queue(rel, Op::Upload);
+                }
+                None => {
+                    self.batch.upload_ended(rel.clone());
+                    self.enqueue(Job::RemoveTemp(rel));
+                }
             }
         }
     }
@@ -668,7 +707,7 @@ impl App {
         let resume = self.partial.get(&rel).copied();
         let snapshot =
             self.cfg.publish_changing && self.changed_streak.get(&rel).is_some_and(|c| c.attempts >= SNAPSHOT_AFTER);
-        self.enqueue(Job::Upload { rel, size: stamp.len, resume, snapshot, known })
+        self.enqueue(Job::Upload { rel, stamp, resume, snapshot, known })
     }
 
     /// The path is gone locally.
@@ -736,10 +775,13 @@ impl App {
         }
         if self.cfg.dry_run && !matches!(job, Job::List(_)) {
             match &job {
-                Job::Upload { rel, size, .. } => info!("dry run: would upload {rel} ({})", super::human_bytes(*size)),
+                Job::Upload { rel, stamp, .. } => {
+                    info!("dry run: would upload {rel} ({})", super::human_bytes(stamp.len));
+                }
                 Job::Delete(p) => info!("dry run: would delete {p}"),
                 Job::Rename { from, to } => info!("dry run: would rename {from} to {to}"),
                 Job::RemoveTemp(p) => info!("dry run: would remove the temporary upload of {p}"),
+                Job::RemoveAside { rel, .. } => info!("dry run: would clean up an old copy of {rel} renamed aside"),
                 Job::RemoveDir(d) => {
                     info!("dry run: would remove the empty directory {}", Escaped(d))
                 }
@@ -755,7 +797,7 @@ impl App {
             self.renaming.insert(from.clone());
         }
         match job {
-            Job::Upload { size, .. } if size >= LARGE => self.pending_large.push_back(job),
+            Job::Upload { stamp, .. } if stamp.len >= LARGE => self.pending_large.push_back(job),
             _ => self.pending.push_back(job),
         }
         true
@@ -780,6 +822,9 @@ impl App {
             let Some(job) = job else { break };
             self.queued.remove(&job.key());
             let Some(job) = self.scoped(job) else { continue };
+            if let Job::Upload { rel, stamp, .. } = &job {
+                self.batch.upload_started(rel.clone(), stamp.len, mtime_ns(stamp.mtime));
+            }
             let key = job.key();
             self.in_flight.insert(key, take_large);
             if take_large {
@@ -805,6 +850,13 @@ impl App {
             }
         }
         let now = Instant::now();
+        if let Job::Upload { rel, .. } = &job {
+            // Kept while the server may hold a part of it to resume from.
+            let resumable = matches!(&result, Err(f) if f.partial.is_some() || f.kind == Kind::Aborted);
+            if !resumable {
+                self.batch.upload_ended(rel.clone());
+            }
+        }
         match result {
             Ok(done) => {
                 if !matches!(done, Done::Unchanged(_)) {
@@ -906,6 +958,7 @@ impl App {
                 }
             }
             (Job::RemoveTemp(rel), _) => debug!("removed any temporary upload of {rel}"),
+            (Job::RemoveAside { rel, .. }, _) => debug!("cleaned up any old copy of {rel} renamed aside"),
             (Job::RemoveDir(dir), _) => {
                 self.created_dirs.remove(dir);
                 self.batch.dir_removed(dir.clone());
@@ -948,9 +1001,9 @@ impl App {
             self.partial.insert(rel.clone(), stamp);
         }
         let job = match job {
-            Job::Upload { rel, size, snapshot, known, .. } => {
+            Job::Upload { rel, stamp, snapshot, known, .. } => {
                 let resume = self.partial.get(&rel).copied();
-                Job::Upload { rel, size, resume, snapshot, known }
+                Job::Upload { rel, stamp, resume, snapshot, known }
             }
             other => other,
         };
@@ -1039,7 +1092,7 @@ impl App {
                     debug!("{f}");
                     self.on_listing(&job, None, f.code == Some(550));
                 }
-                Job::RemoveTemp(_) => debug!("{f}"),
+                Job::RemoveTemp(_) | Job::RemoveAside { .. } => debug!("{f}"),
                 Job::RemoveDir(dir) => {
                     let rel = self.rel_of_remote(&dir);
                     if let Some(rel) = rel.as_ref().filter(|r| self.replaced.contains(*r)) {
@@ -1157,6 +1210,7 @@ fn job_name(job: &Job) -> String {
         Job::Rename { from, to } => format!("{from} -> {to}"),
         Job::List(dir) => format!("listing of {}", dir.as_ref().map_or_else(|| "/".to_string(), ToString::to_string)),
         Job::RemoveTemp(rel) => format!("temporary upload of {rel}"),
+        Job::RemoveAside { rel, .. } => format!("old copy of {rel} renamed aside"),
         Job::RemoveDir(dir) => Escaped(dir).to_string(),
     }
 }

@@ -105,6 +105,34 @@ impl Session {
         Ok(())
     }
 
+    /// Cleans up `rel`'s old copy renamed aside by an upload that a crash cut
+    /// off between its two renames (see [`Session::publish_aside`]): dropped if
+    /// `rel` is on the server (the new copy got there), else renamed back to
+    /// `rel` when `restore` (the old copy is the only one). No aside: nothing.
+    pub fn remove_aside(&mut self, rel: &RelPath, restore: bool) -> Result<(), Failure> {
+        let target = self.remote(rel.as_str());
+        let aside = format!("{target}{ASIDE_SUFFIX}");
+        if restore && !self.is_remote_file(&target) {
+            match self.ftp.rename(&aside, &target) {
+                Ok(()) => {
+                    log::info!("restored {rel} on the server from the copy a crash left renamed aside");
+                    return Ok(());
+                }
+                // No aside, or (a new copy arrived meanwhile) it cannot go over it.
+                Err(e) if matches!(reply_code(&e), Some(450 | 550 | 553)) => {}
+                Err(e) => return Err(classify(&e, &format!("rename {} back", Escaped(&aside)))),
+            }
+        }
+        match self.ftp.rm(&aside) {
+            Ok(()) => {
+                log::info!("removed {} left on the server by a crash", Escaped(&aside));
+                Ok(())
+            }
+            Err(e) if matches!(reply_code(&e), Some(450 | 550 | 553)) => Ok(()),
+            Err(e) => Err(classify(&e, &format!("DELE {}", Escaped(&aside)))),
+        }
+    }
+
     /// Removes an (empty) remote directory given by its full remote path.
     pub fn remove_dir(&mut self, remote: &str) -> Result<(), Failure> {
         match self.ftp.rmdir(remote) {
@@ -213,8 +241,11 @@ impl Session {
     /// the old file (see [`Session::publish`]).
     fn publish_aside(&mut self, tmp: &str, target: &str) -> Result<(), Failure> {
         let aside = format!("{target}{ASIDE_SUFFIX}");
-        // Only a file is renamed aside, never a directory that has the name.
-        let moved_aside = self.is_remote_file(target) && self.ftp.rename(target, &aside).is_ok();
+        // Only a file is renamed aside, never a directory that has the name. An
+        // old aside left by a crash is stale (the target exists) and goes first.
+        let moved_aside = self.is_remote_file(target)
+            && (self.ftp.rename(target, &aside).is_ok()
+                || (self.ftp.rm(&aside).is_ok() && self.ftp.rename(target, &aside).is_ok()));
         match self.ftp.rename(tmp, target) {
             Ok(()) => {
                 if moved_aside {

@@ -4,7 +4,7 @@
 //! Each test puts an [`FtpProxy`] (or a listener that never answers) in front of the in-process
 //! server, to see the commands on the wire and to make the server misbehave.
 
-use std::io::{Cursor, Read, Write};
+use std::io::Cursor;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,8 +15,9 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpError, FtpStream, Mode};
 
 use crate::support::{
-    Behaviour, Daemon, DataLink, EXIT_OK, FtpProxy, FtpServer, PASSWORD, PROXY_IP, READY, SERVER_UNAVAILABLE, STOPPED,
-    ServerEvent, TEMP_SUFFIX, TIMEOUT, Test, Transparent, USER, Verdict, is_upload_line, temp_files_under,
+    Behaviour, Daemon, EXIT_OK, FtpProxy, FtpServer, PASSWORD, PROXY_IP, READY, SERVER_UNAVAILABLE, STOPPED,
+    ServerEvent, StallFirstUpload, StallState, TEMP_SUFFIX, TIMEOUT, Test, Transparent, USER, Verdict, is_store_verb,
+    is_upload_line, temp_files_under,
 };
 
 /// A loopback address where nothing listens: a PASV reply that names it sends a client nowhere.
@@ -69,10 +70,6 @@ fn is_data_verb(verb: &str) -> bool {
 }
 
 /// Whether an upload command has this verb.
-fn is_store_verb(verb: &str) -> bool {
-    matches!(verb, "STOR" | "APPE")
-}
-
 /// A suppaftp client through `proxy`, logged in, binary, with every read and write (control and
 /// passive data connections) bounded by `timeout`.
 fn client_through(proxy: &FtpProxy, timeout: Duration) -> FtpStream {
@@ -106,63 +103,6 @@ impl Behaviour for NoEpsvBehindNat {
 
     fn announced_ip(&self) -> Option<Ipv4Addr> {
         Some(NOWHERE)
-    }
-}
-
-/// What [`StallFirstUpload`] did.
-#[derive(Default)]
-struct StallState {
-    /// Set once the first upload's data connection was picked to stall.
-    picked: AtomicBool,
-    /// Set once that connection carried its bytes and is held.
-    held: AtomicBool,
-}
-
-/// A server that stalls in the middle of the first upload: the first data connection of a
-/// STOR (or APPE) gets `after` bytes through to the server; then the proxy neither reads nor
-/// writes nor closes either side until it is dropped. Everything else passes unchanged.
-///
-/// Its receive buffers are small: a client that sends more than its own send buffer holds
-/// (at most 4 MiB by default on Linux) past the stall blocks in a write.
-struct StallFirstUpload {
-    after: usize,
-    state: Arc<StallState>,
-}
-
-impl Behaviour for StallFirstUpload {
-    fn data_receive_buffer(&self) -> Option<usize> {
-        Some(64 * 1024)
-    }
-
-    fn data(&self, link: &DataLink) {
-        link.relay_download();
-        let (mut from_client, mut to_server) = (&link.client, &link.server);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut stall: Option<bool> = None;
-        let mut forwarded = 0;
-        loop {
-            let n = match from_client.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            // The client wrote: it sent the command this connection belongs to.
-            let stall = *stall
-                .get_or_insert_with(|| is_store_verb(&link.verb()) && !self.state.picked.swap(true, Ordering::SeqCst));
-            let chunk = if stall { &buf[..n.min(self.after - forwarded)] } else { &buf[..n] };
-            if to_server.write_all(chunk).is_err() {
-                break;
-            }
-            forwarded += chunk.len();
-            if stall && forwarded >= self.after {
-                self.state.held.store(true, Ordering::SeqCst);
-                // Silent, both sockets open, until the proxy is dropped.
-                while !link.stopping() {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                return;
-            }
-        }
-        let _ = to_server.shutdown(Shutdown::Write);
     }
 }
 
@@ -268,7 +208,7 @@ fn dataconn_proxy_stalls_the_first_upload_only() {
     let server = FtpServer::start();
     std::fs::create_dir_all(server.root().join("upload")).unwrap();
     let state = Arc::new(StallState::default());
-    let proxy = FtpProxy::start(server.port(), StallFirstUpload { after: 1000, state: Arc::clone(&state) });
+    let proxy = FtpProxy::start(server.port(), StallFirstUpload::new(1000, &state));
     let bytes = random_bytes("stalled", 4 * 1024 * 1024);
 
     let mut ftp = client_through(&proxy, Duration::from_millis(500));
@@ -454,7 +394,7 @@ fn an_upload_stalled_mid_transfer_is_given_up_after_the_timeout_and_sent_again()
     // Debug: a worker whose kept-open session fails retries on a new one at once, and says so
     // at debug level only.
     let t = Test::new().args(["--timeout", "1s", "--log-level", "debug"]);
-    let proxy = FtpProxy::start(t.server().port(), StallFirstUpload { after: AFTER, state: Arc::clone(&state) });
+    let proxy = FtpProxy::start(t.server().port(), StallFirstUpload::new(AFTER, &state));
     let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
     let bytes = random_bytes("stalled.bin", SIZE);
     t.write("stalled.bin", &bytes);
