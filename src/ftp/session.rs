@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use suppaftp::{FtpError, Mode, RustlsFtpStream};
+use suppaftp::{FtpError, Mode, RustlsFtpStream, Status};
 
-use super::listing::parse_listing;
+use super::listing::{is_too_large, read_listing};
 use super::upload::temp_name;
 use super::{Failure, Features, Kind, RemoteEntry, Session, classify, reply_code, reply_text};
 use crate::config::ASIDE_SUFFIX;
@@ -288,14 +288,42 @@ impl Session {
         let dir = rel.map_or_else(|| self.remote_dir.clone(), |r| self.remote(r.as_str()));
         let shown = Escaped(&dir).to_string();
         if self.features.mlsd {
-            match self.with_data(|ftp| ftp.mlsd(Some(&dir))) {
-                Ok(lines) => return Ok(parse_listing(&lines, true)),
+            match self.listing("MLSD", &dir, true) {
+                Ok(entries) => return Ok(entries),
                 Err(e) if matches!(reply_code(&e), Some(500..=502)) => self.features.mlsd = false,
-                Err(e) => return Err(classify(&e, &format!("MLSD {shown}"))),
+                Err(e) => return Err(self.listing_failed(&e, &format!("MLSD {shown}"))),
             }
         }
-        let lines = self.with_data(|ftp| ftp.list(Some(&dir))).map_err(|e| classify(&e, &format!("LIST {shown}")))?;
-        Ok(parse_listing(&lines, false))
+        self.listing("LIST", &dir, false).map_err(|e| self.listing_failed(&e, &format!("LIST {shown}")))
+    }
+
+    /// Runs `verb dir` (MLSD or LIST) and reads the listing within the
+    /// bounds of [`read_listing`] (suppaftp's own listings read any amount).
+    fn listing(&mut self, verb: &str, dir: &str, mlsd: bool) -> Result<Vec<RemoteEntry>, FtpError> {
+        self.with_data(|ftp| {
+            let (_, mut data) =
+                ftp.custom_data_command(format!("{verb} {dir}"), &[Status::AboutToSend, Status::AlreadyOpen])?;
+            // On an error, dropping `data` closes it and reads the final reply.
+            let entries = read_listing(&mut data, mlsd).map_err(FtpError::ConnectionError)?;
+            data.finish()?;
+            Ok(entries)
+        })
+    }
+
+    /// The failure of a listing: one past the bounds is refused (the caller
+    /// goes on without it), and the session is not used again, as the
+    /// server may still be sending.
+    fn listing_failed(&mut self, e: &FtpError, what: &str) -> Failure {
+        match e {
+            FtpError::ConnectionError(io) if is_too_large(io) => {
+                self.broken = true;
+                let f =
+                    Failure::new(Kind::Refused, format!("{what}: the server sent a listing with {io}; not using it"));
+                log::warn!("warning: {f}");
+                f
+            }
+            _ => classify(e, what),
+        }
     }
 
     /// A cheap round trip to check the session is alive.

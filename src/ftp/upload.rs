@@ -365,11 +365,11 @@ impl Session {
         };
         data.set_write_timeout(Some(self.timeout)).map_err(data_failed)?;
         self.send_raw(&[format!("STOR {remote}")])?;
-        let mut replies = self.read_some(&what)?.into_iter();
-        let (Some(prelim), gave_up, rest) = (replies.next(), replies.next(), replies.next()) else {
+        let mut replies = self.read_some(&what, 2)?.into_iter();
+        let (Some(prelim), gave_up) = (replies.next(), replies.next()) else {
             return Err(Failure::new(Kind::Connection, format!("{what}: no reply")));
         };
-        if rest.is_some() || (!prelim.is(1) && gave_up.is_some()) {
+        if !prelim.is(1) && gave_up.is_some() {
             self.broken = true;
             return Err(Failure::new(Kind::Connection, format!("{what}: more replies than expected")));
         }

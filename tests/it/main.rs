@@ -15,6 +15,7 @@ mod cli;
 mod daemon;
 mod dataconn;
 mod engine;
+mod hostile;
 mod listing;
 mod login;
 mod pipeline;
