@@ -8,9 +8,8 @@ use std::sync::atomic::Ordering;
 use suppaftp::{FtpError, Mode, RustlsFtpStream, Status};
 
 use super::listing::{is_too_large, read_listing};
-use super::upload::temp_name;
+use super::names::{aside_name, is_temp_name, temp_name};
 use super::{Failure, Features, Kind, RemoteEntry, Session, classify, reply_code, reply_text};
-use crate::config::ASIDE_SUFFIX;
 use crate::relpath::{Escaped, RelPath, join_remote};
 
 impl Session {
@@ -91,11 +90,17 @@ impl Session {
         }
     }
 
-    /// Deletes a temporary upload left by a crash, if there is one.
+    /// Deletes a temporary upload left by a crash, if there is one: `rel`'s
+    /// temporary uploads, or `rel` itself when it is a temporary name (as
+    /// [`super::leftover_temps`] gives them; no file the tool syncs has one).
     pub fn remove_temp(&mut self, rel: &RelPath) -> Result<(), Failure> {
         let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
-        for visible in [false, true] {
-            let tmp = temp_name(&dir, rel.file_name(), visible);
+        let temps = if is_temp_name(rel.file_name()) {
+            vec![self.remote(rel.as_str())]
+        } else {
+            [false, true].map(|visible| temp_name(&dir, rel.file_name(), visible)).to_vec()
+        };
+        for tmp in temps {
             match self.ftp.rm(&tmp) {
                 Ok(()) => {}
                 Err(e) if reply_code(&e) == Some(550) || reply_code(&e) == Some(553) => {}
@@ -212,7 +217,7 @@ impl Session {
     /// Renames the file at `target` aside, `tmp` to `target`, and deletes
     /// the old file (see [`Session::publish`]).
     fn publish_aside(&mut self, tmp: &str, target: &str) -> Result<(), Failure> {
-        let aside = format!("{target}{ASIDE_SUFFIX}");
+        let aside = aside_name(target);
         // Only a file is renamed aside, never a directory that has the name.
         let moved_aside = self.is_remote_file(target) && self.ftp.rename(target, &aside).is_ok();
         match self.ftp.rename(tmp, target) {
