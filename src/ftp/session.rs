@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use suppaftp::{FtpError, Mode, RustlsFtpStream, Status};
+use suppaftp::{FtpError, ImplFtpStream, Mode, RustlsFtpStream, Status, TlsStream, TransferStream};
 
 use super::listing::{is_too_large, read_listing};
 use super::names::{aside_name, is_temp_name, temp_name};
@@ -305,9 +306,9 @@ impl Session {
     /// Runs `verb dir` (MLSD or LIST) and reads the listing within the
     /// bounds of [`read_listing`] (suppaftp's own listings read any amount).
     fn listing(&mut self, verb: &str, dir: &str, mlsd: bool) -> Result<Vec<RemoteEntry>, FtpError> {
+        let timeout = self.timeout;
         self.with_data(|ftp| {
-            let (_, mut data) =
-                ftp.custom_data_command(format!("{verb} {dir}"), &[Status::AboutToSend, Status::AlreadyOpen])?;
+            let mut data = open_data(ftp, format!("{verb} {dir}"), timeout)?;
             // On an error, dropping `data` closes it and reads the final reply.
             let entries = read_listing(&mut data, mlsd).map_err(FtpError::ConnectionError)?;
             data.finish()?;
@@ -344,4 +345,21 @@ impl Session {
     pub fn quit(mut self) {
         let _ = self.ftp.quit();
     }
+}
+
+/// Sends the data command `cmd` (STOR, MLSD, LIST) through suppaftp and
+/// returns its data connection, with the read and write timeouts every data
+/// connection must have. Passive ones get theirs where they are made (the
+/// stream builder in `connect`), but suppaftp sets none on the one it
+/// accepts in active mode: a server that never reads would hang a worker.
+pub(super) fn open_data<T: TlsStream>(
+    ftp: &mut ImplFtpStream<T>,
+    cmd: String,
+    timeout: Duration,
+) -> Result<TransferStream<T>, FtpError> {
+    let (_, data) = ftp.custom_data_command(cmd, &[Status::AboutToSend, Status::AlreadyOpen])?;
+    let socket = data.get_ref().get_ref();
+    socket.set_read_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+    socket.set_write_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+    Ok(data)
 }

@@ -13,6 +13,7 @@ use suppaftp::{FtpError, Mode, Status};
 
 use super::names::temp_name;
 use super::reply::reply_line;
+use super::session::open_data;
 use super::tls::absorb_tickets;
 use super::{Failure, Kind, Session, Stamp, Uploaded, classify, describe_io};
 use crate::config::TEMP_SUFFIX;
@@ -269,7 +270,7 @@ impl Session {
                 io::copy(&mut (&mut reader).take(offset), &mut io::sink()).map_err(FtpError::ConnectionError)?;
                 ftp.resume_transfer(usize::try_from(offset).unwrap_or(0))?;
             }
-            let mut upload = ftp.put_with_stream(remote)?;
+            let mut upload = open_data(ftp, format!("STOR {remote}"), timeout)?;
             let sent = io::copy(&mut reader, &mut upload).map_err(FtpError::ConnectionError)?;
             if let (Some(store), suppaftp::DataStream::Ssl(tls)) = (&tickets, upload.get_mut()) {
                 // Once known to come, a ticket is waited for as long as it
