@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 
 use super::{App, Awaiting, Retry};
-use crate::config::{ASIDE_SUFFIX, TEMP_SUFFIX};
+use crate::config::ASIDE_SUFFIX;
 use crate::event::{Done, Job, Outcome};
 use crate::ftp::{Failure, Kind, RemoteEntry, Stamp};
 use crate::journal::{Op, Synced, mtime_ns};
@@ -508,13 +508,12 @@ impl App {
             let rel_of = |name: &str| {
                 RelPath::parse(&dir.as_ref().map_or_else(|| name.to_string(), |d| format!("{}/{name}", d.as_str())))
             };
-            for e in &entries {
-                if let Some(name) = e.name.strip_suffix(TEMP_SUFFIX).map(|n| n.strip_prefix('.').unwrap_or(n))
-                    && !local_names.contains(name)
-                    && let Some(rel) = rel_of(name)
-                {
+            for name in crate::ftp::leftover_temps(&entries, &local_names) {
+                if let Some(rel) = rel_of(name) {
                     self.enqueue(Job::RemoveTemp(rel));
                 }
+            }
+            for e in &entries {
                 if let Some(name) = e.name.strip_suffix(ASIDE_SUFFIX)
                     && let Some(rel) = rel_of(name)
                 {

@@ -19,6 +19,7 @@
 
 mod connect;
 mod listing;
+mod names;
 mod pipeline;
 mod reply;
 mod session;
@@ -38,6 +39,7 @@ use suppaftp::{FtpError, RustlsFtpStream};
 use crate::relpath::Escaped;
 
 pub use connect::Connector;
+pub use names::{NAME_MAX, leftover_temps, temp_name};
 use tls::SessionStore;
 
 /// How an operation failed, as far as the caller's policy cares.

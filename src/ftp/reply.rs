@@ -41,41 +41,121 @@ pub(super) fn reply_number(text: &[u8]) -> Option<u64> {
     std::str::from_utf8(line.get(4..)?).ok()?.trim().parse().ok()
 }
 
-/// Splits complete replies off the front of `buf`: `ddd text` or a
-/// multi-line `ddd-text` ... `ddd text`. Returns how many bytes they took.
-pub(super) fn parse_replies(buf: &[u8], want: usize, out: &mut Vec<Reply>) -> Result<usize, String> {
-    let mut used = 0;
-    while out.len() < want {
-        let rest = &buf[used..];
-        let Some(end) = rest.windows(2).position(|w| w == b"\r\n").map(|p| p + 2) else { break };
-        let first = &rest[..end];
-        let code = first
-            .get(..3)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| d.parse::<u16>().ok())
-            .filter(|c| (100..600).contains(c))
-            .ok_or_else(|| format!("not an FTP reply: {}", Escaped(&String::from_utf8_lossy(first))))?;
-        let mut len = end;
-        if first.get(3) == Some(&b'-') {
-            // Multi-line: up to a line that starts with the same code and a space.
-            let close = format!("{code} ");
-            let mut found = false;
-            while let Some(next) = rest[len..].windows(2).position(|w| w == b"\r\n").map(|p| len + p + 2) {
-                let line = &rest[len..next];
-                len = next;
-                if line.starts_with(close.as_bytes()) {
-                    found = true;
-                    break;
+/// The longest reply line the raw reader takes. No reply to the commands
+/// sent raw (EPSV, STOR, SIZE, MFMT, RNFR, RNTO) comes near it: a path of
+/// 4096 bytes, quoted, is less than half of it.
+pub(super) const MAX_REPLY_LINE: usize = 16 * 1024;
+
+/// The longest reply, all its lines: suppaftp's own reader takes as much.
+pub(super) const MAX_REPLY: usize = 256 * 1024;
+
+/// Splits replies off the bytes of a control connection as they come: a
+/// `ddd text` line, or a multi-line `ddd-text` ... `ddd text`.
+///
+/// Each byte is looked at once however the replies are cut into reads, and
+/// a reply or line over [`MAX_REPLY`] or [`MAX_REPLY_LINE`] is an error as
+/// soon as that much of it has come: a server cannot make the reader use
+/// more memory or time than that.
+#[derive(Debug, Default)]
+pub(super) struct ReplySplitter {
+    /// The bytes from the start of the reply being read on.
+    buf: Vec<u8>,
+    /// How much of `buf` was searched for a line end.
+    scanned: usize,
+    /// Where the line being read starts in `buf`.
+    line_start: usize,
+    /// The code of the multi-line reply being read.
+    open: Option<u16>,
+}
+
+impl ReplySplitter {
+    /// Adds bytes read from the connection.
+    pub(super) fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Whether no byte of an unfinished reply is held.
+    pub(super) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The next complete reply, if the bytes pushed hold one.
+    pub(super) fn next_reply(&mut self) -> Result<Option<Reply>, String> {
+        loop {
+            // A CR at the end of the last read may be followed by its LF.
+            let from = self.scanned.saturating_sub(1).max(self.line_start);
+            let Some(cr) = self.buf[from..].windows(2).position(|w| w == b"\r\n").map(|p| from + p) else {
+                self.scanned = self.buf.len();
+                self.check_length(self.buf.len())?;
+                return Ok(None);
+            };
+            let end = cr + 2;
+            self.check_length(end)?;
+            let line = &self.buf[self.line_start..end];
+            let code = match self.open {
+                None => {
+                    let code = line
+                        .get(..3)
+                        .and_then(|d| std::str::from_utf8(d).ok())
+                        .and_then(|d| d.parse::<u16>().ok())
+                        .filter(|c| (100..600).contains(c))
+                        .ok_or_else(|| format!("not an FTP reply: {}", shown(line)))?;
+                    if line.get(3) == Some(&b'-') {
+                        self.open = Some(code);
+                        None
+                    } else {
+                        Some(code)
+                    }
                 }
-            }
-            if !found {
-                break;
+                // Multi-line: up to a line that starts with the same code and a space.
+                Some(code) => {
+                    (line.starts_with(code.to_string().as_bytes()) && line.get(3) == Some(&b' ')).then_some(code)
+                }
+            };
+            self.line_start = end;
+            self.scanned = end;
+            if let Some(code) = code {
+                let text: Vec<u8> = self.buf.drain(..end).collect();
+                (self.scanned, self.line_start, self.open) = (0, 0, None);
+                return Ok(Some(Reply { code, text }));
             }
         }
-        out.push(Reply { code, text: rest[..len].to_vec() });
-        used += len;
     }
-    Ok(used)
+
+    /// Fails once the reply being read, up to `upto` in `buf`, or its line
+    /// being read is longer than allowed.
+    fn check_length(&self, upto: usize) -> Result<(), String> {
+        if upto - self.line_start > MAX_REPLY_LINE {
+            return Err(format!("the server sent a reply line longer than {} KiB", MAX_REPLY_LINE / 1024));
+        }
+        if upto > MAX_REPLY {
+            return Err(format!("the server sent a reply longer than {} KiB", MAX_REPLY / 1024));
+        }
+        Ok(())
+    }
+}
+
+/// A line that is no reply, for a message: its start only.
+fn shown(line: &[u8]) -> String {
+    const SHOWN: usize = 200;
+    let text = String::from_utf8_lossy(&line[..line.len().min(SHOWN)]);
+    let more = if line.len() > SHOWN { "..." } else { "" };
+    format!("{}{more}", Escaped(&text))
+}
+
+/// Splits up to `want` complete replies off the front of `buf` (see
+/// [`ReplySplitter`]). Returns how many bytes they took.
+#[cfg(test)]
+pub(super) fn parse_replies(buf: &[u8], want: usize, out: &mut Vec<Reply>) -> Result<usize, String> {
+    let mut splitter = ReplySplitter::default();
+    splitter.push(buf);
+    let mut taken = 0;
+    while taken < want {
+        let Some(reply) = splitter.next_reply()? else { break };
+        out.push(reply);
+        taken += 1;
+    }
+    Ok(buf.len() - splitter.buf.len())
 }
 
 impl Session {
@@ -108,20 +188,23 @@ impl Session {
         let result = {
             let socket = self.ftp.get_ref();
             let mut socket: &TcpStream = &socket;
-            let mut buf = Vec::with_capacity(512);
+            let mut replies = ReplySplitter::default();
             let mut chunk = [0u8; 4096];
-            let mut used = 0;
             (|| {
                 while out.len() < n {
                     let got = socket.read(&mut chunk)?;
                     if got == 0 {
                         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
                     }
-                    buf.extend_from_slice(&chunk[..got]);
-                    used += parse_replies(&buf[used..], n, &mut out)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    replies.push(&chunk[..got]);
+                    while out.len() < n {
+                        match replies.next_reply().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))? {
+                            Some(reply) => out.push(reply),
+                            None => break,
+                        }
+                    }
                 }
-                if used < buf.len() {
+                if !replies.is_empty() {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, "more replies than commands"));
                 }
                 Ok(())
@@ -154,27 +237,32 @@ impl Session {
 
     /// Reads at least one reply, and every other complete one that came with
     /// it (a STOR's 150 and, when the server gives up at once, its final
-    /// reply in the same segment).
-    pub(super) fn read_some(&mut self, what: &str) -> Result<Vec<Reply>, Failure> {
+    /// reply in the same segment), at most `max`.
+    pub(super) fn read_some(&mut self, what: &str, max: usize) -> Result<Vec<Reply>, Failure> {
         let mut out = Vec::new();
         let result = {
             let socket = self.ftp.get_ref();
             let mut socket: &TcpStream = &socket;
-            let mut buf = Vec::with_capacity(512);
+            let mut replies = ReplySplitter::default();
             let mut chunk = [0u8; 4096];
-            let mut used = 0;
             (|| {
                 loop {
-                    used += parse_replies(&buf[used..], usize::MAX, &mut out)
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                    if !out.is_empty() && used == buf.len() {
+                    while let Some(reply) =
+                        replies.next_reply().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+                    {
+                        if out.len() == max {
+                            return Err(io::Error::new(io::ErrorKind::InvalidData, "more replies than expected"));
+                        }
+                        out.push(reply);
+                    }
+                    if !out.is_empty() && replies.is_empty() {
                         return Ok(());
                     }
                     let got = socket.read(&mut chunk)?;
                     if got == 0 {
                         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
                     }
-                    buf.extend_from_slice(&chunk[..got]);
+                    replies.push(&chunk[..got]);
                 }
             })()
         };
@@ -242,5 +330,49 @@ mod tests {
     fn a_line_that_is_no_reply_is_an_error() {
         assert!(parse_replies(b"hello\r\n", 1, &mut Vec::new()).is_err());
         assert!(parse_replies(b"999 no\r\n", 1, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn replies_fed_a_byte_at_a_time_come_out_whole_with_a_crlf_cut_in_two() {
+        let wire = b"213 4096\r\n213-Modify=1;\r\n  more\r\n213 UTIME OK\r\n350 ready\r\n";
+        let mut splitter = ReplySplitter::default();
+        let mut out = Vec::new();
+        for byte in wire {
+            splitter.push(std::slice::from_ref(byte));
+            while let Some(reply) = splitter.next_reply().unwrap() {
+                out.push(reply);
+            }
+        }
+        assert_eq!(codes(&out), [213, 213, 350]);
+        assert_eq!(out[1].text, b"213-Modify=1;\r\n  more\r\n213 UTIME OK\r\n");
+        assert!(splitter.is_empty());
+    }
+
+    #[test]
+    fn a_line_of_the_longest_length_is_taken_and_one_byte_more_is_not_even_before_its_end() {
+        let text = "9".repeat(MAX_REPLY_LINE - "213 \r\n".len());
+        let mut out = Vec::new();
+        assert_eq!(parse_replies(format!("213 {text}\r\n").as_bytes(), 1, &mut out), Ok(MAX_REPLY_LINE));
+        let e = parse_replies(format!("213 {text}9\r\n").as_bytes(), 1, &mut Vec::new()).unwrap_err();
+        assert!(e.contains("reply line longer than 16 KiB"), "{e}");
+        // No line end yet: the error comes as soon as the line is too long.
+        let e = parse_replies(format!("213 {text}999").as_bytes(), 1, &mut Vec::new()).unwrap_err();
+        assert!(e.contains("reply line longer than 16 KiB"), "{e}");
+    }
+
+    #[test]
+    fn a_multi_line_reply_longer_than_the_longest_is_an_error_before_its_end() {
+        let mut wire = b"213-start\r\n".to_vec();
+        while wire.len() <= MAX_REPLY {
+            wire.extend_from_slice(b" more\r\n");
+        }
+        let e = parse_replies(&wire, 1, &mut Vec::new()).unwrap_err();
+        assert!(e.contains("reply longer than 256 KiB"), "{e}");
+    }
+
+    #[test]
+    fn a_line_that_is_no_reply_is_shown_shortened() {
+        let e = parse_replies(format!("{}\r\n", "x".repeat(1000)).as_bytes(), 1, &mut Vec::new()).unwrap_err();
+        assert!(e.len() < 300 && e.ends_with("..."), "{e}");
     }
 }

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use suppaftp::{FtpError, Mode, RustlsFtpStream};
+use suppaftp::{FtpError, ImplFtpStream, Mode, RustlsFtpStream, Status, TlsStream, TransferStream};
 
-use super::listing::parse_listing;
-use super::upload::temp_name;
+use super::listing::{is_too_large, read_listing};
+use super::names::{aside_name, is_temp_name, temp_name};
 use super::{Failure, Features, Kind, RemoteEntry, Session, classify, reply_code, reply_text};
-use crate::config::ASIDE_SUFFIX;
 use crate::relpath::{Escaped, RelPath, join_remote};
 
 impl Session {
@@ -91,11 +91,17 @@ impl Session {
         }
     }
 
-    /// Deletes a temporary upload left by a crash, if there is one.
+    /// Deletes a temporary upload left by a crash, if there is one: `rel`'s
+    /// temporary uploads, or `rel` itself when it is a temporary name (as
+    /// [`super::leftover_temps`] gives them; no file the tool syncs has one).
     pub fn remove_temp(&mut self, rel: &RelPath) -> Result<(), Failure> {
         let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
-        for visible in [false, true] {
-            let tmp = temp_name(&dir, rel.file_name(), visible);
+        let temps = if is_temp_name(rel.file_name()) {
+            vec![self.remote(rel.as_str())]
+        } else {
+            [false, true].map(|visible| temp_name(&dir, rel.file_name(), visible)).to_vec()
+        };
+        for tmp in temps {
             match self.ftp.rm(&tmp) {
                 Ok(()) => {}
                 Err(e) if reply_code(&e) == Some(550) || reply_code(&e) == Some(553) => {}
@@ -111,7 +117,7 @@ impl Session {
     /// `rel` when `restore` (the old copy is the only one). No aside: nothing.
     pub fn remove_aside(&mut self, rel: &RelPath, restore: bool) -> Result<(), Failure> {
         let target = self.remote(rel.as_str());
-        let aside = format!("{target}{ASIDE_SUFFIX}");
+        let aside = aside_name(&target);
         if restore && !self.is_remote_file(&target) {
             match self.ftp.rename(&aside, &target) {
                 Ok(()) => {
@@ -240,7 +246,7 @@ impl Session {
     /// Renames the file at `target` aside, `tmp` to `target`, and deletes
     /// the old file (see [`Session::publish`]).
     fn publish_aside(&mut self, tmp: &str, target: &str) -> Result<(), Failure> {
-        let aside = format!("{target}{ASIDE_SUFFIX}");
+        let aside = aside_name(target);
         // Only a file is renamed aside, never a directory that has the name. An
         // old aside left by a crash is stale (the target exists) and goes first.
         let moved_aside = self.is_remote_file(target)
@@ -319,14 +325,42 @@ impl Session {
         let dir = rel.map_or_else(|| self.remote_dir.clone(), |r| self.remote(r.as_str()));
         let shown = Escaped(&dir).to_string();
         if self.features.mlsd {
-            match self.with_data(|ftp| ftp.mlsd(Some(&dir))) {
-                Ok(lines) => return Ok(parse_listing(&lines, true)),
+            match self.listing("MLSD", &dir, true) {
+                Ok(entries) => return Ok(entries),
                 Err(e) if matches!(reply_code(&e), Some(500..=502)) => self.features.mlsd = false,
-                Err(e) => return Err(classify(&e, &format!("MLSD {shown}"))),
+                Err(e) => return Err(self.listing_failed(&e, &format!("MLSD {shown}"))),
             }
         }
-        let lines = self.with_data(|ftp| ftp.list(Some(&dir))).map_err(|e| classify(&e, &format!("LIST {shown}")))?;
-        Ok(parse_listing(&lines, false))
+        self.listing("LIST", &dir, false).map_err(|e| self.listing_failed(&e, &format!("LIST {shown}")))
+    }
+
+    /// Runs `verb dir` (MLSD or LIST) and reads the listing within the
+    /// bounds of [`read_listing`] (suppaftp's own listings read any amount).
+    fn listing(&mut self, verb: &str, dir: &str, mlsd: bool) -> Result<Vec<RemoteEntry>, FtpError> {
+        let timeout = self.timeout;
+        self.with_data(|ftp| {
+            let mut data = open_data(ftp, format!("{verb} {dir}"), timeout)?;
+            // On an error, dropping `data` closes it and reads the final reply.
+            let entries = read_listing(&mut data, mlsd).map_err(FtpError::ConnectionError)?;
+            data.finish()?;
+            Ok(entries)
+        })
+    }
+
+    /// The failure of a listing: one past the bounds is refused (the caller
+    /// goes on without it), and the session is not used again, as the
+    /// server may still be sending.
+    fn listing_failed(&mut self, e: &FtpError, what: &str) -> Failure {
+        match e {
+            FtpError::ConnectionError(io) if is_too_large(io) => {
+                self.broken = true;
+                let f =
+                    Failure::new(Kind::Refused, format!("{what}: the server sent a listing with {io}; not using it"));
+                log::warn!("warning: {f}");
+                f
+            }
+            _ => classify(e, what),
+        }
     }
 
     /// A cheap round trip to check the session is alive.
@@ -342,4 +376,21 @@ impl Session {
     pub fn quit(mut self) {
         let _ = self.ftp.quit();
     }
+}
+
+/// Sends the data command `cmd` (STOR, MLSD, LIST) through suppaftp and
+/// returns its data connection, with the read and write timeouts every data
+/// connection must have. Passive ones get theirs where they are made (the
+/// stream builder in `connect`), but suppaftp sets none on the one it
+/// accepts in active mode: a server that never reads would hang a worker.
+pub(super) fn open_data<T: TlsStream>(
+    ftp: &mut ImplFtpStream<T>,
+    cmd: String,
+    timeout: Duration,
+) -> Result<TransferStream<T>, FtpError> {
+    let (_, data) = ftp.custom_data_command(cmd, &[Status::AboutToSend, Status::AlreadyOpen])?;
+    let socket = data.get_ref().get_ref();
+    socket.set_read_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+    socket.set_write_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+    Ok(data)
 }

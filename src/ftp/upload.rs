@@ -11,11 +11,13 @@ use std::time::{Duration, SystemTime};
 
 use suppaftp::{FtpError, Mode, Status};
 
+use super::names::temp_name;
 use super::reply::reply_line;
+use super::session::open_data;
 use super::tls::absorb_tickets;
 use super::{Failure, Kind, Session, Stamp, Uploaded, classify, describe_io};
 use crate::config::TEMP_SUFFIX;
-use crate::relpath::{Escaped, RelPath, join_remote};
+use crate::relpath::{Escaped, RelPath};
 
 /// How long a passive port asked for ahead of an upload is used (see
 /// `Session::ready_port`): a server may close an unused one after a while.
@@ -45,14 +47,25 @@ impl<R: Read> Read for Abortable<'_, R> {
     }
 }
 
-/// The temporary name an upload of `name` into `dir` uses.
-/// Hidden (`.NAME.ftpmonitor-part`) unless the server refuses names that
-/// start with a dot.
-pub fn temp_name(dir: &str, name: &str, visible: bool) -> String {
-    if visible {
-        return join_remote(dir, &format!("{name}{TEMP_SUFFIX}"));
+/// Names and paths longer than this get a hint when the server refuses them.
+const LONG: usize = 200;
+
+/// A refusal of the upload to the long name or path `target` says that it
+/// is long: most servers answer "file not found" or "cannot create" then,
+/// not "name too long". (The temporary name always fits in
+/// [`super::NAME_MAX`] bytes: it is the final name or path the server does
+/// not take.)
+fn long_name_hint(mut f: Failure, target: &str) -> Failure {
+    let name = target.rsplit('/').next().unwrap_or(target);
+    if f.kind == Kind::Refused && matches!(f.code, Some(550 | 553)) && (name.len() > LONG || target.len() > LONG) {
+        f.message = format!(
+            "{}; the name is {} bytes long and the path {}: the server may not take names or paths that long",
+            f.message,
+            name.len(),
+            target.len()
+        );
     }
-    join_remote(dir, &format!(".{name}{TEMP_SUFFIX}"))
+    f
 }
 
 /// `YYYYMMDDHHMMSS` in UTC, for MFMT.
@@ -142,7 +155,7 @@ impl Session {
             } else {
                 self.discard(&tmp, &f);
             }
-            f
+            long_name_hint(f, &final_path)
         })?;
 
         let after = std::fs::symlink_metadata(local).map(|m| Stamp::of(&m)).ok();
@@ -190,7 +203,9 @@ impl Session {
             log::debug!("{f}; not setting modification times on this server");
             self.features.mfmt = false;
         }
-        self.publish(&tmp, &final_path).inspect_err(|f| self.discard(&tmp, f))?;
+        self.publish(&tmp, &final_path)
+            .inspect_err(|f| self.discard(&tmp, f))
+            .map_err(|f| long_name_hint(f, &final_path))?;
         Ok(Uploaded { bytes, stamp: before, blake3 })
     }
 
@@ -255,7 +270,7 @@ impl Session {
                 io::copy(&mut (&mut reader).take(offset), &mut io::sink()).map_err(FtpError::ConnectionError)?;
                 ftp.resume_transfer(usize::try_from(offset).unwrap_or(0))?;
             }
-            let mut upload = ftp.put_with_stream(remote)?;
+            let mut upload = open_data(ftp, format!("STOR {remote}"), timeout)?;
             let sent = io::copy(&mut reader, &mut upload).map_err(FtpError::ConnectionError)?;
             if let (Some(store), suppaftp::DataStream::Ssl(tls)) = (&tickets, upload.get_mut()) {
                 // Once known to come, a ticket is waited for as long as it
@@ -365,11 +380,11 @@ impl Session {
         };
         data.set_write_timeout(Some(self.timeout)).map_err(data_failed)?;
         self.send_raw(&[format!("STOR {remote}")])?;
-        let mut replies = self.read_some(&what)?.into_iter();
-        let (Some(prelim), gave_up, rest) = (replies.next(), replies.next(), replies.next()) else {
+        let mut replies = self.read_some(&what, 2)?.into_iter();
+        let (Some(prelim), gave_up) = (replies.next(), replies.next()) else {
             return Err(Failure::new(Kind::Connection, format!("{what}: no reply")));
         };
-        if rest.is_some() || (!prelim.is(1) && gave_up.is_some()) {
+        if !prelim.is(1) && gave_up.is_some() {
             self.broken = true;
             return Err(Failure::new(Kind::Connection, format!("{what}: more replies than expected")));
         }

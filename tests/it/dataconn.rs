@@ -286,6 +286,79 @@ fn active_mode_uploads_over_port_and_never_asks_for_passive() {
     }
 }
 
+/// A server in active mode that accepts the first upload's data connection and never reads
+/// from it: the proxy answers the PORT before it (and anything before it) itself, connects to
+/// the daemon's address and holds that connection, unread, until it is dropped. Data commands
+/// other than a STOR get a `425` until then (the daemon asks again at once, with a new PORT);
+/// afterwards everything passes unchanged to the server.
+#[derive(Default)]
+struct NeverReadFirstActiveUpload {
+    /// The address of the last PORT answered here.
+    port: std::sync::Mutex<Option<SocketAddr>>,
+    /// The upload's data connection, held until the proxy is dropped.
+    held: std::sync::Mutex<Option<TcpStream>>,
+}
+
+impl Behaviour for NeverReadFirstActiveUpload {
+    fn command(&self, verb: &str, line: &str) -> Verdict {
+        if self.held.lock().unwrap().is_some() {
+            return Verdict::Forward;
+        }
+        if verb == "PORT" {
+            let n: Vec<u16> =
+                line.split_whitespace().nth(1).unwrap_or_default().split(',').filter_map(|n| n.parse().ok()).collect();
+            assert_eq!(n.len(), 6, "{line}");
+            let ip = Ipv4Addr::new(n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8);
+            *self.port.lock().unwrap() = Some(SocketAddr::from((ip, n[4] * 256 + n[5])));
+            return Verdict::Answer("200 PORT command successful (test proxy)".into());
+        }
+        if is_data_verb(verb) {
+            let Some(addr) = self.port.lock().unwrap().take() else { return Verdict::Forward };
+            if verb != "STOR" {
+                return Verdict::Answer("425 Cannot open the data connection just now (test proxy)".into());
+            }
+            let data = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to the daemon's PORT address");
+            *self.held.lock().unwrap() = Some(data);
+            return Verdict::Answer("150 Opening BINARY mode data connection (test proxy)".into());
+        }
+        Verdict::Forward
+    }
+}
+
+#[test]
+fn an_active_upload_the_server_never_reads_is_given_up_after_the_timeout_and_sent_again() {
+    // Far more than the socket buffers of both sides hold: the daemon blocks in a write.
+    const SIZE: usize = 32 * 1024 * 1024;
+    let behaviour = Arc::new(NeverReadFirstActiveUpload::default());
+    let t = Test::new().args(["--active", "--timeout", "1s", "--log-level", "debug"]);
+    let proxy = FtpProxy::start_on(Ipv4Addr::LOCALHOST, t.server().port(), Shared(Arc::clone(&behaviour)));
+    let t = t.port_arg(&proxy.port().to_string());
+    let d = t.start();
+    let bytes = random_bytes("never read", SIZE);
+    d.write("never-read.bin", &bytes);
+    let ctx = || context(&d, &proxy);
+    d.wait_until_for(TIMEOUT, "never-read.bin arrives", || d.remote("never-read.bin").as_deref() == Some(&bytes[..]));
+    assert!(behaviour.held.lock().unwrap().is_some(), "no upload was held: the test proves nothing\n{}", ctx());
+    assert!(
+        d.own_log().lines().any(|l| l.contains("never-read.bin") && l.contains("timed out")),
+        "no log line says the upload of never-read.bin timed out\n{}",
+        ctx()
+    );
+    d.write("later.txt", b"later");
+    d.wait_remote("later.txt", b"later");
+    assert!(d.try_exit().is_none(), "{}", ctx());
+    assert_eq!(proxy.problems(), Vec::<String>::new(), "{}", ctx());
+}
+
+/// A behaviour the test keeps a handle on.
+struct Shared<B>(Arc<B>);
+
+impl<B: Behaviour> Behaviour for Shared<B> {
+    fn command(&self, verb: &str, line: &str) -> Verdict {
+        self.0.command(verb, line)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // EPSV refused: PASV to the control connection's peer
 // ---------------------------------------------------------------------------------------------

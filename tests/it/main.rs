@@ -17,6 +17,7 @@ mod crash;
 mod daemon;
 mod dataconn;
 mod engine;
+mod hostile;
 mod kinds;
 mod listing;
 mod login;
