@@ -22,4 +22,5 @@ mod privdrop;
 mod safety;
 mod service;
 mod signals;
+mod symlinks;
 mod sync;
