@@ -233,6 +233,11 @@ struct App {
     in_flight: HashMap<String, bool>,
     large_in_flight: usize,
     dirty: HashSet<RelPath>,
+    /// The old names of the renames queued or running: they are busy too.
+    renaming: HashSet<RelPath>,
+    /// Paths whose old kind is being removed from the server before they are
+    /// planned again (see `engine::old_kind_in_the_way`).
+    replaced: HashSet<RelPath>,
     retry_at: BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
     retry_jobs: HashMap<u64, Job>,
     retries: HashMap<String, Retry>,
@@ -330,6 +335,8 @@ impl App {
             in_flight: HashMap::new(),
             large_in_flight: 0,
             dirty: HashSet::new(),
+            renaming: HashSet::new(),
+            replaced: HashSet::new(),
             retry_at: BinaryHeap::new(),
             retry_jobs: HashMap::new(),
             retries: HashMap::new(),

@@ -25,6 +25,9 @@ use crate::relpath::EscapedPath;
 pub const TEMP_SUFFIX: &str = ".ftpmonitor-part";
 pub const ASIDE_SUFFIX: &str = ".ftpmonitor-old";
 
+/// Connect, greeting, control-reply and data timeout, unless `--timeout` says.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Excluded whatever the user says: editor swap, backup and lock files, and
 /// the tool's own temporary names.
 pub const DEFAULT_EXCLUDES: &[&str] = &[
@@ -249,7 +252,7 @@ impl Config {
         };
         let timeout = match &s.timeout {
             Some(t) => parse_timeout(t).map_err(|e| Error::usage(format!("--timeout: {e}")))?,
-            None => file.timeout.unwrap_or(crate::ftp::TIMEOUT),
+            None => file.timeout.unwrap_or(TIMEOUT),
         };
         let parallel = match &y.parallel {
             Some(p) => parse_parallel(p).map_err(|e| Error::usage(format!("--parallel: {e}")))?,

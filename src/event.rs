@@ -1,11 +1,34 @@
 //! What reaches the main loop, from every thread: filesystem changes,
 //! signals and transfer outcomes. Kept free of notify and suppaftp types.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::ftp::{Failure, RemoteEntry, Stamp, Uploaded};
 use crate::relpath::RelPath;
-use crate::watcher::Change;
+
+/// A filesystem change, with absolute paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Created, written or closed after writing: upload it after the cooldown.
+    Touched(PathBuf),
+    /// A directory appeared (created or moved in): walk it now.
+    DirAppeared(PathBuf),
+    /// Deleted or moved out of the tree.
+    Removed(PathBuf),
+    /// Moved within the tree.
+    Renamed { from: PathBuf, to: PathBuf },
+    /// Moved away from this name: a move out of the tree, unless a
+    /// [`Change::Renamed`] for it follows at once.
+    MovedOut(PathBuf),
+    /// Moved to this name: a move into the tree, unless a
+    /// [`Change::Renamed`] for it follows at once.
+    MovedIn(PathBuf),
+    /// Events were lost (queue overflow): reconcile the whole tree.
+    Rescan,
+    /// A watch error, already phrased for the log.
+    Error(String),
+}
 
 #[derive(Debug)]
 pub enum Event {

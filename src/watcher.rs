@@ -12,31 +12,9 @@ use std::sync::mpsc::Sender;
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
+pub use crate::event::Change;
 use crate::event::Event;
 use crate::localfs::{FileKind, Tree};
-
-/// A filesystem change, with absolute paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// Created, written or closed after writing: upload it after the cooldown.
-    Touched(PathBuf),
-    /// A directory appeared (created or moved in): walk it now.
-    DirAppeared(PathBuf),
-    /// Deleted or moved out of the tree.
-    Removed(PathBuf),
-    /// Moved within the tree.
-    Renamed { from: PathBuf, to: PathBuf },
-    /// Moved away from this name: a move out of the tree, unless a
-    /// [`Change::Renamed`] for it follows at once.
-    MovedOut(PathBuf),
-    /// Moved to this name: a move into the tree, unless a
-    /// [`Change::Renamed`] for it follows at once.
-    MovedIn(PathBuf),
-    /// Events were lost (queue overflow): reconcile the whole tree.
-    Rescan,
-    /// A watch error, already phrased for the log.
-    Error(String),
-}
 
 pub struct Watcher {
     _inner: RecommendedWatcher,

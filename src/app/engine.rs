@@ -367,7 +367,61 @@ impl App {
 
     /// Whether a journal entry is still within what this run syncs.
     fn in_scope(&self, rel: &RelPath) -> bool {
-        (self.cfg.recursive || rel.parent().is_none()) && !self.cfg.excludes.is_match(rel.as_str())
+        self.out_of_scope(rel).is_none()
+    }
+
+    /// Why `rel` is outside what this run syncs now, if it is.
+    fn out_of_scope(&self, rel: &RelPath) -> Option<&'static str> {
+        if !self.cfg.recursive && rel.parent().is_some() {
+            Some("below the top level (--no-recursive) now; dropped from the queue")
+        } else if self.cfg.excludes.is_match(rel.as_str()) {
+            Some("excluded now; dropped from the queue")
+        } else {
+            None
+        }
+    }
+
+    /// The job as it may run now: scope is checked again when a job is handed to a
+    /// worker, whatever queued it (the journal's queue after a restart, a retry, a plan
+    /// made before SIGHUP added an exclude), so that nothing out of scope leaves the
+    /// machine. A rename to an excluded name is the delete of the old one; a rename from
+    /// one is the upload of the new one.
+    fn scoped(&mut self, job: Job) -> Option<Job> {
+        let (rel, why) = match &job {
+            Job::Upload { rel, .. } | Job::Delete(rel) => match self.out_of_scope(rel) {
+                Some(why) => (rel.clone(), why),
+                None => return Some(job),
+            },
+            Job::Rename { from, to } => {
+                let decision = (self.out_of_scope(from), self.out_of_scope(to));
+                if decision != (None, None) {
+                    self.renaming.remove(from);
+                }
+                return match decision {
+                    (None, None) => Some(job),
+                    (None, Some(why)) => {
+                        self.skip_once(to.as_str(), why);
+                        self.batch.dequeue(to.clone());
+                        self.batch.queue(from.clone(), Op::Delete);
+                        Some(Job::Delete(from.clone()))
+                    }
+                    (Some(why), to_ok) => {
+                        self.skip_once(from.as_str(), why);
+                        if to_ok.is_none() {
+                            self.plan(to.clone());
+                        } else {
+                            self.batch.dequeue(to.clone());
+                        }
+                        None
+                    }
+                };
+            }
+            _ => return Some(job),
+        };
+        self.skip_once(rel.as_str(), why);
+        self.retries.remove(rel.as_str());
+        self.batch.dequeue(rel);
+        None
     }
 
     /// Compares the tree with the server's listings: one listing per local
@@ -529,6 +583,8 @@ impl App {
                 self.skip_not_regular(&rel, m.kind);
                 self.batch.dequeue(rel);
             }
+            // Missing, or below a link or a file (a directory replaced by
+            // one): gone.
             Ok(None) => self.plan_gone(rel),
             Err(e) => {
                 self.skip_once(rel.as_str(), &format!("cannot read: {e}"));
@@ -540,6 +596,9 @@ impl App {
     /// A regular file: upload it unless the journal says the server has
     /// these bytes. Returns whether an upload was queued.
     fn plan_file(&mut self, rel: RelPath, stamp: Stamp) -> bool {
+        if self.old_kind_in_the_way(&rel) {
+            return false;
+        }
         if let Some(s) = self.synced.get(&rel).copied()
             && s.size == stamp.len
         {
@@ -553,6 +612,63 @@ impl App {
             return self.queue_upload(rel, stamp, s.hash);
         }
         self.queue_upload(rel, stamp, None)
+    }
+
+    /// Whether the server still has `rel`'s old kind where the file must go: a
+    /// directory of that name (synced files below it), or a file where one of its
+    /// directories must be. With `--delete` the old one is removed first (its deletes,
+    /// then the empty directory) and the path planned again once that is done;
+    /// without, the path cannot be published and is skipped with a log line.
+    fn old_kind_in_the_way(&mut self, rel: &RelPath) -> bool {
+        if self.replaced.contains(rel) {
+            // Being removed: planned again once it is gone.
+            return true;
+        }
+        let below: Vec<RelPath> = self.synced_below(rel).cloned().collect();
+        let file_above = std::iter::successors(rel.parent(), |p| p.rsplit_once('/').map(|(d, _)| d))
+            .filter_map(RelPath::parse)
+            .find(|a| self.synced.contains_key(a));
+        if below.is_empty() && file_above.is_none() {
+            return false;
+        }
+        if !self.cfg.delete {
+            let why = if below.is_empty() {
+                "the server has a file where its directory must be; --delete replaces it"
+            } else {
+                "the server has a directory of this name; --delete replaces it"
+            };
+            self.skip_once(rel.as_str(), why);
+            self.batch.dequeue(rel.clone());
+            return true;
+        }
+        let (old, doomed) = match file_above {
+            Some(file) => (file.clone(), vec![file]),
+            None => (rel.clone(), below),
+        };
+        debug!(
+            "{rel}: the server still has {old} as a {}; removing that first",
+            if old == *rel { "directory" } else { "file" }
+        );
+        self.replaced.insert(old);
+        self.batch.dequeue(rel.clone());
+        for t in doomed {
+            self.batch.queue(t.clone(), Op::Delete);
+            self.enqueue(Job::Delete(t));
+        }
+        true
+    }
+
+    /// A path whose old kind was removed from the server (see
+    /// [`App::old_kind_in_the_way`]) is planned again.
+    fn old_kind_gone(&mut self, rel: &RelPath) {
+        if self.replaced.remove(rel) {
+            self.plan(rel.clone());
+        }
+    }
+
+    /// The path below REMOTE_DIR of a full remote path.
+    fn rel_of_remote(&self, remote: &str) -> Option<RelPath> {
+        remote.strip_prefix(&self.cfg.remote_dir).map(|r| r.trim_start_matches('/')).and_then(RelPath::parse)
     }
 
     fn queue_upload(&mut self, rel: RelPath, stamp: Stamp, known: Option<[u8; 32]>) -> bool {
@@ -592,18 +708,32 @@ impl App {
     /// queued.
     pub(super) fn enqueue(&mut self, job: Job) -> bool {
         let key = job.key();
-        if self.in_flight.contains_key(&key) {
+        // A rename holds its old name too (see `renaming`): nothing may store
+        // a new file there before the server has moved the old one away.
+        let held = job.path().filter(|p| self.renaming.contains(*p));
+        if self.in_flight.contains_key(&key) || held.is_some() {
             if let Some(p) = job.path() {
+                debug!("{} waits for the job running on {p}", job_what(&job));
                 self.dirty.insert(p.clone());
             }
             return false;
         }
         if self.queued.contains(&key) {
             // The newer intent for a path wins (an upload after a queued
-            // delete, a delete after a queued upload).
+            // delete, a delete after a queued upload), except over a rename,
+            // whose old name would stay on the server: the path is looked at
+            // again once the rename is done.
             if job.path().is_some() {
                 for q in [&mut self.pending, &mut self.pending_large] {
                     if let Some(slot) = q.iter_mut().find(|j| j.key() == key) {
+                        if matches!(slot, Job::Rename { .. }) {
+                            debug!("{} waits for the {}", job_what(&job), job_what(slot));
+                            if let Some(p) = job.path() {
+                                self.dirty.insert(p.clone());
+                            }
+                            return false;
+                        }
+                        debug!("queued {} instead of {}", job_what(&job), job_what(slot));
                         *slot = job;
                         return true;
                     }
@@ -625,6 +755,12 @@ impl App {
             return false;
         }
         self.queued.insert(key);
+        if job.path().is_some() {
+            debug!("queued {}", job_what(&job));
+        }
+        if let Job::Rename { from, .. } = &job {
+            self.renaming.insert(from.clone());
+        }
         match job {
             Job::Upload { size, .. } if size >= LARGE => self.pending_large.push_back(job),
             _ => self.pending.push_back(job),
@@ -649,8 +785,9 @@ impl App {
                 && (self.pending.is_empty() || self.large_in_flight == 0);
             let job = if take_large { self.pending_large.pop_front() } else { self.pending.pop_front() };
             let Some(job) = job else { break };
+            self.queued.remove(&job.key());
+            let Some(job) = self.scoped(job) else { continue };
             let key = job.key();
-            self.queued.remove(&key);
             self.in_flight.insert(key, take_large);
             if take_large {
                 self.large_in_flight += 1;
@@ -687,11 +824,18 @@ impl App {
             }
             Err(f) => self.on_failure(job.clone(), f, now),
         }
-        if let Some(p) = job.path()
-            && self.dirty.remove(p)
-            && self.stop.is_none()
+        let mut look_again = vec![job.path()];
+        if let Job::Rename { from, .. } = &job
+            && !self.queued.contains(&job.key())
         {
-            self.touch(p.clone(), now);
+            // Done (not queued again after a lost connection): the old name is free.
+            self.renaming.remove(from);
+            look_again.push(Some(from));
+        }
+        for p in look_again.into_iter().flatten() {
+            if self.dirty.remove(p) && self.stop.is_none() {
+                self.touch(p.clone(), now);
+            }
         }
     }
 
@@ -723,6 +867,7 @@ impl App {
                 self.batch.forget(rel.clone());
                 info!("deleted {rel} on the server");
                 self.remove_empty_dirs(rel.parent().and_then(RelPath::parse));
+                self.old_kind_gone(rel);
             }
             (Job::Rename { from, to }, _) => {
                 let moved: Vec<RelPath> = if self.synced.contains_key(from) {
@@ -772,11 +917,10 @@ impl App {
                 self.created_dirs.remove(dir);
                 self.batch.dir_removed(dir.clone());
                 info!("removed the empty directory {} on the server", Escaped(dir));
-                let parent = dir
-                    .strip_prefix(&self.cfg.remote_dir)
-                    .map(|r| r.trim_start_matches('/'))
-                    .and_then(|r| r.rsplit_once('/').map(|(p, _)| p.to_string()));
-                self.remove_empty_dirs(parent.as_deref().and_then(RelPath::parse));
+                if let Some(rel) = self.rel_of_remote(dir) {
+                    self.remove_empty_dirs(rel.parent().and_then(RelPath::parse));
+                    self.old_kind_gone(&rel);
+                }
             }
             (job, _) => debug!("{} done", job_name(job)),
         }
@@ -784,20 +928,26 @@ impl App {
 
     /// With `--delete`: a remote directory this tool created, that is gone
     /// locally and holds no synced file any more, is removed.
+    /// Also a directory the tool did not create, when a file took its name (or the
+    /// name of one above it) locally: the file cannot be published otherwise.
     fn remove_empty_dirs(&mut self, dir: Option<RelPath>) {
         let Some(dir) = dir else { return };
-        // Gone, or a link or a file in its place: no directory of the tree
-        // any more. Unknown (an error) keeps it.
-        let gone =
-            matches!(self.tree().lstat(Path::new(dir.as_str())), Ok(m) if m.is_none_or(|m| m.kind != FileKind::Dir));
-        if !self.cfg.delete || !gone {
+        // Still a directory of the tree (not a link to one), or unknown (an
+        // error): kept.
+        let local = self.tree().lstat(Path::new(dir.as_str()));
+        if !self.cfg.delete || matches!(local, Ok(Some(Meta { kind: FileKind::Dir, .. })) | Err(_)) {
             return;
         }
         if self.synced_below(&dir).next().is_some() {
             return;
         }
         let remote = dir.to_remote(&self.cfg.remote_dir);
-        if self.created_dirs.contains(&remote) {
+        if matches!(local, Ok(Some(_))) {
+            // A file (or a link) has the directory's name now.
+            self.replaced.insert(dir.clone());
+        }
+        let replaced = self.replaced.iter().any(|r| dir.starts_with(r));
+        if self.created_dirs.contains(&remote) || replaced {
             self.enqueue(Job::RemoveDir(remote));
         }
     }
@@ -887,9 +1037,17 @@ impl App {
                 }
                 Job::RemoveTemp(_) => debug!("{f}"),
                 Job::RemoveDir(dir) => {
-                    debug!("{f}; leaving the directory");
+                    let rel = self.rel_of_remote(&dir);
+                    if let Some(rel) = rel.as_ref().filter(|r| self.replaced.contains(*r)) {
+                        warn!("warning: {f}: the file {rel} cannot replace that directory until it is empty");
+                    } else {
+                        debug!("{f}; leaving the directory");
+                    }
                     self.created_dirs.remove(&dir);
                     self.batch.dir_removed(dir);
+                    if let Some(rel) = rel {
+                        self.old_kind_gone(&rel);
+                    }
                 }
                 job => self.retry_later(job, &f, now),
             },
@@ -996,6 +1154,16 @@ fn job_name(job: &Job) -> String {
         Job::List(dir) => format!("listing of {}", dir.as_ref().map_or_else(|| "/".to_string(), ToString::to_string)),
         Job::RemoveTemp(rel) => format!("temporary upload of {rel}"),
         Job::RemoveDir(dir) => Escaped(dir).to_string(),
+    }
+}
+
+/// A file job, for a debug line about a decision: `upload of a/b.txt`.
+fn job_what(job: &Job) -> String {
+    match job {
+        Job::Upload { rel, .. } => format!("upload of {rel}"),
+        Job::Delete(rel) => format!("delete of {rel}"),
+        Job::Rename { from, to } => format!("rename of {from} to {to}"),
+        other => job_name(other),
     }
 }
 
