@@ -54,7 +54,7 @@ impl Pool {
                 prewarm,
                 waiting: Arc::clone(&waiting),
                 session: first.take(),
-                watch_dir: watch_dir.clone(),
+                tree: Tree::new(watch_dir.clone()),
                 abort: Arc::clone(&abort),
                 stopping: Arc::clone(&stopping),
             };
@@ -139,7 +139,8 @@ struct Worker {
     /// See [`Pool::waiting`]: the sessions' hint that another upload follows.
     waiting: Arc<std::sync::atomic::AtomicUsize>,
     session: Option<Session>,
-    watch_dir: PathBuf,
+    /// The watch directory: every file is opened through it.
+    tree: Tree,
     abort: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
 }
@@ -188,7 +189,7 @@ impl Worker {
 
     fn execute(&mut self, job: &Job) -> Result<Done, Failure> {
         if let Job::Upload { rel, known: Some(known), .. } = job
-            && let Some(stamp) = same_content(&Tree::new(self.watch_dir.clone()), rel, known)
+            && let Some(stamp) = same_content(&self.tree, rel, known)
         {
             return Ok(Done::Unchanged(stamp));
         }
@@ -231,8 +232,7 @@ impl Worker {
         session.expect_more_uploads(Arc::clone(&self.waiting));
         let result = match job {
             Job::Upload { rel, resume, snapshot, .. } => {
-                let local = rel.to_local(&self.watch_dir);
-                session.upload(&local, rel, &self.abort, *resume, *snapshot).map(Done::Uploaded)
+                session.upload(&self.tree, rel, &self.abort, *resume, *snapshot).map(Done::Uploaded)
             }
             Job::Delete(rel) => session.delete(rel).map(|()| Done::Ok),
             Job::Rename { from, to } => session.rename(from, to).map(|()| Done::Ok),

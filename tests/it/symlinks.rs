@@ -224,3 +224,39 @@ fn a_fifo_or_a_link_to_one_never_blocks_a_worker() {
     assert_eq!(d2.remote("f2.txt").as_deref(), Some(b"2222".as_slice()), "f2.txt changed on the server");
     assert!(proxy.problems().is_empty(), "{:?}", proxy.problems());
 }
+
+#[test]
+fn a_directory_swapped_for_a_link_while_its_upload_waits_never_exposes_the_link_target() {
+    let gate = Arc::new(Gate::default());
+    let t = Test::new();
+    plant_secret(&t);
+    let proxy = FtpProxy::start(t.server().port(), GatedUploads(Arc::clone(&gate)));
+    let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string()).args(["--parallel", "1"]);
+    t.write("keep.txt", b"keep");
+    let d = t.start();
+    d.wait_remote("keep.txt", b"keep");
+    d.signal(libc::SIGTERM);
+    d.wait_exit(TIMEOUT);
+
+    // The next start plans d/secret.txt, a regular file then, behind a big file whose upload
+    // the gate holds (big ones go first on a single connection).
+    d.write("d/secret.txt", b"the version inside the tree");
+    d.write("big.bin", &vec![7u8; 9 * 1024 * 1024]);
+    gate.closed.store(true, Ordering::SeqCst);
+    let d2 = d.again().start();
+    d2.wait_until("the gate holds the upload of big.bin", || gate.held.load(Ordering::SeqCst) > 0);
+
+    // While the upload of d/secret.txt waits, d becomes a link to the secrets.
+    let w = d2.watch_dir();
+    std::fs::rename(w.join("d"), w.join("d2")).unwrap();
+    symlink(d2.outside_dir(), w.join("d")).unwrap();
+    gate.closed.store(false, Ordering::SeqCst);
+
+    d2.write("after.txt", b"after");
+    d2.wait_remote("big.bin", &vec![7u8; 9 * 1024 * 1024]);
+    d2.wait_remote("after.txt", b"after");
+    d2.wait_remote("d2/secret.txt", b"the version inside the tree");
+    wait_for_skip(&d2, "d", "symbolic link");
+    assert_secret_not_uploaded(&d2);
+    assert!(proxy.problems().is_empty(), "{:?}", proxy.problems());
+}
