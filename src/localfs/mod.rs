@@ -115,6 +115,8 @@ enum Resolve {
 #[derive(Debug, Clone)]
 pub struct Tree {
     root: PathBuf,
+    /// Windows has one way only.
+    #[cfg_attr(windows, allow(dead_code))]
     resolve: Resolve,
 }
 
@@ -146,12 +148,6 @@ impl Tree {
     pub fn lstat(&self, rel: &Path) -> io::Result<Option<Meta>> {
         check_relative(rel)?;
         sys::lstat(self, rel)
-    }
-
-    /// Whether `rel` names a file, directory, link or other entry of the tree
-    /// (see [`Tree::lstat`]); unknown (an error) counts as there.
-    pub fn exists(&self, rel: &Path) -> bool {
-        !matches!(self.lstat(rel), Ok(None))
     }
 
     /// Opens the regular file `rel` for reading, following no link in any

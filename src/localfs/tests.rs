@@ -89,7 +89,6 @@ fn lstat_follows_no_link_in_any_component() {
         assert_eq!(kind(&tree, "f.txt/x"), None);
         assert_eq!(kind(&tree, "missing"), None);
         assert_eq!(kind(&tree, "missing/x"), None);
-        assert!(tree.exists(Path::new("dlink")) && !tree.exists(Path::new("dlink/secret.txt")));
         assert_eq!(tree.lstat(Path::new("d/e/h.txt")).unwrap().unwrap().len, 1);
         let err = tree.lstat(Path::new("../outside/secret.txt")).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
