@@ -99,7 +99,9 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
         })?;
         #[cfg(unix)]
         if let Some(user) = &cfg.run_as {
-            let mut owned: Vec<std::path::PathBuf> = vec![pid_file.path().to_path_buf(), cfg.state_dir.clone()];
+            // The PID file stays root's: the user must not be able to make
+            // it name another process (logrotate signals what it names).
+            let mut owned: Vec<std::path::PathBuf> = vec![cfg.state_dir.clone()];
             owned.extend(cfg.log_file.clone());
             let journal = Journal::path_in(&cfg.state_dir);
             for suffix in ["", "-wal", "-shm"] {

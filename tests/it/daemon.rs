@@ -1,8 +1,11 @@
 //! The classic daemon life cycle: fork, new session, PID file, single instance.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
-use crate::support::{EXIT_RUNTIME, STOPPED, TIMEOUT, Test, already_running, proc};
+use crate::support::{
+    EXIT_NOT_RUNNING, EXIT_RUNTIME, RELOADED, STOPPED, Sandbox, TIMEOUT, Test, already_running, poll_until, proc,
+};
 
 #[test]
 fn daemon_mode_detaches_syncs_and_stops_on_sigterm() {
@@ -74,4 +77,85 @@ fn stale_pid_file_is_replaced() {
     assert_eq!(std::fs::read_to_string(d.pid_file_path()).unwrap(), format!("{pid}\n"));
     d.write("after-stale.txt", b"ok");
     d.wait_remote("after-stale.txt", b"ok");
+}
+
+/// The PID file the logrotate snippet's stanza for the root default log signals.
+const DEFAULT_PID_FILE: &str = "/var/run/ftpmonitor.pid";
+
+/// The `postrotate` script of the stanza of `systemd/ftpmonitor.logrotate` that rotates
+/// `/var/log/ftpmonitor.log`, with the default PID file swapped for `pid_file`.
+fn postrotate_for_default_log(pid_file: &Path) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("systemd/ftpmonitor.logrotate");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let stanza = text
+        .split_inclusive('}')
+        .find(|s| s.lines().any(|l| l.trim().starts_with("/var/log/ftpmonitor.log") && l.trim().ends_with('{')))
+        .expect("a stanza for /var/log/ftpmonitor.log");
+    let script = stanza.split("postrotate").nth(1).and_then(|s| s.split("endscript").next()).expect("postrotate");
+    assert!(script.contains(DEFAULT_PID_FILE), "the postrotate script does not read {DEFAULT_PID_FILE}: {script}");
+    script.replace(DEFAULT_PID_FILE, pid_file.to_str().unwrap())
+}
+
+/// Runs `script` with sh, as logrotate does; returns its exit code.
+fn run_script(script: &str) -> Option<i32> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(poll_until(TIMEOUT, || child.try_wait().unwrap().is_some()), "the postrotate script hangs");
+    child.wait().unwrap().code()
+}
+
+/// `ftpmonitor status --pid-file P --state-dir D`: its exit code.
+fn status_code(s: &Sandbox) -> Option<i32> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ftpmonitor"))
+        .arg("status")
+        .arg("--pid-file")
+        .arg(s.pid_file_path())
+        .arg("--state-dir")
+        .arg(s.state_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(poll_until(TIMEOUT, || child.try_wait().unwrap().is_some()), "status hangs");
+    child.wait().unwrap().code()
+}
+
+/// A PID file left by a crash (or by a user who could not unlink it) names a process that
+/// is not ftpmonitor once the PID is reused: neither logrotate's postrotate script nor
+/// `status` may take it for the daemon. Only a PID file that is still locked counts.
+#[test]
+fn logrotate_and_status_ignore_a_pid_file_nobody_holds() {
+    let d = Test::new().start();
+    let script = postrotate_for_default_log(&d.pid_file_path());
+
+    // The live daemon holds its file: it gets the SIGHUP and reopens its log.
+    run_script(&script);
+    d.wait_for_log(RELOADED);
+    d.signal(libc::SIGTERM);
+    d.wait_exit(TIMEOUT);
+
+    // A stranger now has a PID that a stale file names; SIGHUP would end it.
+    let mut stranger = Command::new("sleep").arg("600").stdin(Stdio::null()).spawn().unwrap();
+    let stale = [format!("{}\n", stranger.id()), String::new()];
+    for content in &stale {
+        std::fs::write(d.pid_file_path(), content).unwrap();
+        run_script(&script);
+        assert_eq!(status_code(&d), Some(EXIT_NOT_RUNNING), "status with an unlocked PID file saying {content:?}");
+    }
+    // Still alive after a round trip through a daemon that did get its SIGHUP: a signal
+    // sent to the stranger would have arrived by now.
+    let again = d.again().start();
+    run_script(&postrotate_for_default_log(&again.pid_file_path()));
+    again.wait_until("the restarted daemon logs a second reload", || again.own_log().contains(RELOADED));
+    let status = stranger.try_wait().unwrap();
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    assert_eq!(status, None, "the postrotate script signalled a process named by a stale PID file");
 }
