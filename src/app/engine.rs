@@ -14,6 +14,7 @@ use crate::config::ASIDE_SUFFIX;
 use crate::event::{Done, Job, Outcome};
 use crate::ftp::{Failure, Kind, RemoteEntry, Stamp};
 use crate::journal::{Op, Synced, mtime_ns};
+use crate::localfs::{FileKind, Found, Meta, Tree};
 use crate::relpath::{BadName, Escaped, EscapedPath, RelPath};
 use crate::watcher::{Change, Watcher};
 
@@ -82,7 +83,7 @@ impl App {
         match change {
             Change::Touched(p) | Change::Removed(p) => {
                 if p == self.cfg.watch_dir {
-                    if self.cfg.watch_dir.is_dir() {
+                    if self.tree().root_is_dir() {
                         // Something happened to the watch directory itself (an
                         // unmount leaves the mount point, and the watch dies
                         // with the file system): look again shortly, which
@@ -137,7 +138,7 @@ impl App {
         for (change, _) in due {
             match change {
                 Change::MovedOut(p) => self.on_change(Change::Removed(p)),
-                Change::MovedIn(p) => self.on_change(crate::watcher::appeared(p)),
+                Change::MovedIn(p) => self.on_change(crate::watcher::appeared(&self.tree(), p)),
                 other => self.on_change(other),
             }
         }
@@ -151,7 +152,7 @@ impl App {
                 self.touch(rel, now);
             }
             if let Some(rel) = self.rel(to) {
-                if to.is_dir() {
+                if self.is_dir(&rel) {
                     self.on_change(Change::DirAppeared(to.to_path_buf()));
                 } else {
                     self.touch(rel, now);
@@ -172,7 +173,7 @@ impl App {
             return;
         }
         self.touch(from_rel, now);
-        if to.is_dir() {
+        if self.is_dir(&to_rel) {
             for (rel, _) in self.walk(to) {
                 self.touch(rel, now);
             }
@@ -189,61 +190,73 @@ impl App {
         self.synced.range(lo..hi).map(|(k, _)| k)
     }
 
+    /// The watch directory, the only way to what lies below it: no link is
+    /// followed in any component of a path (see `localfs`).
+    fn tree(&self) -> Tree {
+        Tree::new(self.cfg.watch_dir.clone())
+    }
+
+    /// Whether `rel` is a directory of the tree (not a link to one).
+    fn is_dir(&self, rel: &RelPath) -> bool {
+        matches!(self.tree().lstat(Path::new(rel.as_str())), Ok(Some(Meta { kind: FileKind::Dir, .. })))
+    }
+
     /// Regular files below `dir` with their metadata, skipping (and logging)
-    /// what cannot be synced. Symlinks are never followed.
+    /// what cannot be synced. Symlinks are never followed, nor entered: not
+    /// below `dir`, not at `dir` itself, not when a directory is swapped for
+    /// one during the walk.
     pub(super) fn walk(&mut self, dir: &Path) -> Vec<(RelPath, Stamp)> {
+        let tree = self.tree();
+        let Some(start) = tree.relative(dir).map(Path::to_path_buf) else {
+            return Vec::new();
+        };
+        if !self.cfg.recursive && start.components().next().is_some() {
+            // Only the top level is synced: nothing below a directory in it.
+            return Vec::new();
+        }
         let root = self.cfg.watch_dir.clone();
-        let depth_here = dir.strip_prefix(&root).map_or(0, |r| r.components().count());
-        let max_depth = if self.cfg.recursive { usize::MAX } else { 1usize.saturating_sub(depth_here) };
         let excludes = self.cfg.excludes.clone();
-        let walker =
-            walkdir::WalkDir::new(dir).follow_links(false).max_depth(max_depth).into_iter().filter_entry(|e| {
-                e.depth() == 0 || !RelPath::from_local(&root, e.path()).is_ok_and(|r| excludes.is_match(r.as_str()))
-            });
+        let keep = |p: &Path| !RelPath::from_local(&root, p).is_ok_and(|r| excludes.is_match(r.as_str()));
         let mut out = Vec::new();
-        for entry in walker {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    let name = e.path().map(|p| EscapedPath(p).to_string()).unwrap_or_default();
-                    let why = e.io_error().map_or_else(|| e.to_string(), ToString::to_string);
-                    self.skip_once(&name, &format!("cannot read: {why}"));
-                    // What lies below an unreadable directory is unknown, not gone.
-                    match e.path().map(|p| RelPath::from_local(&root, p)) {
-                        Some(Ok(rel)) => self.unreadable.push(rel),
-                        Some(Err(_)) => self.unreadable_root = true,
-                        None => {}
+        for found in tree.walk(&start, self.cfg.recursive, keep) {
+            match found {
+                Found::File(path, meta) => {
+                    if let Some(rel) = self.rel(&path) {
+                        out.push((rel, meta.stamp()));
                     }
-                    continue;
                 }
-            };
-            let ft = entry.file_type();
-            if ft.is_dir() {
-                continue;
-            }
-            let Some(rel) = self.rel(entry.path()) else {
-                continue;
-            };
-            if ft.is_file() {
-                match entry.metadata() {
-                    Ok(m) => out.push((rel, Stamp::of(&m))),
-                    Err(e) => self.skip_once(rel.as_str(), &format!("cannot read: {e}")),
+                Found::Skipped(path, kind) => {
+                    if let Some(rel) = self.rel(&path) {
+                        self.skip_not_regular(&rel, kind);
+                    }
                 }
-            } else if ft.is_symlink() {
-                self.skip_once(rel.as_str(), "symbolic link (never followed)");
-            } else {
-                self.skip_once(rel.as_str(), "not a regular file (socket, FIFO or device)");
+                Found::Unreadable(path, e) => {
+                    self.skip_once(&EscapedPath(&path).to_string(), &format!("cannot read: {e}"));
+                    // What lies below an unreadable directory is unknown, not gone.
+                    match RelPath::from_local(&root, &path) {
+                        Ok(rel) => self.unreadable.push(rel),
+                        Err(_) => self.unreadable_root = true,
+                    }
+                }
             }
         }
         out
+    }
+
+    fn skip_not_regular(&mut self, rel: &RelPath, kind: FileKind) {
+        if kind == FileKind::Symlink {
+            self.skip_once(rel.as_str(), "symbolic link (never followed)");
+        } else {
+            self.skip_once(rel.as_str(), "not a regular file (socket, FIFO or device)");
+        }
     }
 
     /// Whether the watch directory looks like itself: it exists and, if the
     /// journal knows synced files, it is not empty (an unmounted disk leaves
     /// an empty mount point).
     fn root_ok(&self) -> bool {
-        match std::fs::read_dir(&self.cfg.watch_dir) {
-            Ok(mut entries) => self.synced.is_empty() || entries.next().is_some(),
+        match self.tree().root_has_entries() {
+            Ok(any) => self.synced.is_empty() || any,
             Err(_) => false,
         }
     }
@@ -547,10 +560,13 @@ impl App {
     /// Called before the first reconcile, which then plans them as resumable.
     pub(super) fn resume_uploads(&mut self, uploads: Vec<(RelPath, u64, i64)>) {
         for (rel, size, mtime) in uploads {
-            let local = std::fs::symlink_metadata(rel.to_local(&self.cfg.watch_dir)).ok().filter(|m| m.is_file());
+            let local = match self.tree().lstat(Path::new(rel.as_str())) {
+                Ok(Some(m)) if m.kind == FileKind::File => Some(m.stamp()),
+                _ => None,
+            };
             let restore = local.is_some() || !self.cfg.delete;
             self.enqueue(Job::RemoveAside { rel: rel.clone(), restore });
-            match local.map(|m| Stamp::of(&m)) {
+            match local {
                 Some(stamp) if stamp.len == size && mtime_ns(stamp.mtime) == mtime => {
                     debug!("{rel}: an upload of it was under way; resuming it");
                     self.partial.insert(rel.clone(), stamp);
@@ -577,8 +593,7 @@ impl App {
         }
         info!("resuming {} operations left by the previous run", leftovers.len());
         for (rel, _op, _attempts) in leftovers {
-            let local = rel.to_local(&self.cfg.watch_dir);
-            if std::fs::symlink_metadata(&local).is_err() {
+            if !matches!(self.tree().lstat(Path::new(rel.as_str())), Ok(Some(_))) {
                 // An upload may have been cut off: do not leave its temporary file.
                 self.enqueue(Job::RemoveTemp(rel.clone()));
             }
@@ -588,14 +603,15 @@ impl App {
         }
     }
 
-    /// Decides what a quiet path needs.
+    /// Decides what a quiet path needs. What it is is looked at without
+    /// following a link in any component: below a directory that became a
+    /// link, the path is gone.
     pub(super) fn plan(&mut self, rel: RelPath) {
-        let local = rel.to_local(&self.cfg.watch_dir);
-        match std::fs::symlink_metadata(&local) {
-            Ok(m) if m.is_file() => {
-                self.plan_file(rel, Stamp::of(&m));
+        match self.tree().lstat(Path::new(rel.as_str())) {
+            Ok(Some(m)) if m.kind == FileKind::File => {
+                self.plan_file(rel, m.stamp());
             }
-            Ok(m) if m.is_dir() => {
+            Ok(Some(m)) if m.kind == FileKind::Dir => {
                 let local = rel.to_local(&self.cfg.watch_dir);
                 self.batch.dequeue(rel);
                 for (file, stamp) in self.walk(&local) {
@@ -604,18 +620,13 @@ impl App {
                     }
                 }
             }
-            Ok(m) if m.file_type().is_symlink() => {
-                self.skip_once(rel.as_str(), "symbolic link (never followed)");
+            Ok(Some(m)) => {
+                self.skip_not_regular(&rel, m.kind);
                 self.batch.dequeue(rel);
             }
-            Ok(_) => {
-                self.skip_once(rel.as_str(), "not a regular file (socket, FIFO or device)");
-                self.batch.dequeue(rel);
-            }
-            // A parent that is a file now (a directory replaced by a file) is gone too.
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
-                self.plan_gone(rel)
-            }
+            // Missing, or below a link or a file (a directory replaced by
+            // one): gone.
+            Ok(None) => self.plan_gone(rel),
             Err(e) => {
                 self.skip_once(rel.as_str(), &format!("cannot read: {e}"));
                 self.batch.dequeue(rel);
@@ -947,8 +958,8 @@ impl App {
                 // (an edit, a file added to a renamed directory) is looked at
                 // again; unchanged files cost a stat.
                 let now = Instant::now();
-                let local = to.to_local(&self.cfg.watch_dir);
-                if local.is_dir() {
+                if self.is_dir(to) {
+                    let local = to.to_local(&self.cfg.watch_dir);
                     for (rel, _) in self.walk(&local) {
                         self.touch(rel, now);
                     }
@@ -977,16 +988,18 @@ impl App {
     /// name of one above it) locally: the file cannot be published otherwise.
     fn remove_empty_dirs(&mut self, dir: Option<RelPath>) {
         let Some(dir) = dir else { return };
-        let local = std::fs::symlink_metadata(dir.to_local(&self.cfg.watch_dir));
-        if !self.cfg.delete || local.as_ref().is_ok_and(std::fs::Metadata::is_dir) {
+        // Still a directory of the tree (not a link to one), or unknown (an
+        // error): kept.
+        let local = self.tree().lstat(Path::new(dir.as_str()));
+        if !self.cfg.delete || matches!(local, Ok(Some(Meta { kind: FileKind::Dir, .. })) | Err(_)) {
             return;
         }
         if self.synced_below(&dir).next().is_some() {
             return;
         }
         let remote = dir.to_remote(&self.cfg.remote_dir);
-        if local.is_ok() {
-            // A file has the directory's name now.
+        if matches!(local, Ok(Some(_))) {
+            // A file (or a link) has the directory's name now.
             self.replaced.insert(dir.clone());
         }
         let replaced = self.replaced.iter().any(|r| dir.starts_with(r));

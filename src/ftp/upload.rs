@@ -17,6 +17,7 @@ use super::session::open_data;
 use super::tls::absorb_tickets;
 use super::{Failure, Kind, Session, Stamp, Uploaded, classify, describe_io};
 use crate::config::TEMP_SUFFIX;
+use crate::localfs::{FileKind, OpenError, Tree};
 use crate::relpath::{Escaped, RelPath};
 
 /// How long a passive port asked for ahead of an upload is used (see
@@ -85,7 +86,8 @@ fn mfmt_time(t: SystemTime) -> String {
 }
 
 impl Session {
-    /// Uploads `local` to `rel`: to a temporary name in the target directory,
+    /// Uploads `rel` of `tree` (opened without following a link in any
+    /// component) to `rel` below REMOTE_DIR: to a temporary name in the target directory,
     /// then renamed over the final name, so readers never see a partial file.
     /// Before the rename the local file must be unchanged and, where the
     /// server has SIZE, the remote size must match; MFMT sets the remote
@@ -96,7 +98,7 @@ impl Session {
     /// SIZE, the transfer continues where the temporary file ends.
     pub fn upload(
         &mut self,
-        local: &Path,
+        tree: &Tree,
         rel: &RelPath,
         abort: &AtomicBool,
         resume: Option<Stamp>,
@@ -107,11 +109,7 @@ impl Session {
         let mut tmp = temp_name(&dir, rel.file_name(), self.visible_temp.load(Ordering::Relaxed));
 
         let mut ready = self.ready_port.take().filter(|(_, at)| at.elapsed() < READY_PORT_TTL).map(|(addr, _)| addr);
-        let file = open_regular(local)?;
-        let before = file
-            .metadata()
-            .map(|m| Stamp::of(&m))
-            .map_err(|e| Failure::new(Kind::Local, format!("cannot read {rel}: {e}")))?;
+        let (file, before) = open_regular(tree, rel)?;
 
         let created = self.created.len();
         self.ensure_dir(&dir)?;
@@ -158,7 +156,9 @@ impl Session {
             long_name_hint(f, &final_path)
         })?;
 
-        let after = std::fs::symlink_metadata(local).map(|m| Stamp::of(&m)).ok();
+        // Still the same regular file of the tree (not one behind a link)?
+        let after = tree.lstat(Path::new(rel.as_str())).ok().flatten().filter(|m| m.kind == FileKind::File);
+        let after = after.map(|m| m.stamp());
         if (after != Some(before) || bytes != before.len) && !snapshot {
             let r = self.ftp.rm(&tmp).map(drop);
             self.note(r);
@@ -410,23 +410,14 @@ impl Session {
     }
 }
 
-/// Opens a regular file without following a symlink at its name.
-fn open_regular(path: &Path) -> Result<File, Failure> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+/// Opens the regular file `rel` of `tree` without following a link in any
+/// component (see `localfs`), with its stamp as opened. Gone, or no longer
+/// a regular file (a link, a FIFO, a directory): the engine looks again.
+fn open_regular(tree: &Tree, rel: &RelPath) -> Result<(File, Stamp), Failure> {
+    match tree.open_file(Path::new(rel.as_str())) {
+        Ok((file, meta)) => Ok((file, meta.stamp())),
+        Err(OpenError::Gone) => Err(Failure::new(Kind::Vanished, format!("{rel} is gone"))),
+        Err(e @ OpenError::NotRegular(_)) => Err(Failure::new(Kind::Vanished, format!("{rel} is not uploaded: {e}"))),
+        Err(OpenError::Io(e)) => Err(Failure::new(Kind::Local, format!("cannot read {rel}: {e}"))),
     }
-    let shown = crate::relpath::EscapedPath(path);
-    let file = opts.open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Failure::new(Kind::Vanished, format!("{shown} is gone")),
-        _ => Failure::new(Kind::Local, format!("cannot read {shown}: {e}")),
-    })?;
-    let meta = file.metadata().map_err(|e| Failure::new(Kind::Local, format!("cannot read {shown}: {e}")))?;
-    if !meta.is_file() {
-        return Err(Failure::new(Kind::Vanished, format!("{shown} is no longer a regular file")));
-    }
-    Ok(file)
 }

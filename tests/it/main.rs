@@ -29,4 +29,5 @@ mod safety;
 mod scope;
 mod service;
 mod signals;
+mod symlinks;
 mod sync;
