@@ -16,6 +16,7 @@ mod daemon;
 mod dataconn;
 mod engine;
 mod hostile;
+mod ipv6;
 mod listing;
 mod login;
 mod pipeline;
