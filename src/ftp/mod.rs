@@ -18,6 +18,8 @@
 //! the crate uses.
 
 mod connect;
+#[cfg(test)]
+mod fuzz;
 mod listing;
 mod names;
 mod pipeline;
