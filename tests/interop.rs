@@ -87,6 +87,18 @@ macro_rules! scenarios_for {
 
             #[test]
             #[ignore = "needs real FTP daemons: tests/interop/setup.sh, then cargo test --test interop -- --ignored"]
+            fn i_ipv6_tree_arrives_identical() {
+                scenarios::ipv6_tree(KIND, false);
+            }
+
+            #[test]
+            #[ignore = "needs real FTP daemons: tests/interop/setup.sh, then cargo test --test interop -- --ignored"]
+            fn i_ipv6_active_tree_arrives_identical() {
+                scenarios::ipv6_tree(KIND, true);
+            }
+
+            #[test]
+            #[ignore = "needs real FTP daemons: tests/interop/setup.sh, then cargo test --test interop -- --ignored"]
             fn compat_probe() {
                 scenarios::compat_probe(KIND);
             }

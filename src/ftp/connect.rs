@@ -43,6 +43,9 @@ pub struct Connector {
     /// Set once a passive port asked for ahead of an upload could not be
     /// reached (see `Session::ready_port`).
     kept_ports_off: Arc<AtomicBool>,
+    /// Set once the server refused EPSV on an IPv6 connection (see
+    /// `Session::epsv_refused`), so that it is logged once.
+    no_pasv_logged: Arc<AtomicBool>,
     remote_dir: String,
     dirs: Arc<RemoteDirs>,
 }
@@ -78,6 +81,7 @@ impl Connector {
             visible_temp: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             pipeline_off: Arc::new(AtomicBool::new(false)),
             kept_ports_off: Arc::new(AtomicBool::new(false)),
+            no_pasv_logged: Arc::new(AtomicBool::new(false)),
             timeout: cfg.timeout,
         })
     }
@@ -87,45 +91,19 @@ impl Connector {
         let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(self.host.as_str(), self.port))
             .map_err(|e| Failure::new(Kind::Connection, format!("cannot resolve {}: {e}", self.host)))?
             .collect();
-        let mut last = None;
-        let mut tcp = None;
-        for addr in &addrs {
-            match TcpStream::connect_timeout(addr, self.timeout) {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let Some(tcp) = tcp else {
-            let why = last.map_or_else(|| "no address".to_string(), |e| describe_io(&e));
-            return Err(Failure::new(
-                Kind::Connection,
-                format!("cannot connect to {}:{}: {why}", self.host, self.port),
-            ));
-        };
-        let conn_err = |e: io::Error| Failure::new(Kind::Connection, format!("connection to {}: {e}", self.host));
-        tcp.set_read_timeout(Some(self.timeout)).map_err(conn_err)?;
-        tcp.set_write_timeout(Some(self.timeout)).map_err(conn_err)?;
-        tcp.set_nodelay(true).map_err(conn_err)?;
-
-        let greeting = |e: FtpError| {
-            let mut f = classify(&e, &format!("no FTP greeting from {}:{}", self.host, self.port));
-            if f.kind != Kind::Tls {
-                f.kind = Kind::Connection;
-            }
-            f
-        };
         let timeout = self.timeout;
-        let mut ftp =
-            RustlsFtpStream::connect_with_stream(tcp).map_err(greeting)?.passive_stream_builder(move |addr| {
-                let s = TcpStream::connect_timeout(&addr, timeout).map_err(FtpError::ConnectionError)?;
-                s.set_read_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
-                s.set_write_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+        let shown = format!("{}:{}", self.host, self.port);
+        let data_opened = Arc::new(AtomicBool::new(false));
+        let opened = Arc::clone(&data_opened);
+        let mut ftp = connect_first(&addrs, &shown, timeout)?.passive_stream_builder(move |addr| {
+            // EPSV (or PASV) was answered: what fails from here on is not that command.
+            opened.store(true, Ordering::Relaxed);
+            let s = TcpStream::connect_timeout(&addr, timeout).map_err(FtpError::ConnectionError)?;
+            s.set_read_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+            s.set_write_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
 
-                Ok(s)
-            });
+            Ok(s)
+        });
         let mut tickets = None;
         let tls12 = self.tls12_only.load(Ordering::Relaxed);
         if let Some((any, only12)) = &self.tls {
@@ -184,6 +162,8 @@ impl Connector {
             created: Vec::new(),
             tickets,
             tickets_on_data: None,
+            data_opened,
+            no_pasv_logged: Arc::clone(&self.no_pasv_logged),
             tls12_only: Arc::clone(&self.tls12_only),
             tls12_broken: Arc::clone(&self.tls12_broken),
             tls12,
@@ -197,6 +177,43 @@ impl Connector {
             timeout: self.timeout,
         })
     }
+}
+
+/// Connects to the first of `addrs` (the addresses of `shown`, a host and
+/// port) that greets: an address that refuses the connection, or accepts it
+/// and then sends no greeting (or not a 220) within `timeout`, is passed
+/// over for the next, as a host name with IPv6 and IPv4 addresses may have
+/// a server on one only. The control connection gets `timeout` for reads
+/// and writes.
+fn connect_first(addrs: &[SocketAddr], shown: &str, timeout: Duration) -> Result<RustlsFtpStream, Failure> {
+    let mut last = None;
+    for addr in addrs {
+        let tcp = match TcpStream::connect_timeout(addr, timeout) {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                last = Some(Failure::new(Kind::Connection, format!("cannot connect to {shown}: {}", describe_io(&e))));
+                continue;
+            }
+        };
+        let conn_err = |e: io::Error| Failure::new(Kind::Connection, format!("connection to {shown}: {e}"));
+        tcp.set_read_timeout(Some(timeout)).map_err(conn_err)?;
+        tcp.set_write_timeout(Some(timeout)).map_err(conn_err)?;
+        tcp.set_nodelay(true).map_err(conn_err)?;
+        match RustlsFtpStream::connect_with_stream(tcp) {
+            Ok(ftp) => return Ok(ftp),
+            Err(e) => {
+                let mut f = classify(&e, &format!("no FTP greeting from {shown}"));
+                if f.kind != Kind::Tls {
+                    f.kind = Kind::Connection;
+                }
+                if addrs.len() > 1 {
+                    log::debug!("{f} (at {addr}); trying the next address");
+                }
+                last = Some(f);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Failure::new(Kind::Connection, format!("cannot connect to {shown}: no address"))))
 }
 
 impl Features {
@@ -217,5 +234,57 @@ impl Features {
             // No FEAT (RFC 959-only server): assume nothing.
             Err(_) => Self::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::thread::JoinHandle;
+
+    use super::*;
+
+    /// A one-connection server on 127.0.0.1 that sends `greeting` (nothing when empty) and then
+    /// waits until the client hangs up.
+    fn serve(greeting: &'static str) -> (SocketAddr, JoinHandle<()>) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let thread = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = s.write_all(greeting.as_bytes());
+            let _ = s.read(&mut [0u8; 64]);
+        });
+        (addr, thread)
+    }
+
+    /// An address where nothing listens.
+    fn nowhere() -> SocketAddr {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap()
+    }
+
+    #[test]
+    fn the_first_address_that_greets_is_taken_after_a_refusal_a_421_and_silence() {
+        let (busy, busy_thread) = serve("421 Too many connections\r\n");
+        let (silent, silent_thread) = serve("");
+        let (good, good_thread) = serve("220 ready\r\n");
+        let ftp = connect_first(&[nowhere(), busy, silent, good], "host:21", Duration::from_millis(300)).unwrap();
+        assert_eq!(ftp.get_welcome_msg(), Some("220 ready"));
+        drop(ftp);
+        for t in [busy_thread, silent_thread, good_thread] {
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn when_no_address_greets_the_last_failure_is_told() {
+        let (busy, busy_thread) = serve("421 Too many connections\r\n");
+        let f = connect_first(&[nowhere(), busy], "host:21", Duration::from_millis(300)).err().unwrap();
+        assert_eq!(f.kind, Kind::Connection);
+        assert!(f.message.starts_with("no FTP greeting from host:21: 421 Too many connections"), "{f}");
+        busy_thread.join().unwrap();
+        let f = connect_first(&[nowhere()], "host:21", Duration::from_millis(300)).err().unwrap();
+        assert!(f.message.starts_with("cannot connect to host:21: "), "{f}");
     }
 }

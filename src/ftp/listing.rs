@@ -75,7 +75,8 @@ pub(super) fn read_listing(data: impl Read, mlsd: bool) -> io::Result<Vec<Remote
 }
 
 /// Parses one listing line (MLSD, or Unix / Windows LIST) into an entry;
-/// a line that parses as none of them, and `.`/`..`, give none.
+/// a line that parses as none of them, `.`, `..` and a name with a `/` give
+/// none.
 ///
 /// The format follows the command: suppaftp's MLSD parser accepts any line
 /// without `; ` (as a name), so LIST lines must never go through it.
@@ -87,7 +88,9 @@ pub(super) fn parse_line(line: &str, mlsd: bool) -> Option<RemoteEntry> {
         ListParser::parse_posix(line).or_else(|_| ListParser::parse_dos(line)).ok()?
     };
     let name = f.name().to_string();
-    if name == "." || name == ".." || name.is_empty() {
+    // No entry of a directory has a `/` in its name: a server that says so
+    // must not make the caller look elsewhere.
+    if name == "." || name == ".." || name.is_empty() || name.contains('/') {
         return None;
     }
     Some(RemoteEntry {
@@ -110,6 +113,15 @@ mod tests {
         let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["a b", "d"]);
         assert!(entries[0].is_file && !entries[1].is_file);
+    }
+
+    #[test]
+    fn a_name_with_a_slash_or_of_dots_is_left_out() {
+        for line in ["type=file;size=1; ../x", "type=file;size=1; a/b", "type=dir; ..", "type=cdir; ."] {
+            assert_eq!(parse_line(line, true), None, "{line}");
+        }
+        assert_eq!(parse_line("-rw-r--r-- 1 u g 3 Jan  1 2020 a/b", false), None);
+        assert!(parse_line("-rw-r--r-- 1 u g 3 Jan  1 2020 a b", false).is_some());
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! the crate uses.
 
 mod connect;
+#[cfg(test)]
+mod fuzz;
 mod listing;
 mod names;
 mod pipeline;
@@ -232,6 +234,12 @@ pub struct Session {
     /// Whether the server sends a TLS 1.3 ticket on upload data connections
     /// (`None`: not known yet).
     tickets_on_data: Option<bool>,
+    /// Set by the passive stream builder when EPSV (or PASV) was answered
+    /// and suppaftp connects: a 500-502 before that is the refusal of EPSV
+    /// itself, one after it the data command's (see `Session::with_data`).
+    data_opened: Arc<AtomicBool>,
+    /// The job's "EPSV refused on IPv6 was logged" switch (see [`Connector`]).
+    no_pasv_logged: Arc<AtomicBool>,
 }
 
 /// A file's identity for "did it change while we read it".

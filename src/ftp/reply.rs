@@ -74,6 +74,12 @@ impl ReplySplitter {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// How many bytes of an unfinished reply are held.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Whether no byte of an unfinished reply is held.
     pub(super) fn is_empty(&self) -> bool {
         self.buf.is_empty()

@@ -14,25 +14,53 @@ use super::{Failure, Features, Kind, RemoteEntry, Session, classify, reply_code,
 use crate::relpath::{Escaped, RelPath, join_remote};
 
 impl Session {
-    /// Runs a data command, falling back once from EPSV to PASV (with the
-    /// NAT workaround: connect to the control peer, not the announced
-    /// address) when the server does not understand EPSV.
+    /// Runs a data command, falling back once from EPSV to PASV when the
+    /// server refuses EPSV itself (see [`Session::epsv_refused`]); a refusal
+    /// of the data command (MLSD, say) changes nothing.
     pub(super) fn with_data<T>(
         &mut self,
         mut op: impl FnMut(&mut RustlsFtpStream) -> Result<T, FtpError>,
     ) -> Result<T, FtpError> {
         // suppaftp asks for a passive port of its own: the one kept is closed.
         self.ready_port = None;
+        self.data_opened.store(false, Ordering::Relaxed);
         match op(&mut self.ftp) {
-            Err(e) if self.epsv && matches!(reply_code(&e), Some(500..=502)) => {
-                log::debug!("server refused EPSV ({}); using PASV", reply_text(&e));
-                self.epsv = false;
-                self.ftp.set_mode(Mode::Passive);
-                self.ftp.set_passive_nat_workaround(true);
-                op(&mut self.ftp)
+            Err(e)
+                if self.epsv
+                    && !self.data_opened.load(Ordering::Relaxed)
+                    && matches!(reply_code(&e), Some(500..=502)) =>
+            {
+                if self.epsv_refused(&reply_text(&e)) {
+                    op(&mut self.ftp)
+                } else {
+                    Err(e)
+                }
             }
             other => other,
         }
+    }
+
+    /// The server refused EPSV itself (500-502; `why` says how): PASV from
+    /// now on, with the NAT workaround (connect to the control peer, not the
+    /// address announced). Not on an IPv6 connection, though: PASV cannot
+    /// name an IPv6 address, so nothing changes and the job logs once what
+    /// to do instead. Returns whether PASV is used now.
+    pub(super) fn epsv_refused(&mut self, why: &str) -> bool {
+        let ipv6 = self.ftp.get_ref().peer_addr().is_ok_and(|a| a.ip().to_canonical().is_ipv6());
+        if ipv6 {
+            if !self.no_pasv_logged.swap(true, Ordering::Relaxed) {
+                log::warn!(
+                    "warning: the server refuses EPSV ({why}), and PASV cannot carry the IPv6 address of this \
+                     connection: no data connection can be opened; use --active, or connect over IPv4"
+                );
+            }
+            return false;
+        }
+        log::debug!("server refused EPSV ({why}); using PASV");
+        self.epsv = false;
+        self.ftp.set_mode(Mode::Passive);
+        self.ftp.set_passive_nat_workaround(true);
+        true
     }
 
     pub(super) fn remote(&self, rel: &str) -> String {
@@ -327,7 +355,13 @@ impl Session {
         if self.features.mlsd {
             match self.listing("MLSD", &dir, true) {
                 Ok(entries) => return Ok(entries),
-                Err(e) if matches!(reply_code(&e), Some(500..=502)) => self.features.mlsd = false,
+                // MLSD itself refused (not an EPSV before it): LIST then.
+                Err(e)
+                    if matches!(reply_code(&e), Some(500..=502))
+                        && (!self.epsv || self.data_opened.load(Ordering::Relaxed)) =>
+                {
+                    self.features.mlsd = false;
+                }
                 Err(e) => return Err(self.listing_failed(&e, &format!("MLSD {shown}"))),
             }
         }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use suppaftp::{FtpError, Mode, Status};
+use suppaftp::{FtpError, Status};
 
 use super::names::temp_name;
 use super::reply::reply_line;
@@ -331,11 +331,10 @@ impl Session {
                 match self.epsv_address(&reply) {
                     Some(addr) => addr,
                     None if matches!(reply.code, 500..=502) => {
-                        // Not understood after all: the next try takes
-                        // suppaftp's way, with its fallback to PASV.
-                        self.epsv = false;
-                        self.ftp.set_mode(Mode::Passive);
-                        self.ftp.set_passive_nat_workaround(true);
+                        if !self.epsv_refused(&reply_line(&reply)) {
+                            return Err(classify(&reply.into_error(), "EPSV"));
+                        }
+                        // The next try takes suppaftp's way, with PASV.
                         return Err(Failure {
                             kind: Kind::Data,
                             code: Some(425),

@@ -281,3 +281,16 @@ pub fn compat_probe(kind: Kind) {
     );
     assert!(with.is_ok(), "{}: an FTPS upload with TLS session reuse failed: {with:?}\n{}", kind.name(), tls.logs());
 }
+
+/// i. Over IPv6 (`::1`), plain FTP, with `--once`: passive (EPSV; PASV cannot carry an IPv6
+/// address) or `--active` (EPRT), the small tree arrives identical, without a warning.
+pub fn ipv6_tree(kind: Kind, active: bool) {
+    let server = Server::start(kind, Options { ipv6: true, ..Options::default() });
+    let job = Job::new(&server);
+    let job = if active { job.args(&["--active"]) } else { job };
+    small_tree(&job);
+    write_file(&job.watch, "a b/é.txt", "é\n".as_bytes());
+    job.once_ok(TIMEOUT, &server);
+    assert_synced(&job, &server);
+    assert_clean_log(&job, &server);
+}

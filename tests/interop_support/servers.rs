@@ -14,7 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,6 +51,8 @@ pub struct Options {
     pub tls: bool,
     /// proftpd only: `AllowOverwrite off`, so RNTO onto an existing file is refused (550).
     pub refuse_rename_over: bool,
+    /// Listen on `::1` instead of 127.0.0.1.
+    pub ipv6: bool,
 }
 
 /// The system user vsftpd logs in (made by setup.sh): vsftpd only knows PAM users.
@@ -184,7 +186,9 @@ impl Server {
         });
         let port = free_port();
         let passive = passive_block();
+        let address = if options.ipv6 { "::1" } else { "127.0.0.1" };
         let mut vars = vec![
+            ("ADDRESS", address.to_owned()),
             ("PORT", port.to_string()),
             ("PASV_MIN", passive.0.to_string()),
             ("PASV_MAX", passive.1.to_string()),
@@ -252,6 +256,13 @@ impl Server {
                 chown(&root, ids);
                 let empty = run.join("empty");
                 std::fs::create_dir(&empty).expect("create secure_chroot_dir");
+                // One listener only: IPv4 (listen=YES) or IPv6 (listen_ipv6=YES).
+                let listen = if options.ipv6 {
+                    "listen=NO\nlisten_ipv6=YES\nlisten_address6=::1"
+                } else {
+                    "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1"
+                };
+                vars.push(("LISTEN", listen.to_owned()));
                 set_mode(&empty, 0o755);
                 let conf = run.join("vsftpd.conf");
                 std::fs::write(&conf, render(&with_tls("vsftpd"), &vars)).expect("write vsftpd.conf");
@@ -279,6 +290,7 @@ impl Server {
                 std::fs::write(&group, format!("{VIRTUAL_USER}:x:{}:\n", NOBODY.1)).expect("write ftpd.group");
                 set_mode(&passwd, 0o600);
                 set_mode(&group, 0o600);
+                vars.push(("USE_IPV6", if options.ipv6 { "on" } else { "off" }.to_owned()));
                 vars.push(("ALLOW_OVERWRITE", if options.refuse_rename_over { "off" } else { "on" }.to_owned()));
                 vars.push(("MODULE_PATH", servers.join("proftpd-mod-crypto/usr/lib/proftpd").display().to_string()));
                 let conf = run.join("proftpd.conf");
@@ -302,7 +314,8 @@ impl Server {
     /// Waits until the daemon sends its 220 greeting.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + TIMEOUT;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let ip: IpAddr = if self.options.ipv6 { Ipv6Addr::LOCALHOST.into() } else { Ipv4Addr::LOCALHOST.into() };
+        let addr = SocketAddr::from((ip, self.port));
         let mut last = String::new();
         loop {
             if let Some(child) = self.child.as_mut()
@@ -347,7 +360,11 @@ impl Server {
 
     /// The host name ftpmonitor must use: the certificate's name for FTPS.
     pub fn host(&self) -> &'static str {
-        if self.options.tls { "localhost" } else { "127.0.0.1" }
+        match (self.options.tls, self.options.ipv6) {
+            (true, _) => "localhost",
+            (false, true) => "::1",
+            (false, false) => "127.0.0.1",
+        }
     }
 
     /// The test's temporary directory (the server's files are below it).

@@ -18,6 +18,7 @@ mod daemon;
 mod dataconn;
 mod engine;
 mod hostile;
+mod ipv6;
 mod kinds;
 mod listing;
 mod login;

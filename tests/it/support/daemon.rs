@@ -17,6 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Deref;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -43,13 +44,13 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    fn new() -> Sandbox {
+    fn new(ip: IpAddr) -> Sandbox {
         let tmp = tempfile::Builder::new().prefix("ftpmonitor-it.").tempdir().expect("create the test's temp dir");
         let dir = tmp.path().canonicalize().expect("canonicalize the temp dir");
         for sub in ["watch", "state", "outside", "home", "run", "xdg"] {
             std::fs::create_dir(dir.join(sub)).expect("create a test directory");
         }
-        Sandbox { dir, server: FtpServer::start(), spawned: AtomicUsize::new(0), _tmp: tmp }
+        Sandbox { dir, server: FtpServer::start_on(ip), spawned: AtomicUsize::new(0), _tmp: tmp }
     }
 
     /// The test's private temporary directory.
@@ -189,8 +190,17 @@ impl Default for Test {
 impl Test {
     /// A new sandbox with its own FTP server and directories.
     pub fn new() -> Test {
+        Test::with_server_on(Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// [`Test::new`] with the server on `::1`, and the daemon told to connect there.
+    pub fn ipv6() -> Test {
+        Test::with_server_on(Ipv6Addr::LOCALHOST.into())
+    }
+
+    fn with_server_on(ip: IpAddr) -> Test {
         Test {
-            sandbox: Arc::new(Sandbox::new()),
+            sandbox: Arc::new(Sandbox::new(ip)),
             opts: Opts {
                 subcommand: None,
                 foreground: true,
@@ -203,7 +213,7 @@ impl Test {
                 args: Vec::new(),
                 positionals: true,
                 watch_arg: None,
-                host: "127.0.0.1".to_owned(),
+                host: ip.to_string(),
                 port_arg: None,
                 remote_dir: "/upload".to_owned(),
                 create_remote_dir: true,

@@ -9,14 +9,15 @@
 //! the port) and relays what arrives there to the server's `127.0.0.1:p`. A client reaches it
 //! with EPSV (which connects to the control connection's peer), or with PASV when it connects to
 //! the announced address (the proxy's own unless the behaviour says otherwise) or, with the NAT
-//! workaround, to the control peer. On 127.0.0.1 itself the proxy leaves data connections alone:
-//! the client reaches the server's passive ports directly, and in active mode the server connects
-//! to the client from 127.0.0.1, the control connection's peer address, which clients accept.
+//! workaround, to the control peer. On the server's own address (127.0.0.1, or `::1` for a
+//! server there: [`FtpProxy::start_v6`]) the proxy leaves data connections alone: the client
+//! reaches the server's passive ports directly, and in active mode the server connects to the
+//! client from that address, the control connection's peer, which clients accept.
 //!
 //! Dropping the proxy closes every connection and joins every thread.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
@@ -106,8 +107,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// What every thread of one proxy shares.
 struct Shared {
-    ip: Ipv4Addr,
-    upstream: u16,
+    ip: IpAddr,
+    /// The server's control address.
+    upstream: SocketAddr,
     behaviour: Box<dyn Behaviour>,
     stop: AtomicBool,
     /// A handle on every socket, to shut them all down (and so end every thread) on drop.
@@ -292,6 +294,17 @@ impl FtpProxy {
 
     /// A proxy on `ip` (on 127.0.0.1: for the control connection only).
     pub fn start_on(ip: Ipv4Addr, upstream: u16, behaviour: impl Behaviour) -> FtpProxy {
+        FtpProxy::start_in_front_of(ip.into(), SocketAddr::from((Ipv4Addr::LOCALHOST, upstream)), behaviour)
+    }
+
+    /// A proxy on `::1` in front of a server on `[::1]:upstream`, for the control connection
+    /// only (the server's passive ports are on the only IPv6 loopback address).
+    pub fn start_v6(upstream: u16, behaviour: impl Behaviour) -> FtpProxy {
+        let ip = IpAddr::from(Ipv6Addr::LOCALHOST);
+        FtpProxy::start_in_front_of(ip, SocketAddr::from((ip, upstream)), behaviour)
+    }
+
+    fn start_in_front_of(ip: IpAddr, upstream: SocketAddr, behaviour: impl Behaviour) -> FtpProxy {
         let listener = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0 for the proxy: {e}"));
         let port = listener.local_addr().expect("local_addr").port();
         let shared = Arc::new(Shared {
@@ -321,7 +334,7 @@ impl FtpProxy {
     }
 
     /// The address clients connect to.
-    pub fn ip(&self) -> Ipv4Addr {
+    pub fn ip(&self) -> IpAddr {
         self.shared.ip
     }
 
@@ -384,7 +397,7 @@ impl Drop for FtpProxy {
 /// Relays one control connection, both ways, line by line.
 fn control(shared: &Arc<Shared>, client: TcpStream) {
     shared.track(&client);
-    let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, shared.upstream));
+    let upstream = shared.upstream;
     let server = match TcpStream::connect_timeout(&upstream, IO_TIMEOUT) {
         Ok(s) => s,
         Err(e) => {
@@ -510,7 +523,7 @@ fn is_final_reply(line: &[u8]) -> bool {
 fn on_reply(shared: &Arc<Shared>, session: &Arc<Session>, line: &[u8]) -> Option<Vec<u8>> {
     let mut text = String::from_utf8_lossy(line).into_owned();
     let original = text.clone();
-    let carries_data = shared.ip != Ipv4Addr::LOCALHOST;
+    let carries_data = shared.ip != shared.upstream.ip();
     if carries_data && text.starts_with("229 ") {
         // `229 Entering Extended Passive Mode (|||p|)`: unchanged; the client connects to
         // <proxy>:p, the server listens on 127.0.0.1:p.
@@ -529,7 +542,7 @@ fn on_reply(shared: &Arc<Shared>, session: &Arc<Session>, line: &[u8]) -> Option
         match (inside, numbers) {
             (Some(inside), Some(n)) if n.len() == 6 => {
                 open_data(shared, session, n[4] * 256 + n[5]);
-                let ip = shared.behaviour.announced_ip().unwrap_or(shared.ip).to_string().replace('.', ",");
+                let ip = shared.behaviour.announced_ip().map_or(shared.ip, IpAddr::from).to_string().replace('.', ",");
                 text = text.replacen(&inside, &format!("{ip},{},{}", n[4], n[5]), 1);
             }
             _ => shared.problem(format!("cannot parse {text:?}")),
@@ -589,7 +602,7 @@ fn open_data(shared: &Arc<Shared>, session: &Arc<Session>, port: u16) {
         let at = client.local_addr().unwrap_or_else(|_| SocketAddr::from((shared.ip, port)));
         let verb = Arc::new(OnceLock::new());
         lock(&shared.data).push((at, Arc::clone(&verb)));
-        let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let upstream = SocketAddr::from((shared.upstream.ip(), port));
         let server = match TcpStream::connect_timeout(&upstream, IO_TIMEOUT) {
             Ok(s) => s,
             Err(e) => {

@@ -6,7 +6,7 @@
 //! `stop`/`restart` keep the port and the files, for tests of an unreachable server.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -99,6 +99,7 @@ struct Running {
 /// A running (or stopped) in-process FTP server. Dropping it shuts it down.
 pub struct FtpServer {
     root: TempDir,
+    ip: IpAddr,
     port: u16,
     passive: RangeInclusive<u16>,
     running: Mutex<Option<Running>>,
@@ -109,18 +110,24 @@ impl FtpServer {
     /// Starts a server over a new empty temporary directory and returns once it accepts
     /// TCP connections.
     pub fn start() -> FtpServer {
+        FtpServer::start_on(Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// [`FtpServer::start`] on another loopback address (`::1`: IPv6).
+    pub fn start_on(ip: IpAddr) -> FtpServer {
         let root = tempfile::Builder::new()
             .prefix("ftpmonitor-it-server.")
             .tempdir()
             .expect("create the server's root directory");
         let port = {
-            let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+            let probe = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0: {e}"));
             probe.local_addr().expect("local_addr").port()
         };
         let block = NEXT_PASSIVE_BLOCK.fetch_add(1, Ordering::Relaxed) % PASSIVE_BLOCKS;
         let first = PASSIVE_FIRST + block * PASSIVE_BLOCK;
         let server = FtpServer {
             root,
+            ip,
             port,
             passive: first..=first + PASSIVE_BLOCK - 1,
             running: Mutex::new(None),
@@ -130,9 +137,15 @@ impl FtpServer {
         server
     }
 
-    /// The control port on 127.0.0.1.
+    /// The control port on [`FtpServer::ip`].
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The address the server listens on: 127.0.0.1 unless started with
+    /// [`FtpServer::start_on`].
+    pub fn ip(&self) -> IpAddr {
+        self.ip
     }
 
     /// The server-side filesystem root: `/` for FTP clients.
@@ -181,7 +194,7 @@ impl FtpServer {
         // The listener is closed once the thread is gone; make sure of it so that a
         // following restart or a "server down" test sees a refused connection.
         let deadline = Instant::now() + TIMEOUT;
-        while accepts(self.port) {
+        while accepts(self.ip, self.port) {
             assert!(
                 Instant::now() < deadline,
                 "FTP server on port {} still accepts connections after stop()",
@@ -203,7 +216,7 @@ impl FtpServer {
         let root: Arc<PathBuf> = Arc::new(self.root().to_path_buf());
         let passive = self.passive.clone();
         let recorder = Arc::clone(&self.recorder);
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let addr = SocketAddr::from((self.ip, self.port));
         let thread = std::thread::Builder::new()
             .name(format!("ftp-server-{}", self.port))
             .spawn(move || {
@@ -246,7 +259,7 @@ impl FtpServer {
 
         let deadline = Instant::now() + TIMEOUT;
         loop {
-            if accepts(self.port) {
+            if accepts(self.ip, self.port) {
                 break;
             }
             if thread.is_finished() {
@@ -278,8 +291,8 @@ impl Drop for FtpServer {
     }
 }
 
-fn accepts(port: u16) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_millis(500)).is_ok()
+fn accepts(ip: IpAddr, port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from((ip, port)), Duration::from_millis(500)).is_ok()
 }
 
 /// Every regular file under `root` (symlinks not followed), keyed by `/`-separated relative path.
