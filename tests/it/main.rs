@@ -20,6 +20,7 @@ mod login;
 mod pipeline;
 mod privdrop;
 mod safety;
+mod secrets;
 mod service;
 mod signals;
 mod sync;
