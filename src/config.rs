@@ -232,6 +232,50 @@ impl Config {
             given.as_ref().map(|v| (v.clone(), cli(flag, var, v.as_ref())))
         };
 
+        // The values of options first: a value option missing its value
+        // takes the next word, and its error then says more than the
+        // positionals shifted by one would.
+        let d = &args.daemon;
+        let s = &args.server;
+        let y = &args.sync;
+        let cooldown = match &y.cooldown {
+            Some(c) => parse_duration(c).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--cooldown", Some("FTPMONITOR_COOLDOWN"), c.as_ref())))
+            })?,
+            None => file.cooldown.unwrap_or(Duration::from_secs(5)),
+        };
+        let rescan_interval = match &y.rescan_interval {
+            Some(c) => parse_duration(c).map_err(|e| {
+                let origin = cli("--rescan-interval", Some("FTPMONITOR_RESCAN_INTERVAL"), c.as_ref());
+                Error::usage(format!("{origin}: {e}"))
+            })?,
+            None => file.rescan_interval.unwrap_or(Duration::from_secs(3600)),
+        };
+        let timeout = match &s.timeout {
+            Some(t) => parse_timeout(t).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--timeout", Some("FTPMONITOR_TIMEOUT"), t.as_ref())))
+            })?,
+            None => file.timeout.unwrap_or(crate::ftp::TIMEOUT),
+        };
+        let parallel = match &y.parallel {
+            Some(p) => parse_parallel(p).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--parallel", Some("FTPMONITOR_PARALLEL"), p.as_ref())))
+            })?,
+            None => file.parallel.unwrap_or(4),
+        };
+        let max_delete = match &y.max_delete {
+            Some(p) => parse_percent(p).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--max-delete", Some("FTPMONITOR_MAX_DELETE"), p.as_ref())))
+            })?,
+            None => file.max_delete.unwrap_or(50),
+        };
+        let log_level = match &d.log_level {
+            Some(l) => parse_log_level(l).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--log-level", Some("FTPMONITOR_LOG_LEVEL"), l.as_ref())))
+            })?,
+            None => file.log_level.unwrap_or(LevelFilter::Info),
+        };
+
         let watch_dir = path_of(&args.watch_dir, "WATCH_DIR", None, &file.watch_dir, "watch-dir")?;
         let host = text_of(&args.host, "HOST", None).or_else(|| file.host.clone().map(|h| (h, from_file("host"))));
         let port = match &args.port {
@@ -251,10 +295,6 @@ impl Config {
         let watch_dir = check_watch_dir(&watch_dir, &watch_origin)?;
         check_host(&host, port, &host_origin)?;
         let remote_dir = normalize_remote_dir(&remote_dir, &remote_origin)?;
-
-        let d = &args.daemon;
-        let s = &args.server;
-        let y = &args.sync;
         let root = env.is_root;
 
         let (state_dir, state_origin) =
@@ -272,13 +312,6 @@ impl Config {
                 (Some(path), origin)
             }
         };
-        let log_level = match &d.log_level {
-            Some(l) => parse_log_level(l).map_err(|e| {
-                Error::usage(format!("{}: {e}", cli("--log-level", Some("FTPMONITOR_LOG_LEVEL"), l.as_ref())))
-            })?,
-            None => file.log_level.unwrap_or(LevelFilter::Info),
-        };
-
         let user_given = text_of(&s.user, "--user", Some("FTPMONITOR_USER"))
             .or_else(|| file.user.clone().map(|u| (u, from_file("user"))));
         if let Some((user, origin)) = &user_given {
@@ -344,37 +377,6 @@ impl Config {
         }
         let ca_file = ca.map(|(p, _)| p);
 
-        let cooldown = match &y.cooldown {
-            Some(c) => parse_duration(c).map_err(|e| {
-                Error::usage(format!("{}: {e}", cli("--cooldown", Some("FTPMONITOR_COOLDOWN"), c.as_ref())))
-            })?,
-            None => file.cooldown.unwrap_or(Duration::from_secs(5)),
-        };
-        let rescan_interval = match &y.rescan_interval {
-            Some(c) => parse_duration(c).map_err(|e| {
-                let origin = cli("--rescan-interval", Some("FTPMONITOR_RESCAN_INTERVAL"), c.as_ref());
-                Error::usage(format!("{origin}: {e}"))
-            })?,
-            None => file.rescan_interval.unwrap_or(Duration::from_secs(3600)),
-        };
-        let timeout = match &s.timeout {
-            Some(t) => parse_timeout(t).map_err(|e| {
-                Error::usage(format!("{}: {e}", cli("--timeout", Some("FTPMONITOR_TIMEOUT"), t.as_ref())))
-            })?,
-            None => file.timeout.unwrap_or(crate::ftp::TIMEOUT),
-        };
-        let parallel = match &y.parallel {
-            Some(p) => parse_parallel(p).map_err(|e| {
-                Error::usage(format!("{}: {e}", cli("--parallel", Some("FTPMONITOR_PARALLEL"), p.as_ref())))
-            })?,
-            None => file.parallel.unwrap_or(4),
-        };
-        let max_delete = match &y.max_delete {
-            Some(p) => parse_percent(p).map_err(|e| {
-                Error::usage(format!("{}: {e}", cli("--max-delete", Some("FTPMONITOR_MAX_DELETE"), p.as_ref())))
-            })?,
-            None => file.max_delete.unwrap_or(50),
-        };
         let mut exclude = file.exclude.clone().unwrap_or_default();
         exclude.extend(y.exclude.iter().cloned());
         let excludes = Excludes::new(&exclude)?;
@@ -552,10 +554,7 @@ fn check_watch_dir(dir: &Path, origin: &Origin) -> Result<PathBuf> {
 
 fn check_host(host: &str, port: u16, origin: &Origin) -> Result<()> {
     if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        return Err(Error::usage(format!(
-            "{origin}: {:?} is not a host name: give a name or an IP address",
-            host.escape_debug().to_string()
-        )));
+        return Err(Error::usage(format!("{origin}: {host:?} is not a host name: give a name or an IP address")));
     }
     match (host, port).to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(_)) => Ok(()),
@@ -1220,5 +1219,85 @@ mod tests {
         assert_eq!(parse_netrc(text, "a", None).unwrap().password.as_deref(), Some("p1"));
         assert_eq!(parse_netrc(text, "b", None).unwrap().login.as_deref(), Some("anon"));
         assert_eq!(parse_netrc(text, "a", Some("other")), None);
+    }
+
+    /// Fuzzing the config file parser, bounded so that `cargo test` spends a few
+    /// seconds on it: whatever the text, no panic, and an error is one line.
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Pieces TOML is made of, so that random text gets past the first byte.
+        fn fragment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("=".to_string()),
+                Just("\n".to_string()),
+                Just("\"".to_string()),
+                Just("'".to_string()),
+                Just("[".to_string()),
+                Just("]".to_string()),
+                Just("{".to_string()),
+                Just("}".to_string()),
+                Just(",".to_string()),
+                Just(".".to_string()),
+                Just("#".to_string()),
+                Just("\\".to_string()),
+                Just("\"\"\"".to_string()),
+                prop::sample::select(FILE_KEYS).prop_map(str::to_string),
+                "[a-z_-]{1,8}",
+                "-?[0-9_]{1,6}(\\.[0-9]+)?(e-?[0-9]+)?",
+                "0x[0-9a-fA-F]{1,6}",
+                "(true|false|inf|nan|1979-05-27(T07:32:00Z)?)",
+                "[ \t]{1,2}",
+                any::<char>().prop_map(String::from),
+            ]
+        }
+
+        /// A password value in many shapes, each holding `MARK`.
+        fn password_value() -> impl Strategy<Value = String> {
+            (0usize..10, "[a-z0-9]{0,4}").prop_map(|(shape, pad)| {
+                let v = format!("{pad}{MARK}{pad}");
+                match shape {
+                    0 => v,
+                    1 => format!("\"{v}"),
+                    2 => format!("'{v}"),
+                    3 => format!("[\"{v}\"]"),
+                    4 => format!("{{ x = \"{v}\" }}"),
+                    5 => format!("\"{v}\" \"{v}\""),
+                    6 => format!("\"\"\"{v}"),
+                    7 => format!("\"{v}\\q\""),
+                    8 => format!("\"{v}\"\npassword = \"{v}\""),
+                    _ => format!("1{v}"),
+                }
+            })
+        }
+
+        const MARK: &str = "Zq7Xw9";
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, max_shrink_iters: 100, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_text_gives_a_config_or_a_one_line_error(parts in prop::collection::vec(fragment(), 0..40)) {
+                let text: String = parts.concat();
+                if let Err((line, msg)) = FileConfig::parse(&text) {
+                    prop_assert!(!msg.is_empty());
+                    prop_assert!(!msg.contains(['\n', '\r']), "{msg:?}");
+                    prop_assert!(line.is_none_or(|l| l >= 1 && l <= text.lines().count().max(1) + 1), "{line:?}");
+                }
+            }
+
+            #[test]
+            fn no_error_quotes_a_password_value(
+                before in prop::collection::vec(fragment(), 0..6),
+                value in password_value(),
+                after in prop::collection::vec(fragment(), 0..6),
+            ) {
+                let text = format!("{}\npassword = {value}\n{}", before.concat(), after.concat());
+                if let Err((_, msg)) = FileConfig::parse(&text) {
+                    prop_assert!(!msg.contains(MARK), "{text:?} -> {msg:?}");
+                }
+            }
+        }
     }
 }

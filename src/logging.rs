@@ -107,18 +107,64 @@ fn open(path: &Path) -> io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        // File names are in the log: not for every local user to read.
-        opts.mode(0o640).custom_flags(libc::O_NOFOLLOW);
+        // File names are in the log: not for every local user to read. A
+        // planted symlink is never followed, and a FIFO must not block the
+        // start (O_NONBLOCK changes nothing for a regular file).
+        opts.mode(0o640).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
-    opts.open(path)
+    let file = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let ft = file.metadata()?.file_type();
+        if ft.is_fifo() || ft.is_socket() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+    }
+    Ok(file)
+}
+
+/// An error opening the log file `path`, in words that name the fix.
+pub fn describe(path: &Path, e: &io::Error) -> String {
+    let shown = EscapedPath(path);
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ELOOP) && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) {
+        return format!("log file {shown} is a symbolic link, which ftpmonitor never writes through: remove it");
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return format!("log file {shown} is a directory: give a file name (or - for stderr only)");
+        }
+        Ok(m) if !m.is_file() && !m.is_symlink() && !is_device(&m) => {
+            return format!("log file {shown} is not a regular file (a FIFO or socket): give a file name");
+        }
+        _ => {}
+    }
+    let blocker = path.ancestors().skip(1).find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()));
+    if let Some(file) = blocker {
+        return format!(
+            "cannot create log file {shown}: {} is not a directory: choose another --log-file",
+            EscapedPath(file)
+        );
+    }
+    format!("cannot open log file {shown}: {e}: fix --log-file or the directory's permissions")
+}
+
+#[cfg(unix)]
+fn is_device(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_char_device() || m.file_type().is_block_device()
+}
+
+#[cfg(not(unix))]
+fn is_device(_m: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// Checks, before forking, that the log file can be opened, so that a bad
 /// `--log-file` is reported on the terminal.
 pub fn probe(path: &Path) -> Result<(), String> {
-    open(path).map(drop).map_err(|e| {
-        format!("cannot open log file {}: {e}: fix --log-file or the directory's permissions", EscapedPath(path))
-    })
+    open(path).map(drop).map_err(|e| describe(path, &e))
 }
 
 /// Sends the log to `file` (if any) and to stderr if `stderr`.

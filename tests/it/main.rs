@@ -10,6 +10,7 @@
 
 mod support;
 
+mod badinput;
 mod check;
 mod cli;
 mod daemon;
