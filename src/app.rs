@@ -57,7 +57,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Err(e) => {
             // Only errors from before the fork (or from `check`/`status`) get
             // here, while stderr is still the terminal.
-            eprintln!("ftpmonitor: error: {e}");
+            eprintln!("ftpmonitor: error: {}", logging::redact(&e.to_string()));
             e.exit_code()
         }
     }
@@ -65,6 +65,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     let cfg = Config::from_args(&args)?;
+    logging::hide(cfg.password.expose());
     logging::set_level(cfg.log_level);
     prepare_local_files(&cfg)?;
     if let Some(log) = &cfg.log_file {
@@ -123,7 +124,7 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
         Ok(code) => code,
         Err(e) => {
             error!("error: {e}");
-            readiness.failed(&e.to_string());
+            readiness.failed(&logging::redact(&e.to_string()));
             e.exit_code()
         }
     };

@@ -17,6 +17,7 @@ mod daemon;
 mod dataconn;
 mod engine;
 mod listing;
+mod localfiles;
 mod login;
 mod pipeline;
 mod privdrop;
