@@ -57,7 +57,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Err(e) => {
             // Only errors from before the fork (or from `check`/`status`) get
             // here, while stderr is still the terminal.
-            eprintln!("ftpmonitor: error: {e}");
+            eprintln!("ftpmonitor: error: {}", logging::redact(&e.to_string()));
             e.exit_code()
         }
     }
@@ -65,13 +65,14 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     let cfg = Config::from_args(&args)?;
+    logging::hide(cfg.password.expose());
     logging::set_level(cfg.log_level);
-    create_state_dir(&cfg.state_dir)?;
+    prepare_local_files(&cfg)?;
     if let Some(log) = &cfg.log_file {
-        logging::probe(log).map_err(Error::usage)?;
         // From here on warnings (an unreachable server at start-up) reach the
         // log file as well as the terminal.
-        logging::redirect(Some(log), true).map_err(|e| Error::usage(e.to_string()))?;
+        logging::redirect(Some(log), true)
+            .map_err(|e| Error::usage(format!("{}: {}", cfg.origins.log_file, logging::describe(log, &e))))?;
     }
     let connector = Connector::new(&cfg).map_err(|f| Error::usage(f.message))?;
     let session = preflight_login(&cfg, &connector)?;
@@ -123,7 +124,7 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
         Ok(code) => code,
         Err(e) => {
             error!("error: {e}");
-            readiness.failed(&e.to_string());
+            readiness.failed(&logging::redact(&e.to_string()));
             e.exit_code()
         }
     };
@@ -131,17 +132,126 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-fn create_state_dir(dir: &Path) -> Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o750);
-    b.create(dir).map_err(|e| {
-        Error::runtime(format!(
-            "cannot create state directory {}: {e}: create it, or choose another --state-dir",
-            EscapedPath(dir)
-        ))
-    })
+/// Makes ready, and checks, every local file the daemon will keep, before
+/// the pre-flight login: a wrong path is a usage error (exit 2) on the
+/// terminal, and no server sees a connection for a run that cannot start.
+/// The PID file itself is only looked at here (not created): it is taken
+/// after the login, and a refused login must not leave one behind.
+fn prepare_local_files(cfg: &Config) -> Result<()> {
+    create_state_dir(&cfg.state_dir, &cfg.origins.state_dir)?;
+    protect_journal(&cfg.state_dir)?;
+    check_pid_file_place(&cfg.pid_file, &cfg.origins.pid_file)?;
+    if let Some(log) = &cfg.log_file {
+        logging::probe(log).map_err(|e| Error::usage(format!("{}: {e}", cfg.origins.log_file)))?;
+    }
+    Ok(())
+}
+
+/// The state directory: created owner-only (it holds the journal of every
+/// file name synced), never a symbolic link (the journal must not be written
+/// wherever a planted link points).
+fn create_state_dir(dir: &Path, origin: &crate::config::Origin) -> Result<()> {
+    let shown = EscapedPath(dir);
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::usage(format!(
+            "{origin}: state directory {shown} is a symbolic link, which ftpmonitor does not follow: \
+             give the directory it points to"
+        ))),
+        Ok(m) if !m.is_dir() => Err(Error::usage(format!(
+            "{origin}: state directory {shown} is not a directory: remove the file or choose another --state-dir"
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            let mut b = std::fs::DirBuilder::new();
+            b.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+            b.create(dir).map_err(|e| {
+                Error::usage(format!(
+                    "{origin}: cannot create state directory {shown}: {}: create it, or choose another --state-dir",
+                    why_not_created(dir, &e)
+                ))
+            })
+        }
+        Err(e) => Err(Error::usage(format!(
+            "{origin}: cannot use state directory {shown}: {e}: fix its permissions or choose another --state-dir"
+        ))),
+    }
+}
+
+/// The journal's files are never symbolic links, and are owner-only even
+/// when an older version (or a restore) left them readable by others.
+fn protect_journal(state_dir: &Path) -> Result<()> {
+    let main = Journal::path_in(state_dir);
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", main.display()));
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        let shown = EscapedPath(&path);
+        if meta.file_type().is_symlink() {
+            return Err(Error::usage(format!(
+                "journal file {shown} is a symbolic link, which ftpmonitor never writes through: remove it"
+            )));
+        }
+        if !meta.is_file() {
+            return Err(Error::usage(format!(
+                "journal file {shown} is not a regular file: remove it or choose another --state-dir"
+            )));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+                    Error::usage(format!("cannot make journal file {shown} owner-only: {e}: fix its owner"))
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The PID file's directory exists (or is created) and is a directory; the
+/// file, if there, is a regular file and not a symbolic link. Opening and
+/// locking it happen in `PidFile::acquire`, which checks all this again.
+fn check_pid_file_place(path: &Path, origin: &crate::config::Origin) -> Result<()> {
+    let shown = EscapedPath(path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::usage(format!(
+                    "{origin}: PID file {shown} cannot be created: {} is not a directory: choose another --pid-file",
+                    EscapedPath(dir)
+                )));
+            }
+            Err(_) => std::fs::create_dir_all(dir).map_err(|e| {
+                Error::usage(format!(
+                    "{origin}: cannot create the directory of PID file {shown}: {}: choose another --pid-file",
+                    why_not_created(dir, &e)
+                ))
+            })?,
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::usage(format!(
+            "{origin}: PID file {shown} is a symbolic link, which ftpmonitor never writes through: remove it"
+        ))),
+        Ok(m) if !m.is_file() => Err(Error::usage(format!(
+            "{origin}: PID file {shown} is not a regular file: remove it or choose another --pid-file"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Why `create_dir_all(dir)` failed, in words: "File exists" for a path
+/// through a plain file says little; name the file instead.
+fn why_not_created(dir: &Path, e: &std::io::Error) -> String {
+    let blocker = dir.ancestors().skip(1).find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()));
+    match blocker {
+        Some(file) => format!("{} is not a directory", EscapedPath(file)),
+        None if dir.is_file() => format!("{} is a file", EscapedPath(dir)),
+        None => e.to_string(),
+    }
 }
 
 /// Logs in once while errors still reach the terminal: a refused login or a

@@ -4,6 +4,10 @@
 //! `config.rs` can validate them once, merge them with a `--config` file and
 //! turn them into typed values with error messages that name the fix. clap's
 //! own errors exit with code 2, which is also our code for bad usage.
+//!
+//! Numeric options take values that start with `-` (`--cooldown -1`,
+//! `--timeout -1s`, a PORT of `-21`), so that the error about them is ours,
+//! naming the option and the range, rather than clap's "unexpected argument".
 
 use std::path::PathBuf;
 
@@ -51,7 +55,7 @@ pub struct RunArgs {
     #[arg(value_name = "HOST")]
     pub host: Option<String>,
     /// FTP server port (21 for FTP and explicit FTPS)
-    #[arg(value_name = "PORT")]
+    #[arg(value_name = "PORT", allow_negative_numbers = true)]
     pub port: Option<String>,
     /// Directory on the server that mirrors WATCH_DIR
     #[arg(value_name = "REMOTE_DIR")]
@@ -111,7 +115,7 @@ pub struct ServerArgs {
     #[arg(long)]
     pub active: bool,
     /// Connect, reply and data timeout: a server silent this long is given up and retried [default: 30s]
-    #[arg(long, value_name = "DUR", env = "FTPMONITOR_TIMEOUT")]
+    #[arg(long, value_name = "DUR", env = "FTPMONITOR_TIMEOUT", allow_hyphen_values = true)]
     pub timeout: Option<String>,
 }
 
@@ -119,7 +123,7 @@ pub struct ServerArgs {
 #[command(next_help_heading = "Sync")]
 pub struct SyncArgs {
     /// Quiet period before a changed file is uploaded: 5, 0.5, 500ms, 2s [default: 5]
-    #[arg(long, value_name = "SECS", env = "FTPMONITOR_COOLDOWN")]
+    #[arg(long, value_name = "SECS", env = "FTPMONITOR_COOLDOWN", allow_hyphen_values = true)]
     pub cooldown: Option<String>,
     /// Watch and sync the top level only
     #[arg(long)]
@@ -131,13 +135,13 @@ pub struct SyncArgs {
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
     /// FTP connections used for transfers [default: 4]
-    #[arg(long, value_name = "N", env = "FTPMONITOR_PARALLEL")]
+    #[arg(long, value_name = "N", env = "FTPMONITOR_PARALLEL", allow_hyphen_values = true)]
     pub parallel: Option<String>,
     /// Safety reconcile period, 0 turns it off [default: 1h]
-    #[arg(long, value_name = "DUR", env = "FTPMONITOR_RESCAN_INTERVAL")]
+    #[arg(long, value_name = "DUR", env = "FTPMONITOR_RESCAN_INTERVAL", allow_hyphen_values = true)]
     pub rescan_interval: Option<String>,
     /// With --delete, hold a reconcile that would delete more than this share of synced files [default: 50]
-    #[arg(long, value_name = "PERCENT", env = "FTPMONITOR_MAX_DELETE")]
+    #[arg(long, value_name = "PERCENT", env = "FTPMONITOR_MAX_DELETE", allow_hyphen_values = true)]
     pub max_delete: Option<String>,
     /// Reconcile the whole tree once, then exit
     #[arg(long)]
@@ -166,7 +170,7 @@ pub struct StatusArgs {
 /// Prints a clap error as one line (help and version as they are) and
 /// returns the exit code: 0 for help and version, 2 for bad usage.
 pub fn report(e: &clap::Error) -> std::process::ExitCode {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::error::ErrorKind;
     if matches!(
         e.kind(),
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
@@ -174,21 +178,62 @@ pub fn report(e: &clap::Error) -> std::process::ExitCode {
         let _ = e.print();
         return std::process::ExitCode::SUCCESS;
     }
-    let password = matches!(
-        e.get(ContextKind::InvalidArg),
-        Some(ContextValue::String(a)) if a.starts_with("--password") && !a.starts_with("--password-file")
-    );
-    if password {
-        eprintln!(
-            "ftpmonitor: error: there is no --password option (every user can read a command line): \
-             use FTPMONITOR_PASSWORD, --password-file, the config file or ~/.netrc"
-        );
-    } else {
-        let text = e.to_string();
-        let first = text.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
-        eprintln!("ftpmonitor: error: {first} (see ftpmonitor --help)");
-    }
+    let argv: Vec<String> = std::env::args().collect();
+    eprintln!("ftpmonitor: error: {}", one_line(e, &argv, |k| std::env::var_os(k)));
     std::process::ExitCode::from(2)
+}
+
+/// A clap error as one line that names the option and the fix: clap's first
+/// line, plus its tip if it has one, except where clap's words mislead.
+fn one_line(e: &clap::Error, argv: &[String], env: impl Fn(&str) -> Option<std::ffi::OsString>) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    if let Some(a) = context(ContextKind::InvalidArg)
+        && a.starts_with("--password")
+        && !a.starts_with("--password-file")
+    {
+        return "there is no --password option (every user can read a command line): \
+                use FTPMONITOR_PASSWORD, --password-file, the config file or ~/.netrc"
+            .to_string();
+    }
+    if e.kind() == ErrorKind::ArgumentConflict
+        && let Some(extra) = context(ContextKind::InvalidSubcommand)
+    {
+        // clap calls a fifth positional a subcommand.
+        return format!(
+            "unexpected argument {extra:?}: ftpmonitor takes four values, WATCH_DIR HOST PORT REMOTE_DIR, \
+             after the options (check and status come first): quote a value that holds spaces"
+        );
+    }
+    if e.kind() == ErrorKind::InvalidValue
+        && context(ContextKind::InvalidValue) == Some("")
+        && let Some(arg) = context(ContextKind::InvalidArg)
+    {
+        // An empty environment twin reads as an empty value of its option.
+        let long = arg.split_whitespace().next().unwrap_or(arg);
+        let twin = <Cli as clap::CommandFactory>::command()
+            .get_arguments()
+            .chain(<Cli as clap::CommandFactory>::command().get_subcommands().flat_map(clap::Command::get_arguments))
+            .find(|a| a.get_long().is_some_and(|l| format!("--{l}") == long))
+            .and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()));
+        if let Some(var) = twin
+            && env(&var).is_some_and(|v| v.is_empty())
+            && !argv.iter().any(|a| a == long || a.starts_with(&format!("{long}=")))
+        {
+            return format!("{var} is set but empty: unset it, or give it a value");
+        }
+        return format!("{long} is empty: give it a value (see ftpmonitor --help)");
+    }
+    let text = e.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("bad usage").trim_start_matches("error: ");
+    match lines.find(|l| l.starts_with("tip:")) {
+        Some(tip) => format!("{first}; {tip} (see ftpmonitor --help)"),
+        None => format!("{first} (see ftpmonitor --help)"),
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +255,59 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Check(_))));
         let cli = Cli::try_parse_from(["ftpmonitor", "status", "--json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Status(StatusArgs { json: true, .. }))));
+    }
+
+    #[test]
+    fn negative_numbers_reach_our_own_checks() {
+        let cli = Cli::try_parse_from([
+            "ftpmonitor",
+            "--cooldown",
+            "-1",
+            "--timeout",
+            "-1s",
+            "--rescan-interval",
+            "-5",
+            "--max-delete",
+            "-1",
+            "--parallel",
+            "-2",
+            "/w",
+            "h",
+            "-21",
+            "/r",
+        ])
+        .unwrap();
+        let r = &cli.run;
+        assert_eq!(r.sync.cooldown.as_deref(), Some("-1"));
+        assert_eq!(r.server.timeout.as_deref(), Some("-1s"));
+        assert_eq!(r.sync.rescan_interval.as_deref(), Some("-5"));
+        assert_eq!(r.sync.max_delete.as_deref(), Some("-1"));
+        assert_eq!(r.sync.parallel.as_deref(), Some("-2"));
+        assert_eq!(r.port.as_deref(), Some("-21"));
+        assert_eq!(r.remote_dir.as_deref(), Some("/r"));
+        let cli = Cli::try_parse_from(["ftpmonitor", "check", "/w", "h", "-21", "/r"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Check(RunArgs { port: Some(ref p), .. })) if p == "-21"));
+    }
+
+    fn error_line(argv: &[&str], env: &[(&str, &str)]) -> String {
+        let e = Cli::try_parse_from(argv).unwrap_err();
+        let argv: Vec<String> = argv.iter().map(|a| (*a).to_string()).collect();
+        one_line(&e, &argv, |k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).into()))
+    }
+
+    #[test]
+    fn clap_errors_become_one_line_that_names_the_fix() {
+        let five = error_line(&["ftpmonitor", "/w", "h", "21", "/r", "extra"], &[]);
+        assert!(five.contains("\"extra\"") && five.contains("four values"), "{five}");
+        let similar = error_line(&["ftpmonitor", "--pid", "x"], &[]);
+        assert!(similar.contains("'--pid'") && similar.contains("--pid-file"), "{similar}");
+        let empty = error_line(&["ftpmonitor", "--state-dir", "", "/w"], &[]);
+        assert!(empty.contains("--state-dir is empty"), "{empty}");
+        let pw = error_line(&["ftpmonitor", "--password=s3cret", "/w"], &[]);
+        assert!(pw.contains("no --password option") && !pw.contains("s3cret"), "{pw}");
+        for line in [five, similar, empty, pw] {
+            assert!(!line.contains('\n'), "{line}");
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! failure is a one-line [`Error::Usage`] naming the thing and the fix. Nothing
 //! here touches the network beyond resolving HOST, forks or logs.
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use log::LevelFilter;
-use serde::{Deserialize, Deserializer};
+use toml::de::DeValue;
 
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
@@ -150,6 +152,39 @@ pub struct Config {
     pub publish_changing: bool,
 
     pub config_file: Option<PathBuf>,
+    /// Where the local files' paths came from, for errors found at start-up.
+    pub origins: Origins,
+}
+
+/// Where a value came from, to name it in an error message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Not given: the default, named by its option (kebab-case key).
+    Default(&'static str),
+    /// An option or positional on the command line (`--cooldown`, `PORT`).
+    Cli(&'static str),
+    /// An option's environment twin (`FTPMONITOR_COOLDOWN`).
+    Env(&'static str),
+    /// A key of the config file, as written there.
+    File { path: PathBuf, line: usize, key: String },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default(key) => write!(f, "--{key}"),
+            Self::Cli(name) | Self::Env(name) => f.write_str(name),
+            Self::File { path, line, key } => write!(f, "config file {}, line {line}: {key}", EscapedPath(path)),
+        }
+    }
+}
+
+/// Where the paths of the files the daemon keeps came from.
+#[derive(Clone, Debug)]
+pub struct Origins {
+    pub state_dir: Origin,
+    pub pid_file: Origin,
+    pub log_file: Origin,
 }
 
 impl Config {
@@ -159,70 +194,174 @@ impl Config {
         Self::from_args_env(args, &env)
     }
 
+    #[allow(clippy::too_many_lines)] // one merge, value by value, in the order of the help
     fn from_args_env(args: &RunArgs, env: &Env) -> Result<Self> {
+        // A value clap handed us came from the command line or from its
+        // environment twin: name the one the user wrote.
+        let cli = |flag: &'static str, var: Option<&'static str>, text: &std::ffi::OsStr| match var {
+            Some(v) if env.vars.get(v).is_some_and(|x| x.as_os_str() == text) => Origin::Env(v),
+            _ => Origin::Cli(flag),
+        };
         let (file, config_file) = match &args.config {
             Some(path) => {
+                let origin = cli("--config", Some("FTPMONITOR_CONFIG"), path.as_os_str());
+                if path.as_os_str().is_empty() {
+                    return Err(Error::usage(format!("{origin}: is empty: give the path of a TOML config file")));
+                }
                 let path = absolute(path, &env.cwd);
-                (FileConfig::load(&path)?, Some(path))
+                (FileConfig::load(&path, &origin)?, Some(path))
             }
             None => (FileConfig::default(), None),
         };
+        let from_file = |key: &'static str| file.origin(key, config_file.as_deref());
         // Relative paths in the config file are relative to the file itself.
         let file_base =
             config_file.as_deref().and_then(Path::parent).map_or_else(|| env.cwd.clone(), Path::to_path_buf);
-        let from_file = |p: &Option<PathBuf>| p.as_ref().map(|p| absolute(p, &file_base));
-        let from_cli = |p: &Option<PathBuf>| p.as_ref().map(|p| absolute(p, &env.cwd));
+        // A path from the command line (relative to the working directory)
+        // or else from the file, with where it came from.
+        let path_of = |given: &Option<PathBuf>,
+                       flag: &'static str,
+                       var: Option<&'static str>,
+                       in_file: &Option<PathBuf>,
+                       key: &'static str|
+         -> Result<Option<(PathBuf, Origin)>> {
+            if let Some(p) = given {
+                let origin = cli(flag, var, p.as_os_str());
+                if p.as_os_str().is_empty() {
+                    return Err(Error::usage(format!("{origin}: is empty: give a path")));
+                }
+                return Ok(Some((absolute(p, &env.cwd), origin)));
+            }
+            Ok(in_file.as_ref().map(|p| (absolute(p, &file_base), from_file(key))))
+        };
+        let text_of = |given: &Option<String>, flag: &'static str, var: Option<&'static str>| {
+            given.as_ref().map(|v| (v.clone(), cli(flag, var, v.as_ref())))
+        };
 
-        let watch_dir = from_cli(&args.watch_dir).or_else(|| from_file(&file.watch_dir));
-        let host = args.host.clone().or(file.host.clone());
+        // The values of options first: a value option missing its value
+        // takes the next word, and its error then says more than the
+        // positionals shifted by one would.
+        let d = &args.daemon;
+        let s = &args.server;
+        let y = &args.sync;
+        let cooldown = match &y.cooldown {
+            Some(c) => parse_duration(c).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--cooldown", Some("FTPMONITOR_COOLDOWN"), c.as_ref())))
+            })?,
+            None => file.cooldown.unwrap_or(Duration::from_secs(5)),
+        };
+        let rescan_interval = match &y.rescan_interval {
+            Some(c) => parse_duration(c).map_err(|e| {
+                let origin = cli("--rescan-interval", Some("FTPMONITOR_RESCAN_INTERVAL"), c.as_ref());
+                Error::usage(format!("{origin}: {e}"))
+            })?,
+            None => file.rescan_interval.unwrap_or(Duration::from_secs(3600)),
+        };
+        let timeout = match &s.timeout {
+            Some(t) => parse_timeout(t).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--timeout", Some("FTPMONITOR_TIMEOUT"), t.as_ref())))
+            })?,
+            None => file.timeout.unwrap_or(TIMEOUT),
+        };
+        let parallel = match &y.parallel {
+            Some(p) => parse_parallel(p).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--parallel", Some("FTPMONITOR_PARALLEL"), p.as_ref())))
+            })?,
+            None => file.parallel.unwrap_or(4),
+        };
+        let max_delete = match &y.max_delete {
+            Some(p) => parse_percent(p).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--max-delete", Some("FTPMONITOR_MAX_DELETE"), p.as_ref())))
+            })?,
+            None => file.max_delete.unwrap_or(50),
+        };
+        let log_level = match &d.log_level {
+            Some(l) => parse_log_level(l).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--log-level", Some("FTPMONITOR_LOG_LEVEL"), l.as_ref())))
+            })?,
+            None => file.log_level.unwrap_or(LevelFilter::Info),
+        };
+
+        let watch_dir = path_of(&args.watch_dir, "WATCH_DIR", None, &file.watch_dir, "watch-dir")?;
+        let host = text_of(&args.host, "HOST", None).or_else(|| file.host.clone().map(|h| (h, from_file("host"))));
         let port = match &args.port {
-            Some(p) => Some(parse_port(p).map_err(Error::usage)?),
+            Some(p) => Some(parse_port(p).map_err(|e| Error::usage(format!("PORT: {e}")))?),
             None => file.port,
         };
-        let remote_dir = args.remote_dir.clone().or(file.remote_dir.clone());
-        let (Some(watch_dir), Some(host), Some(port), Some(remote_dir)) = (watch_dir, host, port, remote_dir) else {
+        let remote_dir = text_of(&args.remote_dir, "REMOTE_DIR", None)
+            .or_else(|| file.remote_dir.clone().map(|r| (r, from_file("remote-dir"))));
+        let (Some((watch_dir, watch_origin)), Some((host, host_origin)), Some(port), Some((remote_dir, remote_origin))) =
+            (watch_dir, host, port, remote_dir)
+        else {
             return Err(Error::usage(
                 "WATCH_DIR, HOST, PORT and REMOTE_DIR are required: give all four on the command \
                  line (ftpmonitor /watch ftp.example.com 21 /incoming) or in --config FILE",
             ));
         };
-        let watch_dir = check_watch_dir(&watch_dir)?;
-        check_host(&host, port)?;
-        let remote_dir = normalize_remote_dir(&remote_dir)?;
-
-        let d = &args.daemon;
-        let s = &args.server;
-        let y = &args.sync;
+        let watch_dir = check_watch_dir(&watch_dir, &watch_origin)?;
+        check_host(&host, port, &host_origin)?;
+        let remote_dir = normalize_remote_dir(&remote_dir, &remote_origin)?;
         let root = env.is_root;
 
-        let state_dir =
-            from_cli(&d.state_dir).or_else(|| from_file(&file.state_dir)).unwrap_or_else(|| env.default_state_dir());
-        let pid_file = from_cli(&d.pid_file)
-            .or_else(|| from_file(&file.pid_file))
-            .unwrap_or_else(|| env.default_pid_file(&state_dir));
-        let log_file = match d.log_file.as_ref().or(file.log_file.as_ref()) {
-            Some(p) if p.as_os_str() == "-" => None,
-            Some(_) => from_cli(&d.log_file).or_else(|| from_file(&file.log_file)),
-            None => Some(env.default_log_file()),
+        let (state_dir, state_origin) =
+            path_of(&d.state_dir, "--state-dir", Some("FTPMONITOR_STATE_DIR"), &file.state_dir, "state-dir")?
+                .unwrap_or_else(|| (env.default_state_dir(), Origin::Default("state-dir")));
+        let (pid_file, pid_origin) =
+            path_of(&d.pid_file, "--pid-file", Some("FTPMONITOR_PID_FILE"), &file.pid_file, "pid-file")?
+                .unwrap_or_else(|| (env.default_pid_file(&state_dir), Origin::Default("pid-file")));
+        let (log_file, log_origin) = match d.log_file.as_ref().or(file.log_file.as_ref()) {
+            Some(p) if p.as_os_str() == "-" => (None, Origin::Default("log-file")),
+            _ => {
+                let (path, origin) =
+                    path_of(&d.log_file, "--log-file", Some("FTPMONITOR_LOG_FILE"), &file.log_file, "log-file")?
+                        .unwrap_or_else(|| (env.default_log_file(), Origin::Default("log-file")));
+                (Some(path), origin)
+            }
         };
-        let log_level = match &d.log_level {
-            Some(l) => parse_log_level(l).map_err(|e| Error::usage(format!("--log-level: {e}")))?,
-            None => file.log_level.unwrap_or(LevelFilter::Info),
-        };
-
-        let user_given = s.user.clone().or(file.user.clone());
+        let user_given = text_of(&s.user, "--user", Some("FTPMONITOR_USER"))
+            .or_else(|| file.user.clone().map(|u| (u, from_file("user"))));
+        if let Some((user, origin)) = &user_given {
+            check_user(user, origin)?;
+        }
+        let user_given = user_given.map(|(u, _)| u);
         let netrc = env.home.as_ref().map(|h| h.join(".netrc"));
         let netrc_entry = netrc.as_deref().and_then(|p| netrc_lookup(p, &host, user_given.as_deref()));
         let user = user_given
             .or_else(|| netrc_entry.as_ref().and_then(|e| e.login.clone()))
             .unwrap_or_else(|| "anonymous".to_string());
-        let password_file = from_cli(&s.password_file).or_else(|| from_file(&file.password_file));
-        let (password, password_source) = if let Some(pw) = &env.password {
-            (Secret::new(pw.clone()), PasswordSource::Environment)
-        } else if let Some(path) = &password_file {
-            (read_password_file(path)?, PasswordSource::File)
-        } else if let Some(pw) = &file.password {
-            (Secret::new(pw.clone()), PasswordSource::Config)
+        // Every source given is checked, also those a higher one overrides:
+        // a broken --password-file is a mistake even while the environment
+        // supplies the password.
+        let from_env = match &env.password {
+            Some(pw) => {
+                let origin = Origin::Env("FTPMONITOR_PASSWORD");
+                let pw = pw.to_str().ok_or_else(|| {
+                    Error::usage(format!("{origin}: not valid UTF-8: give the password as UTF-8 text"))
+                })?;
+                Some(check_password(Secret::new(pw), &origin)?)
+            }
+            None => None,
+        };
+        let from_password_file = match path_of(
+            &s.password_file,
+            "--password-file",
+            Some("FTPMONITOR_PASSWORD_FILE"),
+            &file.password_file,
+            "password-file",
+        )? {
+            Some((path, origin)) => Some(read_password_file(&path, &origin)?),
+            None => None,
+        };
+        let from_config = match &file.password {
+            Some(pw) => Some(check_password(pw.clone(), &from_file("password"))?),
+            None => None,
+        };
+        let (password, password_source) = if let Some(pw) = from_env {
+            (pw, PasswordSource::Environment)
+        } else if let Some(pw) = from_password_file {
+            (pw, PasswordSource::File)
+        } else if let Some(pw) = from_config {
+            (pw, PasswordSource::Config)
         } else if let Some(pw) = netrc_entry.and_then(|e| e.password) {
             (Secret::new(pw), PasswordSource::Netrc)
         } else if user == "anonymous" || user == "ftp" {
@@ -232,48 +371,34 @@ impl Config {
         };
 
         let tls = s.tls || file.tls.unwrap_or(false);
-        let ca_file = from_cli(&s.ca_file).or_else(|| from_file(&file.ca_file));
-        if let Some(ca) = &ca_file {
-            if let Err(e) = fs::File::open(ca) {
+        let ca = path_of(&s.ca_file, "--ca-file", Some("FTPMONITOR_CA_FILE"), &file.ca_file, "ca-file")?;
+        if let Some((ca, origin)) = &ca {
+            if !tls {
                 return Err(Error::usage(format!(
-                    "cannot read CA file {}: {e}: give a readable PEM file to --ca-file",
-                    EscapedPath(ca)
+                    "{origin}: a CA file only applies to FTPS: add --tls (tls = true in a config file), \
+                     or leave the CA file out"
                 )));
             }
-            if !tls {
-                return Err(Error::usage("--ca-file only applies to FTPS: add --tls"));
-            }
+            check_readable_file(ca, origin, "CA file", "give a readable PEM file")?;
         }
+        let ca_file = ca.map(|(p, _)| p);
 
-        let cooldown = match &y.cooldown {
-            Some(c) => parse_duration(c).map_err(|e| Error::usage(format!("--cooldown: {e}")))?,
-            None => file.cooldown.unwrap_or(Duration::from_secs(5)),
-        };
-        let rescan_interval = match &y.rescan_interval {
-            Some(c) => parse_duration(c).map_err(|e| Error::usage(format!("--rescan-interval: {e}")))?,
-            None => file.rescan_interval.unwrap_or(Duration::from_secs(3600)),
-        };
-        let timeout = match &s.timeout {
-            Some(t) => parse_timeout(t).map_err(|e| Error::usage(format!("--timeout: {e}")))?,
-            None => file.timeout.unwrap_or(TIMEOUT),
-        };
-        let parallel = match &y.parallel {
-            Some(p) => parse_parallel(p).map_err(|e| Error::usage(format!("--parallel: {e}")))?,
-            None => file.parallel.unwrap_or(4),
-        };
-        let max_delete = match &y.max_delete {
-            Some(p) => parse_percent(p).map_err(|e| Error::usage(format!("--max-delete: {e}")))?,
-            None => file.max_delete.unwrap_or(50),
-        };
         let mut exclude = file.exclude.clone().unwrap_or_default();
         exclude.extend(y.exclude.iter().cloned());
         let excludes = Excludes::new(&exclude)?;
 
         let once = y.once || file.once.unwrap_or(false);
-        let run_as = d.run_as.clone().or(file.run_as.clone());
-        if run_as.is_some() && !root {
-            return Err(Error::usage("--run-as needs root: start ftpmonitor as root, or leave --run-as out"));
+        let run_as = text_of(&d.run_as, "--run-as", Some("FTPMONITOR_RUN_AS"))
+            .or_else(|| file.run_as.clone().map(|u| (u, from_file("run-as"))));
+        if let Some((name, origin)) = &run_as {
+            if !root {
+                return Err(Error::usage(format!(
+                    "{origin}: dropping privileges needs root: start ftpmonitor as root, or leave --run-as out"
+                )));
+            }
+            crate::daemon::lookup_user(name).map_err(|e| Error::usage(format!("{origin}: {e}")))?;
         }
+        let run_as = run_as.map(|(u, _)| u);
 
         Ok(Self {
             watch_dir,
@@ -305,6 +430,7 @@ impl Config {
             dry_run: y.dry_run || file.dry_run.unwrap_or(false),
             publish_changing: y.publish_changing || file.publish_changing.unwrap_or(false),
             config_file,
+            origins: Origins { state_dir: state_origin, pid_file: pid_origin, log_file: log_origin },
         })
     }
 
@@ -356,7 +482,10 @@ struct Env {
     home: Option<PathBuf>,
     xdg_state_home: Option<PathBuf>,
     xdg_runtime_dir: Option<PathBuf>,
-    password: Option<String>,
+    password: Option<OsString>,
+    /// Every `FTPMONITOR_*` variable, to tell an option's environment twin
+    /// from the option itself in an error.
+    vars: HashMap<String, OsString>,
 }
 
 impl Env {
@@ -368,7 +497,11 @@ impl Env {
             home: var("HOME").or_else(|| var("USERPROFILE")),
             xdg_state_home: var("XDG_STATE_HOME").or_else(|| var("LOCALAPPDATA")).filter(|p| p.is_absolute()),
             xdg_runtime_dir: var("XDG_RUNTIME_DIR").filter(|p| p.is_absolute()),
-            password: std::env::var("FTPMONITOR_PASSWORD").ok(),
+            password: std::env::var_os("FTPMONITOR_PASSWORD"),
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
+                .filter(|(k, _)| k.starts_with("FTPMONITOR_"))
+                .collect(),
         }
     }
 
@@ -405,53 +538,104 @@ fn absolute(p: &Path, base: &Path) -> PathBuf {
     if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
 }
 
-fn check_watch_dir(dir: &Path) -> Result<PathBuf> {
+fn check_watch_dir(dir: &Path, origin: &Origin) -> Result<PathBuf> {
     let shown = EscapedPath(dir);
     let meta = fs::metadata(dir).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::usage(format!("watch directory {shown} does not exist: create it or fix the path"))
+            Error::usage(format!("{origin}: watch directory {shown} does not exist: create it or fix the path"))
         } else {
-            Error::usage(format!("cannot access watch directory {shown}: {e}: check its permissions"))
+            Error::usage(format!("{origin}: cannot access watch directory {shown}: {e}: check its permissions"))
         }
     })?;
     if !meta.is_dir() {
-        return Err(Error::usage(format!("watch directory {shown} is not a directory: give the directory to watch")));
+        return Err(Error::usage(format!(
+            "{origin}: watch directory {shown} is not a directory: give the directory to watch"
+        )));
     }
     fs::read_dir(dir).map_err(|e| {
-        Error::usage(format!("cannot read watch directory {shown}: {e}: run as a user who can read it"))
+        Error::usage(format!("{origin}: cannot read watch directory {shown}: {e}: run as a user who can read it"))
     })?;
     // Events arrive with the real path, so watch the real path.
-    fs::canonicalize(dir).map_err(|e| Error::usage(format!("cannot resolve watch directory {shown}: {e}")))
+    fs::canonicalize(dir).map_err(|e| Error::usage(format!("{origin}: cannot resolve watch directory {shown}: {e}")))
 }
 
-fn check_host(host: &str, port: u16) -> Result<()> {
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(Error::usage(format!("HOST {host:?} is not a host name: give a name or an IP address")));
+fn check_host(host: &str, port: u16, origin: &Origin) -> Result<()> {
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(Error::usage(format!("{origin}: {host:?} is not a host name: give a name or an IP address")));
     }
     match (host, port).to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(_)) => Ok(()),
-        Ok(_) => Err(Error::usage(format!("host {host:?} has no address: check the name, or give an IP address"))),
+        Ok(_) => {
+            Err(Error::usage(format!("{origin}: host {host:?} has no address: check the name, or give an IP address")))
+        }
         Err(e) => Err(Error::usage(format!(
-            "cannot resolve host {host:?} ({e}): check the name and DNS, or give an IP address"
+            "{origin}: cannot resolve host {host:?} ({e}): check the name and DNS, or give an IP address"
         ))),
     }
 }
 
-fn normalize_remote_dir(dir: &str) -> Result<String> {
-    if dir.contains(['\r', '\n']) {
-        return Err(Error::usage("REMOTE_DIR contains a line break: FTP cannot carry it"));
+fn normalize_remote_dir(dir: &str, origin: &Origin) -> Result<String> {
+    if dir.is_empty() {
+        return Err(Error::usage(format!(
+            "{origin}: is empty: give the directory on the server, such as /incoming (or . for the login directory)"
+        )));
+    }
+    if dir.contains(['\r', '\n', '\0']) {
+        return Err(Error::usage(format!(
+            "{origin}: the remote directory contains a line break or NUL, which FTP cannot carry: rename it"
+        )));
     }
     let trimmed = dir.trim_end_matches('/');
     if trimmed.is_empty() {
-        return Ok(if dir.starts_with('/') { "/".into() } else { String::new() });
+        return Ok("/".into());
     }
     Ok(trimmed.to_string())
+}
+
+/// A login name goes into `USER name\r\n`: it must not be empty nor carry a
+/// line break (which would end the command and start another).
+fn check_user(user: &str, origin: &Origin) -> Result<()> {
+    if user.is_empty() {
+        return Err(Error::usage(format!(
+            "{origin}: the login name is empty: give a name, or leave it out for anonymous"
+        )));
+    }
+    if user.contains(['\r', '\n', '\0']) {
+        return Err(Error::usage(format!(
+            "{origin}: the login name contains a line break or NUL, which FTP cannot carry: fix the name"
+        )));
+    }
+    Ok(())
+}
+
+/// The same for the password, whose value no message may show.
+fn check_password(pw: Secret, origin: &Origin) -> Result<Secret> {
+    if pw.expose().contains(['\r', '\n', '\0']) {
+        return Err(Error::usage(format!(
+            "{origin}: the password contains a line break or NUL, which FTP cannot carry (not shown here): \
+             change the password"
+        )));
+    }
+    Ok(pw)
+}
+
+/// A file ftpmonitor must read: it exists, is a regular file (not a
+/// directory, which `open` would accept) and opens for reading.
+fn check_readable_file(path: &Path, origin: &Origin, what: &str, fix: &str) -> Result<fs::File> {
+    let shown = EscapedPath(path);
+    let f =
+        fs::File::open(path).map_err(|e| Error::usage(format!("{origin}: cannot read {what} {shown}: {e}: {fix}")))?;
+    match f.metadata() {
+        Ok(m) if m.is_dir() => Err(Error::usage(format!("{origin}: {what} {shown} is a directory: {fix}"))),
+        Ok(_) => Ok(f),
+        Err(e) => Err(Error::usage(format!("{origin}: cannot read {what} {shown}: {e}: {fix}"))),
+    }
 }
 
 pub fn parse_port(s: &str) -> std::result::Result<u16, String> {
     match s.trim().parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(u16::try_from(p).unwrap_or(21)),
-        _ => Err(format!("PORT {s:?} is not a port number: use 1 to 65535 (FTP and explicit FTPS listen on 21)")),
+        _ => Err(format!("{s:?} is not a port number: use 1 to 65535 (FTP and explicit FTPS listen on 21)")),
     }
 }
 
@@ -468,6 +652,9 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 
 fn parse_duration_unbounded(s: &str) -> std::result::Result<Duration, String> {
     let t = s.trim();
+    if t.starts_with('-') {
+        return Err(format!("{s:?} is negative: use 0 or more, in seconds like 5 or 0.5, or 500ms, 2s, 1h"));
+    }
     if let Ok(secs) = t.parse::<f64>() {
         return Duration::try_from_secs_f64(secs)
             .map_err(|_| format!("{s:?} is not a duration: use seconds like 5 or 0.5, or 500ms, 2s, 1h"));
@@ -509,18 +696,21 @@ fn parse_log_level(s: &str) -> std::result::Result<LevelFilter, String> {
     }
 }
 
-fn read_password_file(path: &Path) -> Result<Secret> {
-    let f = fs::File::open(path).map_err(|e| {
-        Error::usage(format!(
-            "cannot read password file {}: {e}: check the path and that ftpmonitor may read it",
-            EscapedPath(path)
-        ))
-    })?;
+fn read_password_file(path: &Path, origin: &Origin) -> Result<Secret> {
+    const FIX: &str = "give a readable file whose first line is the password";
+    let shown = EscapedPath(path);
+    let f = check_readable_file(path, origin, "password file", FIX)?;
     let mut line = String::new();
     BufReader::new(f)
         .read_line(&mut line)
-        .map_err(|e| Error::usage(format!("cannot read password file {}: {e}", EscapedPath(path))))?;
-    Ok(Secret::new(line.trim_end_matches(['\r', '\n'])))
+        .map_err(|e| Error::usage(format!("{origin}: cannot read password file {shown}: {e}: {FIX}")))?;
+    let pw = line.trim_end_matches(['\r', '\n']);
+    if pw.is_empty() {
+        return Err(Error::usage(format!(
+            "{origin}: password file {shown} is empty: write the password on its first line"
+        )));
+    }
+    check_password(Secret::new(pw), origin)
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -569,133 +759,308 @@ fn parse_netrc(text: &str, host: &str, user: Option<&str>) -> Option<NetrcEntry>
 
 /// The config file: the same keys as the long options (`cooldown`,
 /// `password-file`, ...) plus the four positionals (`watch-dir`, `host`,
-/// `port`, `remote-dir`) and `password`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// `port`, `remote-dir`) and `password`. `snake_case` spellings are accepted
+/// too (`max_delete`).
+///
+/// Read in two stages: toml parses the syntax into spanned keys and values,
+/// then every key is converted here, so that each error names the key and
+/// its line and says what to write instead, in our words. No message ever
+/// quotes a `password` value: serde's and toml's would ("invalid type:
+/// integer `123456`").
+#[derive(Debug, Default)]
 struct FileConfig {
-    #[serde(alias = "watch_dir")]
     watch_dir: Option<PathBuf>,
     host: Option<String>,
-    #[serde(default, deserialize_with = "de_port")]
     port: Option<u16>,
-    #[serde(alias = "remote_dir")]
     remote_dir: Option<String>,
 
     foreground: Option<bool>,
-    #[serde(alias = "pid_file")]
     pid_file: Option<PathBuf>,
-    #[serde(alias = "log_file")]
     log_file: Option<PathBuf>,
-    #[serde(alias = "state_dir")]
     state_dir: Option<PathBuf>,
-    #[serde(alias = "run_as")]
     run_as: Option<String>,
-    #[serde(default, alias = "log_level", deserialize_with = "de_log_level")]
     log_level: Option<LevelFilter>,
 
     user: Option<String>,
-    password: Option<String>,
-    #[serde(alias = "password_file")]
+    password: Option<Secret>,
     password_file: Option<PathBuf>,
     tls: Option<bool>,
-    #[serde(alias = "ca_file")]
     ca_file: Option<PathBuf>,
     active: Option<bool>,
-    #[serde(default, deserialize_with = "de_timeout")]
     timeout: Option<Duration>,
 
-    #[serde(default, deserialize_with = "de_duration")]
     cooldown: Option<Duration>,
-    #[serde(alias = "no_recursive")]
     no_recursive: Option<bool>,
     delete: Option<bool>,
     exclude: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "de_parallel")]
     parallel: Option<usize>,
-    #[serde(default, alias = "rescan_interval", deserialize_with = "de_duration")]
     rescan_interval: Option<Duration>,
-    #[serde(default, alias = "max_delete", deserialize_with = "de_percent")]
     max_delete: Option<u8>,
     once: Option<bool>,
-    #[serde(alias = "dry_run")]
     dry_run: Option<bool>,
-    #[serde(alias = "publish_changing")]
     publish_changing: Option<bool>,
+
+    /// For each key given: how it was written and its 1-based line.
+    keys: HashMap<&'static str, (String, usize)>,
 }
 
+/// Every key the file may hold, in the kebab-case spelling.
+const FILE_KEYS: &[&str] = &[
+    "watch-dir",
+    "host",
+    "port",
+    "remote-dir",
+    "foreground",
+    "pid-file",
+    "log-file",
+    "state-dir",
+    "run-as",
+    "log-level",
+    "user",
+    "password",
+    "password-file",
+    "tls",
+    "ca-file",
+    "active",
+    "timeout",
+    "cooldown",
+    "no-recursive",
+    "delete",
+    "exclude",
+    "parallel",
+    "rescan-interval",
+    "max-delete",
+    "once",
+    "dry-run",
+    "publish-changing",
+];
+
+/// What to write instead of a malformed `password` value. Says nothing of the
+/// value itself.
+const PASSWORD_FIX: &str = "the value must be a quoted string, digits too (it is not shown here): \
+                            write password = \"...\", or better keep it in a --password-file";
+
+type ParseError = (Option<usize>, String);
+
 impl FileConfig {
-    fn load(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path).map_err(|e| {
-            Error::usage(format!(
-                "cannot read config file {}: {e}: check the path given to --config",
-                EscapedPath(path)
-            ))
+    fn load(path: &Path, origin: &Origin) -> Result<Self> {
+        let shown = EscapedPath(path);
+        let bytes = fs::read(path)
+            .map_err(|e| Error::usage(format!("{origin}: cannot read config file {shown}: {e}: check the path")))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            Error::usage(format!("config file {shown}, line {line}: not UTF-8 text: save the file as UTF-8"))
         })?;
         Self::parse(&text).map_err(|(line, msg)| {
             Error::usage(match line {
-                Some(line) => format!("config file {}, line {line}: {msg}", EscapedPath(path)),
-                None => format!("config file {}: {msg}", EscapedPath(path)),
+                Some(line) => format!("config file {shown}, line {line}: {msg}"),
+                None => format!("config file {shown}: {msg}"),
             })
         })
     }
 
-    /// Parses the text; an error carries the 1-based line and a one-line message.
-    fn parse(text: &str) -> std::result::Result<Self, (Option<usize>, String)> {
-        toml::from_str(text).map_err(|e: toml::de::Error| {
-            let line = e.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-            let msg = e.message().lines().collect::<Vec<_>>().join(" ");
-            (line, msg)
-        })
-    }
-}
-
-/// A number (seconds) or a string such as `"500ms"`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumOrStr {
-    Int(i64),
-    Float(f64),
-    Str(String),
-}
-
-impl NumOrStr {
-    fn text(self) -> String {
-        match self {
-            Self::Int(i) => i.to_string(),
-            Self::Float(f) => f.to_string(),
-            Self::Str(s) => s,
+    /// Where `key` (kebab-case) was given, for an error about its value.
+    fn origin(&self, key: &'static str, path: Option<&Path>) -> Origin {
+        match (self.keys.get(key), path) {
+            (Some((written, line)), Some(path)) => {
+                Origin::File { path: path.to_path_buf(), line: *line, key: written.clone() }
+            }
+            _ => Origin::Default(key),
         }
     }
+
+    /// Parses the text; an error carries the 1-based line and a one-line message.
+    fn parse(text: &str) -> std::result::Result<Self, ParseError> {
+        let doc = toml::de::DeTable::parse(text).map_err(|e| syntax_error(text, &e))?;
+        let mut entries: Vec<_> = doc.get_ref().iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        let mut cfg = Self::default();
+        for (key, value) in entries {
+            let line = line_of(text, key.span().start);
+            let written: &str = key.get_ref();
+            let shown = written.escape_debug().to_string();
+            let canonical = written.replace('_', "-");
+            let Some(&name) = FILE_KEYS.iter().find(|k| **k == canonical) else {
+                return Err((Some(line), unknown_key(&shown, value.get_ref())));
+            };
+            if let Some((other, other_line)) = cfg.keys.get(name) {
+                return Err((
+                    Some(line),
+                    format!("{shown}: given twice (also as {other} on line {other_line}): keep one of them"),
+                ));
+            }
+            cfg.keys.insert(name, (shown.clone(), line));
+            cfg.set(name, value.get_ref()).map_err(|msg| (Some(line), format!("{shown}: {msg}")))?;
+        }
+        Ok(cfg)
+    }
+
+    fn set(&mut self, name: &str, v: &DeValue<'_>) -> std::result::Result<(), String> {
+        match name {
+            "watch-dir" => self.watch_dir = Some(path_value(v)?),
+            "host" => self.host = Some(string_value(v)?),
+            "port" => self.port = Some(parse_port(&number_text(v, "21")?)?),
+            "remote-dir" => self.remote_dir = Some(string_value(v)?),
+            "foreground" => self.foreground = Some(bool_value(v)?),
+            "pid-file" => self.pid_file = Some(path_value(v)?),
+            "log-file" => self.log_file = Some(path_value(v)?),
+            "state-dir" => self.state_dir = Some(path_value(v)?),
+            "run-as" => self.run_as = Some(string_value(v)?),
+            "log-level" => self.log_level = Some(parse_log_level(&string_value(v)?)?),
+            "user" => self.user = Some(string_value(v)?),
+            "password" => match v {
+                DeValue::String(s) => self.password = Some(Secret::new(s.as_ref())),
+                _ => return Err(PASSWORD_FIX.to_string()),
+            },
+            "password-file" => self.password_file = Some(path_value(v)?),
+            "tls" => self.tls = Some(bool_value(v)?),
+            "ca-file" => self.ca_file = Some(path_value(v)?),
+            "active" => self.active = Some(bool_value(v)?),
+            "timeout" => self.timeout = Some(parse_timeout(&number_text(v, "\"30s\"")?)?),
+            "cooldown" => self.cooldown = Some(parse_duration(&number_text(v, "\"500ms\"")?)?),
+            "no-recursive" => self.no_recursive = Some(bool_value(v)?),
+            "delete" => self.delete = Some(bool_value(v)?),
+            "exclude" => self.exclude = Some(glob_list(v)?),
+            "parallel" => self.parallel = Some(parse_parallel(&number_text(v, "4")?)?),
+            "rescan-interval" => self.rescan_interval = Some(parse_duration(&number_text(v, "\"1h\"")?)?),
+            "max-delete" => self.max_delete = Some(parse_percent(&number_text(v, "50")?)?),
+            "once" => self.once = Some(bool_value(v)?),
+            "dry-run" => self.dry_run = Some(bool_value(v)?),
+            "publish-changing" => self.publish_changing = Some(bool_value(v)?),
+            _ => return Err("not a key of the config file".to_string()),
+        }
+        Ok(())
+    }
 }
 
-fn de_with<'de, D, T>(
-    d: D,
-    parse: fn(&str) -> std::result::Result<T, String>,
-) -> std::result::Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    let v = NumOrStr::deserialize(d)?;
-    parse(&v.text()).map(Some).map_err(serde::de::Error::custom)
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
-fn de_port<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u16>, D::Error> {
-    de_with(d, parse_port)
+/// A TOML syntax error as one line. toml's own messages name tokens, never
+/// values; an error on a `password` line says so and adds the fix.
+fn syntax_error(text: &str, e: &toml::de::Error) -> ParseError {
+    let span = e.span();
+    let line = span.as_ref().map(|s| line_of(text, s.start));
+    let msg = e.message().lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    let line_text = line.and_then(|n| text.lines().nth(n - 1)).unwrap_or("");
+    let on_password = line_key(line_text).is_some_and(|k| k.replace('_', "-") == "password");
+    let msg = if msg == "duplicate key" {
+        let key = span.and_then(|s| text.get(s)).unwrap_or("").trim();
+        format!("duplicate key {}: keep one of them", key.escape_debug())
+    } else if on_password {
+        format!("password: {msg}: {PASSWORD_FIX}")
+    } else {
+        format!("{msg} (TOML syntax: key = value, strings in quotes)")
+    };
+    (line, msg)
 }
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
-    de_with(d, parse_duration)
+
+/// The key a `key = value` line starts with, quotes removed.
+fn line_key(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once('=')?;
+    Some(key.trim().trim_matches(['"', '\'']))
 }
-fn de_timeout<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Duration>, D::Error> {
-    de_with(d, parse_timeout)
+
+fn unknown_key(shown: &str, v: &DeValue<'_>) -> String {
+    if matches!(v, DeValue::Table(_)) {
+        return format!(
+            "unknown section or dotted key {shown}: the config file has no sections: write its keys at the top, \
+             one `key = value` a line"
+        );
+    }
+    let guess = FILE_KEYS.iter().copied().min_by_key(|k| edit_distance(k, &shown.replace('_', "-")));
+    match guess.filter(|k| edit_distance(k, &shown.replace('_', "-")) <= 2) {
+        Some(k) => format!("unknown key {shown}: did you mean {k}?"),
+        None => format!(
+            "unknown key {shown}: the keys are the long options without -- (cooldown, pid-file, ...) \
+             and watch-dir, host, port, remote-dir, password"
+        ),
+    }
 }
-fn de_parallel<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<usize>, D::Error> {
-    de_with(d, parse_parallel)
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
-fn de_percent<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u8>, D::Error> {
-    de_with(d, parse_percent)
+
+fn type_name(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "true or false",
+        DeValue::Datetime(_) => "a date",
+        DeValue::Array(_) => "a list",
+        DeValue::Table(_) => "a table",
+    }
 }
-fn de_log_level<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<LevelFilter>, D::Error> {
-    de_with(d, parse_log_level)
+
+fn string_value(v: &DeValue<'_>) -> std::result::Result<String, String> {
+    match v {
+        DeValue::String(s) => Ok(s.to_string()),
+        other => Err(format!("must be a quoted string, not {}: put the value in quotes", type_name(other))),
+    }
+}
+
+fn path_value(v: &DeValue<'_>) -> std::result::Result<PathBuf, String> {
+    match v {
+        DeValue::String(s) if s.is_empty() => Err("is empty: give a path, in quotes".to_string()),
+        DeValue::String(s) => Ok(PathBuf::from(s.as_ref())),
+        other => Err(format!("must be a path in quotes, not {}", type_name(other))),
+    }
+}
+
+fn bool_value(v: &DeValue<'_>) -> std::result::Result<bool, String> {
+    match v {
+        DeValue::Boolean(b) => Ok(*b),
+        DeValue::String(s) if ["true", "false"].contains(&s.as_ref()) => {
+            Err(format!("must be true or false without quotes: write {s}"))
+        }
+        other => Err(format!("must be true or false (without quotes), not {}", type_name(other))),
+    }
+}
+
+/// A number, or a string such as `"500ms"`, as text for the parsers the
+/// command line uses too (`example` shows what to write instead).
+fn number_text(v: &DeValue<'_>, example: &str) -> std::result::Result<String, String> {
+    match v {
+        DeValue::String(s) => Ok(s.to_string()),
+        DeValue::Integer(i) => {
+            Ok(i64::from_str_radix(i.as_str(), i.radix()).map_or_else(|_| i.as_str().to_string(), |n| n.to_string()))
+        }
+        DeValue::Float(f) => Ok(f.as_str().replace('_', "")),
+        other => Err(format!("must be a number or a quoted value like {example}, not {}", type_name(other))),
+    }
+}
+
+fn glob_list(v: &DeValue<'_>) -> std::result::Result<Vec<String>, String> {
+    let DeValue::Array(items) = v else {
+        return Err(format!("must be a list of quoted globs, like exclude = [\"*.tmp\"], not {}", type_name(v)));
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let DeValue::String(pat) = item.get_ref() else {
+            return Err(format!("item {} must be a quoted glob, not {}", i + 1, type_name(item.get_ref())));
+        };
+        Glob::new(pat).map_err(|e| {
+            format!("item {} {pat:?} is not a valid glob ({}): use *, ?, [abc] and ** for any depth", i + 1, e.kind())
+        })?;
+        out.push(pat.to_string());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -785,6 +1150,43 @@ mod tests {
     }
 
     #[test]
+    fn config_file_errors_name_the_key_and_the_fix() {
+        let cases: &[(&str, usize, &[&str])] = &[
+            ("host = \"x\"\n\nmax-delete = 101\n", 3, &["max-delete", "\"101\"", "percentage", "0 to 100"]),
+            ("cooldown = true\n", 1, &["cooldown", "number", "\"500ms\""]),
+            ("tls = \"yes\"\n", 1, &["tls", "true or false"]),
+            ("prot = 21\n", 1, &["prot", "did you mean port"]),
+            ("[server]\nhost = \"x\"\n", 1, &["server", "no sections"]),
+            ("max_delete = 5\nmax-delete = 6\n", 2, &["max-delete", "twice", "line 1"]),
+            ("cooldown = 1\ncooldown = 2\n", 2, &["duplicate key cooldown"]),
+            ("exclude = \"*.tmp\"\n", 1, &["exclude", "list", "[\"*.tmp\"]"]),
+            ("exclude = [\"ok\", \"[\"]\n", 1, &["exclude", "item 2", "glob"]),
+            ("port = -21\n", 1, &["port", "-21", "1 to 65535"]),
+            ("user = 7\n", 1, &["user", "quoted string"]),
+            ("password = 123456\n", 1, &["password", "quoted string"]),
+        ];
+        for (text, line, words) in cases {
+            let (at, msg) = FileConfig::parse(text).unwrap_err();
+            assert_eq!(at, Some(*line), "{text:?}: {msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+            for w in *words {
+                assert!(msg.contains(w), "{text:?}: {msg:?} does not say {w:?}");
+            }
+        }
+        assert!(!FileConfig::parse("password = 123456\n").unwrap_err().1.contains("123456"));
+    }
+
+    #[test]
+    fn numbers_in_the_file_mean_what_toml_says() {
+        let cfg =
+            FileConfig::parse("port = 0x15\ncooldown = 1_5\nrescan-interval = 1.5e1\nmax-delete = \"7%\"\n").unwrap();
+        assert_eq!(cfg.port, Some(21));
+        assert_eq!(cfg.cooldown, Some(Duration::from_secs(15)));
+        assert_eq!(cfg.rescan_interval, Some(Duration::from_secs(15)));
+        assert_eq!(cfg.max_delete, Some(7));
+    }
+
+    #[test]
     fn command_line_overrides_the_file_and_file_paths_are_relative_to_it() {
         let tmp = tempfile::tempdir().unwrap();
         let etc = tmp.path().join("etc");
@@ -827,5 +1229,85 @@ mod tests {
         assert_eq!(parse_netrc(text, "a", None).unwrap().password.as_deref(), Some("p1"));
         assert_eq!(parse_netrc(text, "b", None).unwrap().login.as_deref(), Some("anon"));
         assert_eq!(parse_netrc(text, "a", Some("other")), None);
+    }
+
+    /// Fuzzing the config file parser, bounded so that `cargo test` spends a few
+    /// seconds on it: whatever the text, no panic, and an error is one line.
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Pieces TOML is made of, so that random text gets past the first byte.
+        fn fragment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("=".to_string()),
+                Just("\n".to_string()),
+                Just("\"".to_string()),
+                Just("'".to_string()),
+                Just("[".to_string()),
+                Just("]".to_string()),
+                Just("{".to_string()),
+                Just("}".to_string()),
+                Just(",".to_string()),
+                Just(".".to_string()),
+                Just("#".to_string()),
+                Just("\\".to_string()),
+                Just("\"\"\"".to_string()),
+                prop::sample::select(FILE_KEYS).prop_map(str::to_string),
+                "[a-z_-]{1,8}",
+                "-?[0-9_]{1,6}(\\.[0-9]+)?(e-?[0-9]+)?",
+                "0x[0-9a-fA-F]{1,6}",
+                "(true|false|inf|nan|1979-05-27(T07:32:00Z)?)",
+                "[ \t]{1,2}",
+                any::<char>().prop_map(String::from),
+            ]
+        }
+
+        /// A password value in many shapes, each holding `MARK`.
+        fn password_value() -> impl Strategy<Value = String> {
+            (0usize..10, "[a-z0-9]{0,4}").prop_map(|(shape, pad)| {
+                let v = format!("{pad}{MARK}{pad}");
+                match shape {
+                    0 => v,
+                    1 => format!("\"{v}"),
+                    2 => format!("'{v}"),
+                    3 => format!("[\"{v}\"]"),
+                    4 => format!("{{ x = \"{v}\" }}"),
+                    5 => format!("\"{v}\" \"{v}\""),
+                    6 => format!("\"\"\"{v}"),
+                    7 => format!("\"{v}\\q\""),
+                    8 => format!("\"{v}\"\npassword = \"{v}\""),
+                    _ => format!("1{v}"),
+                }
+            })
+        }
+
+        const MARK: &str = "Zq7Xw9";
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, max_shrink_iters: 100, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_text_gives_a_config_or_a_one_line_error(parts in prop::collection::vec(fragment(), 0..40)) {
+                let text: String = parts.concat();
+                if let Err((line, msg)) = FileConfig::parse(&text) {
+                    prop_assert!(!msg.is_empty());
+                    prop_assert!(!msg.contains(['\n', '\r']), "{msg:?}");
+                    prop_assert!(line.is_none_or(|l| l >= 1 && l <= text.lines().count().max(1) + 1), "{line:?}");
+                }
+            }
+
+            #[test]
+            fn no_error_quotes_a_password_value(
+                before in prop::collection::vec(fragment(), 0..6),
+                value in password_value(),
+                after in prop::collection::vec(fragment(), 0..6),
+            ) {
+                let text = format!("{}\npassword = {value}\n{}", before.concat(), after.concat());
+                if let Err((_, msg)) = FileConfig::parse(&text) {
+                    prop_assert!(!msg.contains(MARK), "{text:?} -> {msg:?}");
+                }
+            }
+        }
     }
 }

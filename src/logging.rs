@@ -6,6 +6,11 @@
 //! start-up (stderr only) to running (file, plus stderr in the foreground).
 //! Only this crate's records pass: suppaftp traces every command it sends,
 //! `PASS` included, so its records never reach the log.
+//!
+//! The last line of defence for the password: every line written (log file
+//! and stderr), the one-line error before exit and panic messages pass
+//! through [`redact`], which masks the values given to [`hide`]. A server
+//! that quotes the password back in a refusal cannot get it into the log.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -46,7 +51,7 @@ impl Write for Sink {
         if !buf.ends_with(b"\n") {
             return Ok(buf.len());
         }
-        let line = std::mem::take(&mut d.line);
+        let line = redact_bytes(&std::mem::take(&mut d.line));
         if d.stderr {
             // Best effort: a closed stderr must not stop the file log.
             match &d.progress {
@@ -71,6 +76,101 @@ impl Write for Sink {
 
 static SINK: OnceLock<Sink> = OnceLock::new();
 
+/// The local time offset, read once at start-up (as simplelog does), for
+/// the panic hook's time stamps.
+static LOCAL_OFFSET: OnceLock<time::UtcOffset> = OnceLock::new();
+
+/// Values no line may show (the password).
+static HIDDEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Shorter values are not masked: masking every `ab` would garble the log
+/// more than a two-letter password is worth hiding.
+const MIN_HIDDEN: usize = 4;
+
+/// From now on, `secret` is masked as `***` wherever a line would show it.
+pub fn hide(secret: &str) {
+    if secret.len() < MIN_HIDDEN {
+        return;
+    }
+    let mut hidden = HIDDEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !hidden.iter().any(|h| h == secret) {
+        hidden.push(secret.to_string());
+    }
+}
+
+/// `text` with every hidden value masked.
+pub fn redact(text: &str) -> String {
+    String::from_utf8_lossy(&redact_bytes(text.as_bytes())).into_owned()
+}
+
+fn redact_bytes(text: &[u8]) -> Vec<u8> {
+    let hidden = HIDDEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    mask(text, &hidden)
+}
+
+fn mask(text: &[u8], hidden: &[String]) -> Vec<u8> {
+    let mut out = text.to_vec();
+    for secret in hidden {
+        out = replace_all(&out, secret.as_bytes(), b"***");
+    }
+    out
+}
+
+fn replace_all(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    if needle.is_empty() || haystack.len() < needle.len() {
+        return haystack.to_vec();
+    }
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Panics are written to stderr and, once the daemon has forked (stderr is
+/// then /dev/null), to the log file: redacted, and without waiting for a
+/// lock the panicking thread may hold.
+fn on_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let thread = std::thread::current();
+    let text = format!("error: panic in thread {}: {info}; please report this", thread.name().unwrap_or("unnamed"));
+    // Never block here: the panicking thread may hold the lock. Without it,
+    // the message cannot be checked, so it is withheld.
+    let line = match HIDDEN.try_lock() {
+        Ok(hidden) => String::from_utf8_lossy(&mask(text.as_bytes(), &hidden)).into_owned(),
+        Err(_) => {
+            "error: panic (message withheld: it could not be checked for the password); please report this".to_string()
+        }
+    };
+    let line = line.replace('\n', " | ");
+    let Some(sink) = SINK.get() else {
+        eprintln!("{line}");
+        return;
+    };
+    match sink.0.try_lock() {
+        Ok(mut d) => {
+            if d.stderr {
+                let _ = writeln!(io::stderr(), "{line}");
+            }
+            if let Some(f) = d.file.as_mut() {
+                let now = time::OffsetDateTime::now_utc();
+                let now = LOCAL_OFFSET.get().map_or(now, |o| now.to_offset(*o));
+                let stamp = now
+                    .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
+                    .unwrap_or_default();
+                let _ = writeln!(f, "{stamp} - {line}");
+            }
+        }
+        Err(_) => eprintln!("{line}"),
+    }
+}
+
 /// Installs the logger, writing to stderr, before anything else runs. Must be
 /// called while the process has one thread (the local time offset is read
 /// here, and `time` refuses to read it once threads exist).
@@ -90,8 +190,12 @@ pub fn init(level: LevelFilter) {
         .add_filter_allow_str("ftpmonitor");
     // Without a known offset the lines are in UTC, which is still correct.
     let _ = builder.set_time_offset_to_local();
+    if let Ok(offset) = time::UtcOffset::current_local_offset() {
+        let _ = LOCAL_OFFSET.set(offset);
+    }
     let _ = WriteLogger::init(LevelFilter::Trace, builder.build(), sink.clone());
     log::set_max_level(level);
+    std::panic::set_hook(Box::new(on_panic));
 }
 
 pub fn set_level(level: LevelFilter) {
@@ -107,18 +211,64 @@ fn open(path: &Path) -> io::Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        // File names are in the log: not for every local user to read.
-        opts.mode(0o640).custom_flags(libc::O_NOFOLLOW);
+        // File names are in the log: not for every local user to read. A
+        // planted symlink is never followed, and a FIFO must not block the
+        // start (O_NONBLOCK changes nothing for a regular file).
+        opts.mode(0o640).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
-    opts.open(path)
+    let file = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let ft = file.metadata()?.file_type();
+        if ft.is_fifo() || ft.is_socket() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+    }
+    Ok(file)
+}
+
+/// An error opening the log file `path`, in words that name the fix.
+pub fn describe(path: &Path, e: &io::Error) -> String {
+    let shown = EscapedPath(path);
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ELOOP) && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) {
+        return format!("log file {shown} is a symbolic link, which ftpmonitor never writes through: remove it");
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return format!("log file {shown} is a directory: give a file name (or - for stderr only)");
+        }
+        Ok(m) if !m.is_file() && !m.is_symlink() && !is_device(&m) => {
+            return format!("log file {shown} is not a regular file (a FIFO or socket): give a file name");
+        }
+        _ => {}
+    }
+    let blocker = path.ancestors().skip(1).find(|a| std::fs::metadata(a).is_ok_and(|m| !m.is_dir()));
+    if let Some(file) = blocker {
+        return format!(
+            "cannot create log file {shown}: {} is not a directory: choose another --log-file",
+            EscapedPath(file)
+        );
+    }
+    format!("cannot open log file {shown}: {e}: fix --log-file or the directory's permissions")
+}
+
+#[cfg(unix)]
+fn is_device(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_char_device() || m.file_type().is_block_device()
+}
+
+#[cfg(not(unix))]
+fn is_device(_m: &std::fs::Metadata) -> bool {
+    false
 }
 
 /// Checks, before forking, that the log file can be opened, so that a bad
 /// `--log-file` is reported on the terminal.
 pub fn probe(path: &Path) -> Result<(), String> {
-    open(path).map(drop).map_err(|e| {
-        format!("cannot open log file {}: {e}: fix --log-file or the directory's permissions", EscapedPath(path))
-    })
+    open(path).map(drop).map_err(|e| describe(path, &e))
 }
 
 /// Sends the log to `file` (if any) and to stderr if `stderr`.
@@ -151,5 +301,19 @@ pub fn reopen() -> io::Result<()> {
 pub fn set_progress(bar: Option<indicatif::ProgressBar>) {
     if let Some(sink) = SINK.get() {
         sink.lock().progress = bar;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_values_are_masked_wherever_they_appear() {
+        hide("pw-unit-test-81");
+        hide("ab");
+        assert_eq!(redact("530 pw-unit-test-81 is wrong (pw-unit-test-81)"), "530 *** is wrong (***)");
+        assert_eq!(redact("ab stays: too short to hide"), "ab stays: too short to hide");
+        assert_eq!(replace_all(b"aaa", b"aa", b"x"), b"xa");
     }
 }

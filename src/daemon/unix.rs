@@ -105,22 +105,41 @@ pub fn has_controlling_terminal() -> bool {
     }
 }
 
+/// The uid and gid of `user`, from the password database (`getpwnam_r`,
+/// safe while other threads run: a SIGHUP reload checks `--run-as` again).
+pub fn lookup_user(user: &str) -> std::result::Result<(libc::uid_t, libc::gid_t), String> {
+    use std::ffi::CString;
+    let name = CString::new(user).map_err(|_| format!("{user:?} is not a user name (it holds a NUL)"))?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: an all-zero passwd is a valid value for getpwnam_r to fill.
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; the strings it stores
+        // in `pw` point into `buf`, which outlives the reads below.
+        let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 {
+            return Err(format!("cannot look up user {user:?}: {}", io::Error::from_raw_os_error(rc)));
+        }
+        if found.is_null() {
+            return Err(format!("there is no user {user:?}: create it (useradd --system {user}) or name another"));
+        }
+        return Ok((pw.pw_uid, pw.pw_gid));
+    }
+}
+
 /// Drops root privileges to `user`: the files the daemon keeps writing are
 /// handed to that user first, then the supplementary groups are replaced by
 /// the user's own (daemonize's privilege drop leaves root's in place), then
 /// the group and user ids are set, real and effective.
 pub fn drop_privileges(user: &str, owned: &[&Path]) -> Result<()> {
     use std::ffi::CString;
+    let (uid, gid) = lookup_user(user).map_err(|e| Error::usage(format!("--run-as: {e}")))?;
     let name = CString::new(user).map_err(|_| Error::usage(format!("--run-as {user:?}: not a user name")))?;
-    // SAFETY: getpwnam(3) with a valid C string; the result is read at once,
-    // while no other thread exists that could call it concurrently.
-    let (uid, gid) = unsafe {
-        let pw = libc::getpwnam(name.as_ptr());
-        if pw.is_null() {
-            return Err(Error::usage(format!("--run-as {user:?}: no such user: create it or name another")));
-        }
-        ((*pw).pw_uid, (*pw).pw_gid)
-    };
     for path in owned {
         std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| {
             Error::runtime(format!("--run-as {user}: cannot hand {} to {user}: {e}", EscapedPath(path)))

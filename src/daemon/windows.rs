@@ -34,6 +34,10 @@ pub fn is_root() -> bool {
     false
 }
 
+pub fn lookup_user(_user: &str) -> std::result::Result<(u32, u32), String> {
+    Err("not available on Windows: run the task or service as that user".to_string())
+}
+
 pub fn drop_privileges(user: &str, _owned: &[&Path]) -> Result<()> {
     Err(Error::usage(format!("--run-as {user}: not available on Windows: run the task or service as that user")))
 }

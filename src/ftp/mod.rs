@@ -118,7 +118,9 @@ fn reply_text(err: &FtpError) -> String {
         FtpError::UnexpectedResponse(r) => {
             let text = String::from_utf8_lossy(&r.body);
             let line = text.lines().next().unwrap_or_default().trim().to_string();
-            Escaped(&line).to_string()
+            // A server may quote what it got (the password too): masked here,
+            // where its text becomes our message for the log, the journal and status.
+            crate::logging::redact(&Escaped(&line).to_string())
         }
         FtpError::ConnectionError(e) => describe_io(e),
         other => other.to_string(),

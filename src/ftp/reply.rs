@@ -32,7 +32,7 @@ impl Reply {
 /// A reply's first line, for a message.
 pub(super) fn reply_line(reply: &Reply) -> String {
     let text = String::from_utf8_lossy(&reply.text);
-    Escaped(text.lines().next().unwrap_or_default().trim()).to_string()
+    crate::logging::redact(&Escaped(text.lines().next().unwrap_or_default().trim()).to_string())
 }
 
 /// The number a reply like `213 4096` gives, if it gives one.

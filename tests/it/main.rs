@@ -10,6 +10,7 @@
 
 mod support;
 
+mod badinput;
 mod changing;
 mod check;
 mod cli;
@@ -21,6 +22,7 @@ mod hostile;
 mod ipv6;
 mod kinds;
 mod listing;
+mod localfiles;
 mod login;
 mod pipeline;
 mod privdrop;
@@ -28,6 +30,7 @@ mod renames;
 mod root;
 mod safety;
 mod scope;
+mod secrets;
 mod service;
 mod signals;
 mod symlinks;
