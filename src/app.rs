@@ -377,6 +377,13 @@ struct App {
     /// Uploads that broke off, with the file's stamp then: they may resume.
     partial: HashMap<RelPath, crate::ftp::Stamp>,
     root_held: bool,
+    /// The mounts at and below the watch directory, as last seen.
+    mounts: crate::mounts::Snapshot,
+    /// The watch directory was a mount point and its disk is away.
+    root_unmounted: bool,
+    /// Mount points below the watch directory whose disk is away: what the
+    /// journal knows below them is not taken as deleted.
+    lost_mounts: Vec<RelPath>,
     /// Directories the last walk could not read (their files are not gone).
     unreadable: Vec<RelPath>,
     unreadable_root: bool,
@@ -469,6 +476,9 @@ impl App {
             partial: HashMap::new(),
             changed_streak: HashMap::new(),
             root_held: false,
+            mounts: crate::mounts::Snapshot::take(&cfg.watch_dir),
+            root_unmounted: false,
+            lost_mounts: Vec::new(),
             unreadable: Vec::new(),
             unreadable_root: false,
             root_check_at: None,

@@ -26,6 +26,9 @@ pub enum Change {
     MovedIn(PathBuf),
     /// Events were lost (queue overflow): reconcile the whole tree.
     Rescan,
+    /// The mount table changed (somewhere): the loop looks whether the mounts
+    /// at or below the watch directory did.
+    Mounts,
     /// A watch error, already phrased for the log.
     Error(String),
 }

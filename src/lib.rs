@@ -15,6 +15,7 @@ pub mod ftp;
 pub mod journal;
 pub mod localfs;
 pub mod logging;
+pub mod mounts;
 pub mod relpath;
 pub mod signals;
 pub mod status;

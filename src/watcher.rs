@@ -18,11 +18,14 @@ use crate::localfs::{FileKind, Tree};
 
 pub struct Watcher {
     _inner: RecommendedWatcher,
+    /// Tells the loop when the mount table changes (Linux).
+    _mounts: Option<MountWatch>,
 }
 
 impl Watcher {
     pub fn start(root: &Path, recursive: bool, tx: Sender<Event>) -> notify::Result<Self> {
         let tree = Tree::new(root);
+        let tx_mounts = tx.clone();
         let handler = move |res: notify::Result<notify::Event>| {
             for change in translate(res, &tree) {
                 // The loop has stopped: nothing left to tell.
@@ -33,7 +36,67 @@ impl Watcher {
         let mut inner = RecommendedWatcher::new(handler, config)?;
         let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
         inner.watch(root, mode)?;
-        Ok(Self { _inner: inner })
+        let mounts = match MountWatch::start(&tx_mounts) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!(
+                    "warning: cannot follow the mount table ({e}): an unmount of the watch directory is noticed at the next rescan"
+                );
+                None
+            }
+        };
+        Ok(Self { _inner: inner, _mounts: mounts })
+    }
+}
+
+/// A thread blocked in `poll` on `/proc/self/mountinfo`, which the kernel
+/// wakes whenever the mount table changes; it sends [`Change::Mounts`].
+/// Ends when dropped (its stop pipe closes).
+struct MountWatch {
+    stop: Option<std::io::PipeWriter>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MountWatch {
+    #[cfg(target_os = "linux")]
+    fn start(tx: &Sender<Event>) -> std::io::Result<Option<Self>> {
+        use rustix::event::{PollFd, PollFlags};
+        let table = std::fs::File::open("/proc/self/mountinfo")?;
+        let (stop_rx, stop_tx) = std::io::pipe()?;
+        let tx = tx.clone();
+        let thread = std::thread::Builder::new().name("mounts".into()).spawn(move || {
+            loop {
+                let mut fds = [PollFd::new(&table, PollFlags::PRI), PollFd::new(&stop_rx, PollFlags::IN)];
+                match rustix::event::poll(&mut fds, None) {
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => return,
+                }
+                if !fds[1].revents().is_empty() {
+                    return;
+                }
+                if fds[0].revents().intersects(PollFlags::PRI | PollFlags::ERR)
+                    && tx.send(Event::Fs(Change::Mounts)).is_err()
+                {
+                    return;
+                }
+            }
+        })?;
+        Ok(Some(Self { stop: Some(stop_tx), thread: Some(thread) }))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn start(_tx: &Sender<Event>) -> std::io::Result<Option<Self>> {
+        Ok(None)
+    }
+}
+
+impl Drop for MountWatch {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

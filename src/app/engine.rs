@@ -30,6 +30,9 @@ const ONCE_ATTEMPTS: u32 = 5;
 /// After this many uploads in a row that the file outran, it is reported (and,
 /// with `--publish-changing`, the next copy is published as it was read).
 const SNAPSHOT_AFTER: u32 = 2;
+/// How long after a change of the mount table the tree is watched anew and
+/// reconciled (the changes of one `mount -a` come together).
+const MOUNT_SETTLE: Duration = Duration::from_millis(500);
 /// How long the halves of a move wait for the rename event that pairs them.
 const MOVE_PAIRING: Duration = Duration::from_millis(100);
 /// Files at least this big go to their own queue, so that small files never
@@ -119,10 +122,17 @@ impl App {
                 self.on_rename(&from, &to, now);
             }
             Change::Rescan => {
-                warn!("warning: filesystem events were lost (event queue overflow); reconciling the tree");
+                warn!(
+                    "warning: filesystem events were lost (event queue overflow); watching the tree anew \
+                     and reconciling it"
+                );
+                // Directories created meanwhile got no watch: notify adds one
+                // only when it sees the creation.
+                self.rewatch();
                 let n = self.reconcile("overflow");
                 info!("reconcile after overflow: {n} files queued");
             }
+            Change::Mounts => self.mounts_changed(now),
             Change::Error(msg) => warn!("warning: {msg}"),
         }
     }
@@ -255,6 +265,9 @@ impl App {
     /// journal knows synced files, it is not empty (an unmounted disk leaves
     /// an empty mount point).
     fn root_ok(&self) -> bool {
+        if self.root_unmounted {
+            return false;
+        }
         match self.tree().root_has_entries() {
             Ok(any) => self.synced.is_empty() || any,
             Err(_) => false,
@@ -292,16 +305,74 @@ impl App {
             info!("the watch directory {} is back; reconciling", EscapedPath(&self.cfg.watch_dir));
             self.root_held = false;
         }
-        if !self.cfg.once {
-            // The old watch died with the directory.
-            self.watcher = None;
-            match Watcher::start(&self.cfg.watch_dir, self.cfg.recursive, self.tx.clone()) {
-                Ok(w) => self.watcher = Some(w),
-                Err(e) => warn!("warning: cannot watch {} again: {e}", EscapedPath(&self.cfg.watch_dir)),
-            }
-        }
+        // The old watch died with the directory.
+        self.rewatch();
         let n = self.reconcile("watch directory back");
         info!("reconcile: {n} files queued");
+    }
+
+    /// Watches the tree anew (a new inotify instance, every directory walked
+    /// again): after an overflow, an unmount or a remount.
+    fn rewatch(&mut self) {
+        if self.cfg.once {
+            return;
+        }
+        self.watcher = None;
+        match Watcher::start(&self.cfg.watch_dir, self.cfg.recursive, self.tx.clone()) {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => warn!(
+                "warning: cannot watch {} again: {}",
+                EscapedPath(&self.cfg.watch_dir),
+                crate::watcher::describe_error(&e)
+            ),
+        }
+    }
+
+    /// The mount table changed: if the mounts at or below the watch directory
+    /// did (an unmount, a remount), the tree is watched anew and reconciled
+    /// shortly (a mount storm settles first). Files on a disk unmounted below
+    /// the watch directory are not taken as deleted, nor is anything while the
+    /// watch directory's own disk is away.
+    fn mounts_changed(&mut self, now: Instant) {
+        let root = self.cfg.watch_dir.clone();
+        let snapshot = crate::mounts::Snapshot::take(&root);
+        if snapshot == self.mounts {
+            return;
+        }
+        let old = std::mem::replace(&mut self.mounts, snapshot);
+        let tree = self.tree();
+        for lost in old.lost_in(&self.mounts) {
+            if let Some(rel) = tree.relative(lost).and_then(|r| RelPath::parse(&r.to_string_lossy()))
+                && !self.lost_mounts.contains(&rel)
+            {
+                warn!(
+                    "warning: the disk mounted at {rel} was unmounted: its files are not taken as deleted while it \
+                     is away"
+                );
+                self.lost_mounts.push(rel);
+            }
+        }
+        let back: Vec<RelPath> = self
+            .lost_mounts
+            .iter()
+            .filter(|m| self.mounts.below.iter().any(|n| n.point == m.to_local(&root)))
+            .cloned()
+            .collect();
+        for rel in back {
+            info!("the disk at {rel} is mounted again");
+            self.lost_mounts.retain(|m| *m != rel);
+        }
+        let was = old.root_is_mount_point(&root);
+        let is = self.mounts.root_is_mount_point(&root);
+        if was && !is {
+            warn!("warning: the disk mounted at the watch directory {} was unmounted", EscapedPath(&root));
+            self.root_unmounted = true;
+            self.hold_for_root();
+        } else if is && self.root_unmounted {
+            self.root_unmounted = false;
+        }
+        let soon = now + MOUNT_SETTLE;
+        self.root_check_at = Some(self.root_check_at.map_or(soon, |t| t.min(soon)));
     }
 
     /// Compares the whole tree with the journal and queues what is new or
@@ -341,6 +412,7 @@ impl App {
                 .keys()
                 .filter(|k| !seen.contains(*k) && self.in_scope(k))
                 .filter(|k| !self.unreadable_root && !unreadable.iter().any(|u| k.starts_with(u)))
+                .filter(|k| !self.lost_mounts.iter().any(|m| k.starts_with(m)))
                 .filter(|k| !self.debouncer.contains(k) && !self.in_flight.contains_key(k.as_str()))
                 .cloned()
                 .collect();
@@ -727,8 +799,12 @@ impl App {
         if !self.cfg.delete {
             return;
         }
-        // Once the watch directory went away, no removal seen since is
-        // trusted: the reconcile when it is back decides, under --max-delete.
+        // Once the watch directory (or the disk below it this was on) went
+        // away, no removal seen since is trusted: the reconcile when it is
+        // back decides, under --max-delete.
+        if self.lost_mounts.iter().any(|m| rel.starts_with(m)) {
+            return;
+        }
         if self.root_held || !self.root_ok() {
             self.hold_for_root();
             return;
