@@ -41,7 +41,7 @@ _ftpmonitor() {
 
     case "${cmd}" in
         ftpmonitor)
-            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --parallel --rescan-interval --max-delete --once --dry-run --help --version check status help"
+            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --help --version check status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -119,7 +119,7 @@ _ftpmonitor() {
             return 0
             ;;
         ftpmonitor__subcmd__check)
-            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --parallel --rescan-interval --max-delete --once --dry-run --help"
+            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

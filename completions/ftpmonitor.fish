@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_ftpmonitor_global_optspecs
-    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= parallel= rescan-interval= max-delete= once dry-run h/help V/version
+    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= parallel= rescan-interval= max-delete= once dry-run publish-changing h/help V/version
 end
 
 function __fish_ftpmonitor_needs_command
@@ -46,6 +46,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l no-recursive -d '
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l delete -d 'Propagate local deletions and renames to the server'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l once -d 'Reconcile the whole tree once, then exit'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l dry-run -d 'Log what would be done, change nothing remotely'
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l publish-changing -d 'Publish a copy of a file that never holds still (a growing log) even if it changed while it was read'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -s V -l version -d 'Print version'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "check" -d 'Validate the configuration, test the server, print a report and exit'
@@ -73,6 +74,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l no-recur
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l delete -d 'Propagate local deletions and renames to the server'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l once -d 'Reconcile the whole tree once, then exit'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l dry-run -d 'Log what would be done, change nothing remotely'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l publish-changing -d 'Publish a copy of a file that never holds still (a growing log) even if it changed while it was read'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -s h -l help -d 'Print help'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l pid-file -d 'PID file of the daemon to ask about' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l state-dir -d 'State directory of the daemon to ask about' -r -F

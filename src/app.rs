@@ -296,6 +296,14 @@ struct Retry {
     last_message: String,
 }
 
+/// A file that changed while it was read, uploads in a row.
+#[derive(Debug, Default)]
+struct Changing {
+    attempts: u32,
+    /// When the operator was last told that it will not hold still.
+    warned: Option<Instant>,
+}
+
 /// The server's reachability, for the global back-off.
 #[derive(Debug, Default)]
 struct ServerState {
@@ -345,6 +353,11 @@ struct App {
     in_flight: HashMap<String, bool>,
     large_in_flight: usize,
     dirty: HashSet<RelPath>,
+    /// The old names of the renames queued or running: they are busy too.
+    renaming: HashSet<RelPath>,
+    /// Paths whose old kind is being removed from the server before they are
+    /// planned again (see `engine::old_kind_in_the_way`).
+    replaced: HashSet<RelPath>,
     retry_at: BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
     retry_jobs: HashMap<u64, Job>,
     retries: HashMap<String, Retry>,
@@ -359,8 +372,8 @@ struct App {
     list_children: HashMap<String, Vec<RelPath>>,
     /// Halves of moves waiting for their pair (see `engine::flush_moves`).
     moves: Vec<(crate::watcher::Change, Instant)>,
-    /// Uploads in a row that the file outran (it changed while read).
-    changed_streak: HashMap<RelPath, u32>,
+    /// Files whose last uploads they outran (they changed while read).
+    changed_streak: HashMap<RelPath, Changing>,
     /// Uploads that broke off, with the file's stamp then: they may resume.
     partial: HashMap<RelPath, crate::ftp::Stamp>,
     root_held: bool,
@@ -403,6 +416,7 @@ impl App {
             journal.load_synced().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
         let created_dirs = journal.load_dirs().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
         let leftovers = journal.load_queue().map_err(|e| Error::runtime(e.to_string()))?;
+        let uploads = journal.load_uploads().map_err(|e| Error::runtime(e.to_string()))?;
 
         let watcher = if cfg.once {
             None
@@ -442,6 +456,8 @@ impl App {
             in_flight: HashMap::new(),
             large_in_flight: 0,
             dirty: HashSet::new(),
+            renaming: HashSet::new(),
+            replaced: HashSet::new(),
             retry_at: BinaryHeap::new(),
             retry_jobs: HashMap::new(),
             retries: HashMap::new(),
@@ -467,6 +483,7 @@ impl App {
             args,
             cfg,
         };
+        app.resume_uploads(uploads);
         let queued = if app.synced.is_empty() {
             app.compare_with_server("first sync of this job")
         } else {
@@ -719,6 +736,7 @@ impl App {
         self.cfg.excludes = new.excludes;
         self.cfg.delete = new.delete;
         self.cfg.max_delete = new.max_delete;
+        self.cfg.publish_changing = new.publish_changing;
         if self.cfg.rescan_interval != new.rescan_interval {
             self.cfg.rescan_interval = new.rescan_interval;
             self.next_rescan = new.rescan_interval.map(|d| Instant::now() + d);
@@ -754,6 +772,15 @@ impl App {
         self.progress.finish();
         let summary = format!("{} file(s), {} uploaded", self.uploaded_files, human_bytes(self.uploaded_bytes));
         if self.cfg.once && self.stop.is_none() {
+            if self.root_held {
+                error!(
+                    "error: {} file(s) synced before, but the watch directory {} is missing or empty: nothing \
+                     was synced; check that its disk is mounted",
+                    self.synced.len(),
+                    EscapedPath(&self.cfg.watch_dir)
+                );
+                return ExitCode::from(1);
+            }
             if self.failed_for_good.is_empty() {
                 info!("done: {summary}");
                 return ExitCode::SUCCESS;

@@ -148,9 +148,10 @@ fn probe_upload(cfg: &Config, session: &mut Session, problems: &mut Vec<String>)
         std::fs::write(&local, b"ftpmonitor check\n")
             .map_err(|e| Error::runtime(format!("cannot write a probe file in {}: {e}", EscapedPath(&probe_dir))))?;
         let rel = RelPath::from_local(&probe_dir, &local).map_err(|_| Error::runtime("bad probe file name"))?;
+        let tree = crate::localfs::Tree::new(probe_dir.clone());
         let abort = AtomicBool::new(false);
         let t = Instant::now();
-        match session.upload(&local, &rel, &abort, None, false) {
+        match session.upload(&tree, &rel, &abort, None, false) {
             Ok(_) => println!(
                 "upload: probe stored in {} (created if missing) under a temporary name, checked and renamed into place in {} ms",
                 Escaped(&cfg.remote_dir),
@@ -167,7 +168,7 @@ fn probe_upload(cfg: &Config, session: &mut Session, problems: &mut Vec<String>)
         }
         std::fs::write(&local, b"ftpmonitor check, second version\n")
             .map_err(|e| Error::runtime(format!("cannot rewrite the probe file: {e}")))?;
-        match session.upload(&local, &rel, &abort, None, false) {
+        match session.upload(&tree, &rel, &abort, None, false) {
             Ok(_) if session.renames_aside() => println!(
                 "replace: the server refuses to rename over an existing file; old files are renamed aside first"
             ),

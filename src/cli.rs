@@ -149,6 +149,9 @@ pub struct SyncArgs {
     /// Log what would be done, change nothing remotely
     #[arg(long)]
     pub dry_run: bool,
+    /// Publish a copy of a file that never holds still (a growing log) even if it changed while it was read
+    #[arg(long)]
+    pub publish_changing: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -27,6 +27,9 @@ use crate::relpath::EscapedPath;
 pub const TEMP_SUFFIX: &str = ".ftpmonitor-part";
 pub const ASIDE_SUFFIX: &str = ".ftpmonitor-old";
 
+/// Connect, greeting, control-reply and data timeout, unless `--timeout` says.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Excluded whatever the user says: editor swap, backup and lock files, and
 /// the tool's own temporary names.
 pub const DEFAULT_EXCLUDES: &[&str] = &[
@@ -144,6 +147,9 @@ pub struct Config {
     pub max_delete: u8,
     pub once: bool,
     pub dry_run: bool,
+    /// Publish copies that changed while they were read (snapshots of files
+    /// that never hold still).
+    pub publish_changing: bool,
 
     pub config_file: Option<PathBuf>,
     /// Where the local files' paths came from, for errors found at start-up.
@@ -255,7 +261,7 @@ impl Config {
             Some(t) => parse_timeout(t).map_err(|e| {
                 Error::usage(format!("{}: {e}", cli("--timeout", Some("FTPMONITOR_TIMEOUT"), t.as_ref())))
             })?,
-            None => file.timeout.unwrap_or(crate::ftp::TIMEOUT),
+            None => file.timeout.unwrap_or(TIMEOUT),
         };
         let parallel = match &y.parallel {
             Some(p) => parse_parallel(p).map_err(|e| {
@@ -422,6 +428,7 @@ impl Config {
             max_delete,
             once,
             dry_run: y.dry_run || file.dry_run.unwrap_or(false),
+            publish_changing: y.publish_changing || file.publish_changing.unwrap_or(false),
             config_file,
             origins: Origins { state_dir: state_origin, pid_file: pid_origin, log_file: log_origin },
         })
@@ -791,6 +798,7 @@ struct FileConfig {
     max_delete: Option<u8>,
     once: Option<bool>,
     dry_run: Option<bool>,
+    publish_changing: Option<bool>,
 
     /// For each key given: how it was written and its 1-based line.
     keys: HashMap<&'static str, (String, usize)>,
@@ -824,6 +832,7 @@ const FILE_KEYS: &[&str] = &[
     "max-delete",
     "once",
     "dry-run",
+    "publish-changing",
 ];
 
 /// What to write instead of a malformed `password` value. Says nothing of the
@@ -918,6 +927,7 @@ impl FileConfig {
             "max-delete" => self.max_delete = Some(parse_percent(&number_text(v, "50")?)?),
             "once" => self.once = Some(bool_value(v)?),
             "dry-run" => self.dry_run = Some(bool_value(v)?),
+            "publish-changing" => self.publish_changing = Some(bool_value(v)?),
             _ => return Err("not a key of the config file".to_string()),
         }
         Ok(())

@@ -1,11 +1,34 @@
 //! What reaches the main loop, from every thread: filesystem changes,
 //! signals and transfer outcomes. Kept free of notify and suppaftp types.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::ftp::{Failure, RemoteEntry, Stamp, Uploaded};
 use crate::relpath::RelPath;
-use crate::watcher::Change;
+
+/// A filesystem change, with absolute paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Created, written or closed after writing: upload it after the cooldown.
+    Touched(PathBuf),
+    /// A directory appeared (created or moved in): walk it now.
+    DirAppeared(PathBuf),
+    /// Deleted or moved out of the tree.
+    Removed(PathBuf),
+    /// Moved within the tree.
+    Renamed { from: PathBuf, to: PathBuf },
+    /// Moved away from this name: a move out of the tree, unless a
+    /// [`Change::Renamed`] for it follows at once.
+    MovedOut(PathBuf),
+    /// Moved to this name: a move into the tree, unless a
+    /// [`Change::Renamed`] for it follows at once.
+    MovedIn(PathBuf),
+    /// Events were lost (queue overflow): reconcile the whole tree.
+    Rescan,
+    /// A watch error, already phrased for the log.
+    Error(String),
+}
 
 #[derive(Debug)]
 pub enum Event {
@@ -22,7 +45,8 @@ pub enum Job {
     /// `resume`: the file's stamp at an attempt that broke off.
     Upload {
         rel: RelPath,
-        size: u64,
+        /// The local file as planned (the journal records it while the upload runs).
+        stamp: Stamp,
         resume: Option<Stamp>,
         /// Publish what was read even if the file changed meanwhile (it
         /// never goes quiet; see the engine's `changed_streak`).
@@ -40,6 +64,13 @@ pub enum Job {
     List(Option<RelPath>),
     /// Delete the temporary upload of this path left by a crash.
     RemoveTemp(RelPath),
+    /// Clean up the old copy of this path that an upload renamed aside
+    /// (servers that refuse to rename over a file) and a crash left behind:
+    /// dropped if the path is on the server, else renamed back when `restore`.
+    RemoveAside {
+        rel: RelPath,
+        restore: bool,
+    },
     /// Remove an empty remote directory (full remote path).
     RemoveDir(String),
 }
@@ -51,6 +82,7 @@ impl Job {
             Self::Upload { rel, .. } | Self::Delete(rel) | Self::Rename { to: rel, .. } => rel.as_str().to_string(),
             Self::List(dir) => format!("\0list\0{}", dir.as_ref().map_or("", RelPath::as_str)),
             Self::RemoveTemp(rel) => format!("\0temp\0{}", rel.as_str()),
+            Self::RemoveAside { rel, .. } => format!("\0aside\0{}", rel.as_str()),
             Self::RemoveDir(dir) => format!("\0rmd\0{dir}"),
         }
     }

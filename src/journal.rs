@@ -64,6 +64,16 @@ CREATE TABLE IF NOT EXISTS queue (
     queued_at  INTEGER NOT NULL,
     PRIMARY KEY (job, path)
 ) WITHOUT ROWID;
+-- Uploads under way: after a crash the next start resumes each (REST) while
+-- its local file is unchanged, and removes its temporary file otherwise.
+CREATE TABLE IF NOT EXISTS uploads (
+    job        INTEGER NOT NULL REFERENCES jobs(id),
+    path       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    PRIMARY KEY (job, path)
+) WITHOUT ROWID;
 -- Remote directories this tool created (relative to the remote dir).
 CREATE TABLE IF NOT EXISTS dirs (
     job  INTEGER NOT NULL REFERENCES jobs(id),
@@ -116,6 +126,8 @@ pub struct Batch {
     failed: Vec<(RelPath, u32, String)>,
     /// `true`: created by the tool; `false`: removed.
     dirs: HashMap<String, bool>,
+    /// `Some`: an upload of this local state started; `None`: it ended.
+    uploads: HashMap<RelPath, Option<(u64, i64)>>,
     last_upload: Option<RelPath>,
     last_error: Option<String>,
 }
@@ -126,6 +138,7 @@ impl Batch {
             && self.queue.is_empty()
             && self.failed.is_empty()
             && self.dirs.is_empty()
+            && self.uploads.is_empty()
             && self.last_upload.is_none()
             && self.last_error.is_none()
     }
@@ -160,6 +173,21 @@ impl Batch {
 
     pub fn error(&mut self, error: String) {
         self.last_error = Some(error);
+    }
+
+    /// An upload of `rel` as it is now (`size`, `mtime_ns`) started.
+    pub fn upload_started(&mut self, rel: RelPath, size: u64, mtime_ns: i64) {
+        self.uploads.insert(rel, Some((size, mtime_ns)));
+    }
+
+    /// The upload of `rel` ended (done, or nothing of it worth resuming). One
+    /// that started in this batch leaves nothing to write.
+    pub fn upload_ended(&mut self, rel: RelPath) {
+        if let Some(Some(_)) = self.uploads.get(&rel) {
+            self.uploads.remove(&rel);
+        } else {
+            self.uploads.insert(rel, None);
+        }
     }
 
     pub fn dir_created(&mut self, dir: String) {
@@ -313,6 +341,24 @@ impl Journal {
         Ok(out)
     }
 
+    /// Uploads a previous run left under way: path, size and mtime (ns) of the
+    /// local file when each started.
+    pub fn load_uploads(&self) -> Result<Vec<(RelPath, u64, i64)>, JournalError> {
+        let mut stmt =
+            self.conn.prepare("SELECT path, size, mtime_ns FROM uploads WHERE job = ?1").map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![self.job], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (path, size, mtime_ns) = row.map_err(|e| self.err(e))?;
+            if let Some(rel) = RelPath::parse(&path) {
+                out.push((rel, u64::try_from(size).unwrap_or(0), mtime_ns));
+            }
+        }
+        Ok(out)
+    }
+
     /// Remote directories this tool created.
     pub fn load_dirs(&self) -> Result<Vec<String>, JournalError> {
         let mut stmt = self.conn.prepare("SELECT path FROM dirs WHERE job = ?1").map_err(|e| self.err(e))?;
@@ -365,6 +411,22 @@ impl Journal {
                             now
                         ])?,
                         None => r.execute(params![job, rel.as_str()])?,
+                    };
+                }
+                let mut us = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO uploads (job, path, size, mtime_ns, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut ue = tx.prepare_cached("DELETE FROM uploads WHERE job = ?1 AND path = ?2")?;
+                for (rel, started) in &b.uploads {
+                    match started {
+                        Some((size, mtime_ns)) => us.execute(params![
+                            job,
+                            rel.as_str(),
+                            i64::try_from(*size).unwrap_or(i64::MAX),
+                            mtime_ns,
+                            now
+                        ])?,
+                        None => ue.execute(params![job, rel.as_str()])?,
                     };
                 }
                 let mut dc = tx.prepare_cached("INSERT OR IGNORE INTO dirs (job, path) VALUES (?1, ?2)")?;
@@ -510,6 +572,23 @@ mod tests {
         let a = st.iter().find(|s| s.watch_dir == "/a").unwrap();
         assert_eq!((a.synced, a.pending), (1, 2));
         assert_eq!(a.last_upload_path.as_deref(), Some("x/y"));
+    }
+
+    #[test]
+    fn uploads_under_way_survive_a_restart_until_they_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(tmp.path(), &key("/a")).unwrap();
+        let mut b = Batch::default();
+        b.upload_started(rel("big.bin"), 300, 7);
+        b.upload_started(rel("quick.txt"), 1, 8);
+        b.upload_ended(rel("quick.txt"));
+        j.apply(&mut b).unwrap();
+        drop(j);
+        let mut j = Journal::open(tmp.path(), &key("/a")).unwrap();
+        assert_eq!(j.load_uploads().unwrap(), vec![(rel("big.bin"), 300, 7)]);
+        b.upload_ended(rel("big.bin"));
+        j.apply(&mut b).unwrap();
+        assert!(j.load_uploads().unwrap().is_empty());
     }
 
     #[cfg(unix)]

@@ -13,6 +13,7 @@ pub mod error;
 pub mod event;
 pub mod ftp;
 pub mod journal;
+pub mod localfs;
 pub mod logging;
 pub mod relpath;
 pub mod signals;

@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use crate::event::{Done, Event, Job, Outcome};
 use crate::ftp::{Connector, Failure, Kind, Session};
+use crate::localfs::Tree;
+use crate::relpath::RelPath;
 
 pub struct Pool {
     jobs: Option<Sender<Job>>,
@@ -52,7 +54,7 @@ impl Pool {
                 prewarm,
                 waiting: Arc::clone(&waiting),
                 session: first.take(),
-                watch_dir: watch_dir.clone(),
+                tree: Tree::new(watch_dir.clone()),
                 abort: Arc::clone(&abort),
                 stopping: Arc::clone(&stopping),
             };
@@ -119,14 +121,15 @@ impl Pool {
 }
 
 /// The file's stamp if its bytes hash to `known` (read here, in a worker,
-/// so that a big file never stalls the main loop).
-fn same_content(path: &std::path::Path, known: &[u8; 32]) -> Option<crate::ftp::Stamp> {
-    let file = std::fs::File::open(path).ok()?;
-    let before = crate::ftp::Stamp::of(&file.metadata().ok()?);
+/// so that a big file never stalls the main loop). Opened like an upload:
+/// no link followed, never a FIFO.
+fn same_content(tree: &Tree, rel: &RelPath, known: &[u8; 32]) -> Option<crate::ftp::Stamp> {
+    let rel = std::path::Path::new(rel.as_str());
+    let (file, before) = tree.open_file(rel).ok()?;
     let mut hasher = blake3::Hasher::new();
     hasher.update_reader(&file).ok()?;
-    let after = crate::ftp::Stamp::of(&std::fs::symlink_metadata(path).ok()?);
-    (hasher.finalize().as_bytes() == known && before == after).then_some(before)
+    let after = tree.lstat(rel).ok()??;
+    (hasher.finalize().as_bytes() == known && before == after).then_some(before.stamp())
 }
 
 struct Worker {
@@ -136,7 +139,8 @@ struct Worker {
     /// See [`Pool::waiting`]: the sessions' hint that another upload follows.
     waiting: Arc<std::sync::atomic::AtomicUsize>,
     session: Option<Session>,
-    watch_dir: PathBuf,
+    /// The watch directory: every file is opened through it.
+    tree: Tree,
     abort: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
 }
@@ -185,7 +189,7 @@ impl Worker {
 
     fn execute(&mut self, job: &Job) -> Result<Done, Failure> {
         if let Job::Upload { rel, known: Some(known), .. } = job
-            && let Some(stamp) = same_content(&rel.to_local(&self.watch_dir), known)
+            && let Some(stamp) = same_content(&self.tree, rel, known)
         {
             return Ok(Done::Unchanged(stamp));
         }
@@ -228,13 +232,13 @@ impl Worker {
         session.expect_more_uploads(Arc::clone(&self.waiting));
         let result = match job {
             Job::Upload { rel, resume, snapshot, .. } => {
-                let local = rel.to_local(&self.watch_dir);
-                session.upload(&local, rel, &self.abort, *resume, *snapshot).map(Done::Uploaded)
+                session.upload(&self.tree, rel, &self.abort, *resume, *snapshot).map(Done::Uploaded)
             }
             Job::Delete(rel) => session.delete(rel).map(|()| Done::Ok),
             Job::Rename { from, to } => session.rename(from, to).map(|()| Done::Ok),
             Job::List(dir) => session.list(dir.as_ref()).map(Done::Listed),
             Job::RemoveTemp(rel) => session.remove_temp(rel).map(|()| Done::Ok),
+            Job::RemoveAside { rel, restore } => session.remove_aside(rel, *restore).map(|()| Done::Ok),
             Job::RemoveDir(dir) => session.remove_dir(dir).map(|()| Done::Ok),
         };
         match &result {

@@ -12,30 +12,9 @@ use std::sync::mpsc::Sender;
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
+pub use crate::event::Change;
 use crate::event::Event;
-
-/// A filesystem change, with absolute paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// Created, written or closed after writing: upload it after the cooldown.
-    Touched(PathBuf),
-    /// A directory appeared (created or moved in): walk it now.
-    DirAppeared(PathBuf),
-    /// Deleted or moved out of the tree.
-    Removed(PathBuf),
-    /// Moved within the tree.
-    Renamed { from: PathBuf, to: PathBuf },
-    /// Moved away from this name: a move out of the tree, unless a
-    /// [`Change::Renamed`] for it follows at once.
-    MovedOut(PathBuf),
-    /// Moved to this name: a move into the tree, unless a
-    /// [`Change::Renamed`] for it follows at once.
-    MovedIn(PathBuf),
-    /// Events were lost (queue overflow): reconcile the whole tree.
-    Rescan,
-    /// A watch error, already phrased for the log.
-    Error(String),
-}
+use crate::localfs::{FileKind, Tree};
 
 pub struct Watcher {
     _inner: RecommendedWatcher,
@@ -43,8 +22,9 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn start(root: &Path, recursive: bool, tx: Sender<Event>) -> notify::Result<Self> {
+        let tree = Tree::new(root);
         let handler = move |res: notify::Result<notify::Event>| {
-            for change in translate(res) {
+            for change in translate(res, &tree) {
                 // The loop has stopped: nothing left to tell.
                 let _ = tx.send(Event::Fs(change));
             }
@@ -70,7 +50,7 @@ pub fn describe_error(e: &notify::Error) -> String {
     }
 }
 
-fn translate(res: notify::Result<notify::Event>) -> Vec<Change> {
+fn translate(res: notify::Result<notify::Event>, tree: &Tree) -> Vec<Change> {
     let ev = match res {
         Ok(ev) => ev,
         Err(e) => return vec![Change::Error(describe_error(&e))],
@@ -92,7 +72,7 @@ fn translate(res: notify::Result<notify::Event>) -> Vec<Change> {
         // out as a lone `From`, a move in as a lone `To`. The loop pairs them.
         EventKind::Modify(ModifyKind::Name(RenameMode::From)) => paths.map(Change::MovedOut).collect(),
         EventKind::Modify(ModifyKind::Name(RenameMode::To)) => paths.map(Change::MovedIn).collect(),
-        EventKind::Modify(ModifyKind::Name(_)) => paths.map(appeared).collect(),
+        EventKind::Modify(ModifyKind::Name(_)) => paths.map(|p| appeared(tree, p)).collect(),
         EventKind::Remove(_) => paths.map(Change::Removed).collect(),
         EventKind::Create(_) | EventKind::Modify(_) | EventKind::Any | EventKind::Other => {
             paths.map(Change::Touched).collect()
@@ -100,18 +80,23 @@ fn translate(res: notify::Result<notify::Event>) -> Vec<Change> {
     }
 }
 
-/// Something moved in under this name: a directory is walked, a file waits.
-pub fn appeared(p: PathBuf) -> Change {
-    match std::fs::symlink_metadata(&p) {
-        Ok(m) if m.is_dir() => Change::DirAppeared(p),
-        _ => Change::Touched(p),
-    }
+/// Something moved in under this name: a directory is walked, a file (or a
+/// link, even to a directory) waits. Looked at without following a link in
+/// any component.
+pub fn appeared(tree: &Tree, p: PathBuf) -> Change {
+    let dir =
+        tree.relative(&p).is_some_and(|rel| tree.lstat(rel).is_ok_and(|m| m.is_some_and(|m| m.kind == FileKind::Dir)));
+    if dir { Change::DirAppeared(p) } else { Change::Touched(p) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use notify::event::{DataChange, Flag};
+
+    fn translate_w(res: notify::Result<notify::Event>) -> Vec<Change> {
+        translate(res, &Tree::new("/w"))
+    }
 
     fn ev(kind: EventKind, paths: &[&str]) -> notify::Result<notify::Event> {
         let mut e = notify::Event::new(kind);
@@ -123,14 +108,14 @@ mod tests {
 
     #[test]
     fn reads_and_opens_are_ignored_but_a_close_after_write_counts() {
-        assert!(translate(ev(EventKind::Access(AccessKind::Open(AccessMode::Any)), &["/w/a"])).is_empty());
-        assert!(translate(ev(EventKind::Access(AccessKind::Close(AccessMode::Read)), &["/w/a"])).is_empty());
+        assert!(translate_w(ev(EventKind::Access(AccessKind::Open(AccessMode::Any)), &["/w/a"])).is_empty());
+        assert!(translate_w(ev(EventKind::Access(AccessKind::Close(AccessMode::Read)), &["/w/a"])).is_empty());
         assert_eq!(
-            translate(ev(EventKind::Access(AccessKind::Close(AccessMode::Write)), &["/w/a"])),
+            translate_w(ev(EventKind::Access(AccessKind::Close(AccessMode::Write)), &["/w/a"])),
             vec![Change::Touched("/w/a".into())]
         );
         assert_eq!(
-            translate(ev(EventKind::Modify(ModifyKind::Data(DataChange::Any)), &["/w/a"])),
+            translate_w(ev(EventKind::Modify(ModifyKind::Data(DataChange::Any)), &["/w/a"])),
             vec![Change::Touched("/w/a".into())]
         );
     }
@@ -138,18 +123,18 @@ mod tests {
     #[test]
     fn folders_renames_and_overflow() {
         assert_eq!(
-            translate(ev(EventKind::Create(CreateKind::Folder), &["/w/d"])),
+            translate_w(ev(EventKind::Create(CreateKind::Folder), &["/w/d"])),
             vec![Change::DirAppeared("/w/d".into())]
         );
         assert_eq!(
-            translate(ev(EventKind::Modify(ModifyKind::Name(RenameMode::Both)), &["/w/a", "/w/b"])),
+            translate_w(ev(EventKind::Modify(ModifyKind::Name(RenameMode::Both)), &["/w/a", "/w/b"])),
             vec![Change::Renamed { from: "/w/a".into(), to: "/w/b".into() }]
         );
         assert_eq!(
-            translate(ev(EventKind::Modify(ModifyKind::Name(RenameMode::From)), &["/w/a"])),
+            translate_w(ev(EventKind::Modify(ModifyKind::Name(RenameMode::From)), &["/w/a"])),
             vec![Change::MovedOut("/w/a".into())]
         );
         let overflow = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
-        assert_eq!(translate(Ok(overflow)), vec![Change::Rescan]);
+        assert_eq!(translate_w(Ok(overflow)), vec![Change::Rescan]);
     }
 }

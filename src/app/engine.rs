@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 
 use super::{App, Awaiting, Retry};
-use crate::config::TEMP_SUFFIX;
+use crate::config::ASIDE_SUFFIX;
 use crate::event::{Done, Job, Outcome};
 use crate::ftp::{Failure, Kind, RemoteEntry, Stamp};
 use crate::journal::{Op, Synced, mtime_ns};
+use crate::localfs::{FileKind, Found, Meta, Tree};
 use crate::relpath::{BadName, Escaped, EscapedPath, RelPath};
 use crate::watcher::{Change, Watcher};
 
@@ -26,8 +27,8 @@ const SERVER_CAP: Duration = Duration::from_secs(60);
 const RELOG: Duration = Duration::from_secs(600);
 /// `--once` gives a file, and the server, this many attempts.
 const ONCE_ATTEMPTS: u32 = 5;
-/// After this many uploads in a row that the file outran, the next one is
-/// published as it was read.
+/// After this many uploads in a row that the file outran, it is reported (and,
+/// with `--publish-changing`, the next copy is published as it was read).
 const SNAPSHOT_AFTER: u32 = 2;
 /// How long the halves of a move wait for the rename event that pairs them.
 const MOVE_PAIRING: Duration = Duration::from_millis(100);
@@ -82,7 +83,7 @@ impl App {
         match change {
             Change::Touched(p) | Change::Removed(p) => {
                 if p == self.cfg.watch_dir {
-                    if self.cfg.watch_dir.is_dir() {
+                    if self.tree().root_is_dir() {
                         // Something happened to the watch directory itself (an
                         // unmount leaves the mount point, and the watch dies
                         // with the file system): look again shortly, which
@@ -137,7 +138,7 @@ impl App {
         for (change, _) in due {
             match change {
                 Change::MovedOut(p) => self.on_change(Change::Removed(p)),
-                Change::MovedIn(p) => self.on_change(crate::watcher::appeared(p)),
+                Change::MovedIn(p) => self.on_change(crate::watcher::appeared(&self.tree(), p)),
                 other => self.on_change(other),
             }
         }
@@ -151,7 +152,7 @@ impl App {
                 self.touch(rel, now);
             }
             if let Some(rel) = self.rel(to) {
-                if to.is_dir() {
+                if self.is_dir(&rel) {
                     self.on_change(Change::DirAppeared(to.to_path_buf()));
                 } else {
                     self.touch(rel, now);
@@ -172,7 +173,7 @@ impl App {
             return;
         }
         self.touch(from_rel, now);
-        if to.is_dir() {
+        if self.is_dir(&to_rel) {
             for (rel, _) in self.walk(to) {
                 self.touch(rel, now);
             }
@@ -189,61 +190,73 @@ impl App {
         self.synced.range(lo..hi).map(|(k, _)| k)
     }
 
+    /// The watch directory, the only way to what lies below it: no link is
+    /// followed in any component of a path (see `localfs`).
+    fn tree(&self) -> Tree {
+        Tree::new(self.cfg.watch_dir.clone())
+    }
+
+    /// Whether `rel` is a directory of the tree (not a link to one).
+    fn is_dir(&self, rel: &RelPath) -> bool {
+        matches!(self.tree().lstat(Path::new(rel.as_str())), Ok(Some(Meta { kind: FileKind::Dir, .. })))
+    }
+
     /// Regular files below `dir` with their metadata, skipping (and logging)
-    /// what cannot be synced. Symlinks are never followed.
+    /// what cannot be synced. Symlinks are never followed, nor entered: not
+    /// below `dir`, not at `dir` itself, not when a directory is swapped for
+    /// one during the walk.
     pub(super) fn walk(&mut self, dir: &Path) -> Vec<(RelPath, Stamp)> {
+        let tree = self.tree();
+        let Some(start) = tree.relative(dir).map(Path::to_path_buf) else {
+            return Vec::new();
+        };
+        if !self.cfg.recursive && start.components().next().is_some() {
+            // Only the top level is synced: nothing below a directory in it.
+            return Vec::new();
+        }
         let root = self.cfg.watch_dir.clone();
-        let depth_here = dir.strip_prefix(&root).map_or(0, |r| r.components().count());
-        let max_depth = if self.cfg.recursive { usize::MAX } else { 1usize.saturating_sub(depth_here) };
         let excludes = self.cfg.excludes.clone();
-        let walker =
-            walkdir::WalkDir::new(dir).follow_links(false).max_depth(max_depth).into_iter().filter_entry(|e| {
-                e.depth() == 0 || !RelPath::from_local(&root, e.path()).is_ok_and(|r| excludes.is_match(r.as_str()))
-            });
+        let keep = |p: &Path| !RelPath::from_local(&root, p).is_ok_and(|r| excludes.is_match(r.as_str()));
         let mut out = Vec::new();
-        for entry in walker {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    let name = e.path().map(|p| EscapedPath(p).to_string()).unwrap_or_default();
-                    let why = e.io_error().map_or_else(|| e.to_string(), ToString::to_string);
-                    self.skip_once(&name, &format!("cannot read: {why}"));
-                    // What lies below an unreadable directory is unknown, not gone.
-                    match e.path().map(|p| RelPath::from_local(&root, p)) {
-                        Some(Ok(rel)) => self.unreadable.push(rel),
-                        Some(Err(_)) => self.unreadable_root = true,
-                        None => {}
+        for found in tree.walk(&start, self.cfg.recursive, keep) {
+            match found {
+                Found::File(path, meta) => {
+                    if let Some(rel) = self.rel(&path) {
+                        out.push((rel, meta.stamp()));
                     }
-                    continue;
                 }
-            };
-            let ft = entry.file_type();
-            if ft.is_dir() {
-                continue;
-            }
-            let Some(rel) = self.rel(entry.path()) else {
-                continue;
-            };
-            if ft.is_file() {
-                match entry.metadata() {
-                    Ok(m) => out.push((rel, Stamp::of(&m))),
-                    Err(e) => self.skip_once(rel.as_str(), &format!("cannot read: {e}")),
+                Found::Skipped(path, kind) => {
+                    if let Some(rel) = self.rel(&path) {
+                        self.skip_not_regular(&rel, kind);
+                    }
                 }
-            } else if ft.is_symlink() {
-                self.skip_once(rel.as_str(), "symbolic link (never followed)");
-            } else {
-                self.skip_once(rel.as_str(), "not a regular file (socket, FIFO or device)");
+                Found::Unreadable(path, e) => {
+                    self.skip_once(&EscapedPath(&path).to_string(), &format!("cannot read: {e}"));
+                    // What lies below an unreadable directory is unknown, not gone.
+                    match RelPath::from_local(&root, &path) {
+                        Ok(rel) => self.unreadable.push(rel),
+                        Err(_) => self.unreadable_root = true,
+                    }
+                }
             }
         }
         out
+    }
+
+    fn skip_not_regular(&mut self, rel: &RelPath, kind: FileKind) {
+        if kind == FileKind::Symlink {
+            self.skip_once(rel.as_str(), "symbolic link (never followed)");
+        } else {
+            self.skip_once(rel.as_str(), "not a regular file (socket, FIFO or device)");
+        }
     }
 
     /// Whether the watch directory looks like itself: it exists and, if the
     /// journal knows synced files, it is not empty (an unmounted disk leaves
     /// an empty mount point).
     fn root_ok(&self) -> bool {
-        match std::fs::read_dir(&self.cfg.watch_dir) {
-            Ok(mut entries) => self.synced.is_empty() || entries.next().is_some(),
+        match self.tree().root_has_entries() {
+            Ok(any) => self.synced.is_empty() || any,
             Err(_) => false,
         }
     }
@@ -354,7 +367,61 @@ impl App {
 
     /// Whether a journal entry is still within what this run syncs.
     fn in_scope(&self, rel: &RelPath) -> bool {
-        (self.cfg.recursive || rel.parent().is_none()) && !self.cfg.excludes.is_match(rel.as_str())
+        self.out_of_scope(rel).is_none()
+    }
+
+    /// Why `rel` is outside what this run syncs now, if it is.
+    fn out_of_scope(&self, rel: &RelPath) -> Option<&'static str> {
+        if !self.cfg.recursive && rel.parent().is_some() {
+            Some("below the top level (--no-recursive) now; dropped from the queue")
+        } else if self.cfg.excludes.is_match(rel.as_str()) {
+            Some("excluded now; dropped from the queue")
+        } else {
+            None
+        }
+    }
+
+    /// The job as it may run now: scope is checked again when a job is handed to a
+    /// worker, whatever queued it (the journal's queue after a restart, a retry, a plan
+    /// made before SIGHUP added an exclude), so that nothing out of scope leaves the
+    /// machine. A rename to an excluded name is the delete of the old one; a rename from
+    /// one is the upload of the new one.
+    fn scoped(&mut self, job: Job) -> Option<Job> {
+        let (rel, why) = match &job {
+            Job::Upload { rel, .. } | Job::Delete(rel) => match self.out_of_scope(rel) {
+                Some(why) => (rel.clone(), why),
+                None => return Some(job),
+            },
+            Job::Rename { from, to } => {
+                let decision = (self.out_of_scope(from), self.out_of_scope(to));
+                if decision != (None, None) {
+                    self.renaming.remove(from);
+                }
+                return match decision {
+                    (None, None) => Some(job),
+                    (None, Some(why)) => {
+                        self.skip_once(to.as_str(), why);
+                        self.batch.dequeue(to.clone());
+                        self.batch.queue(from.clone(), Op::Delete);
+                        Some(Job::Delete(from.clone()))
+                    }
+                    (Some(why), to_ok) => {
+                        self.skip_once(from.as_str(), why);
+                        if to_ok.is_none() {
+                            self.plan(to.clone());
+                        } else {
+                            self.batch.dequeue(to.clone());
+                        }
+                        None
+                    }
+                };
+            }
+            _ => return Some(job),
+        };
+        self.skip_once(rel.as_str(), why);
+        self.retries.remove(rel.as_str());
+        self.batch.dequeue(rel);
+        None
     }
 
     /// Compares the tree with the server's listings: one listing per local
@@ -448,16 +515,23 @@ impl App {
             self.queue_upload(rel, stamp, None);
         }
         self.progress.add(queued as u64);
-        // Temporary uploads left by a crash, whose file is not being sent now.
+        // Temporary uploads left by a crash, whose file is not being sent now,
+        // and old copies a crash left renamed aside.
         if let Job::List(dir) = job {
+            let rel_of = |name: &str| {
+                RelPath::parse(&dir.as_ref().map_or_else(|| name.to_string(), |d| format!("{}/{name}", d.as_str())))
+            };
+            for name in crate::ftp::leftover_temps(&entries, &local_names) {
+                if let Some(rel) = rel_of(name) {
+                    self.enqueue(Job::RemoveTemp(rel));
+                }
+            }
             for e in &entries {
-                if let Some(name) = e.name.strip_suffix(TEMP_SUFFIX).map(|n| n.strip_prefix('.').unwrap_or(n))
-                    && !local_names.contains(name)
+                if let Some(name) = e.name.strip_suffix(ASIDE_SUFFIX)
+                    && let Some(rel) = rel_of(name)
                 {
-                    let full = dir.as_ref().map_or_else(|| name.to_string(), |d| format!("{}/{name}", d.as_str()));
-                    if let Some(rel) = RelPath::parse(&full) {
-                        self.enqueue(Job::RemoveTemp(rel));
-                    }
+                    let restore = local_names.contains(name) || !self.cfg.delete;
+                    self.enqueue(Job::RemoveAside { rel, restore });
                 }
             }
         }
@@ -478,6 +552,40 @@ impl App {
         }
     }
 
+    /// Uploads a previous run left under way (a crash, `kill -9`, an abort at
+    /// shutdown): each resumes where the server's temporary file ends if the
+    /// local file is still exactly as it was, else starts over (its temporary
+    /// file is removed if the file is gone); an old copy an interrupted
+    /// publish left renamed aside is cleaned up either way.
+    /// Called before the first reconcile, which then plans them as resumable.
+    pub(super) fn resume_uploads(&mut self, uploads: Vec<(RelPath, u64, i64)>) {
+        for (rel, size, mtime) in uploads {
+            let local = match self.tree().lstat(Path::new(rel.as_str())) {
+                Ok(Some(m)) if m.kind == FileKind::File => Some(m.stamp()),
+                _ => None,
+            };
+            let restore = local.is_some() || !self.cfg.delete;
+            self.enqueue(Job::RemoveAside { rel: rel.clone(), restore });
+            match local {
+                Some(stamp) if stamp.len == size && mtime_ns(stamp.mtime) == mtime => {
+                    debug!("{rel}: an upload of it was under way; resuming it");
+                    self.partial.insert(rel.clone(), stamp);
+                    self.batch.queue(rel, Op::Upload);
+                }
+                Some(_) => {
+                    // Sent again from the start, over its temporary file.
+                    debug!("{rel}: an upload of it was under way, and it changed since; starting over");
+                    self.batch.upload_ended(rel.clone());
+                    self.batch.queue(rel, Op::Upload);
+                }
+                None => {
+                    self.batch.upload_ended(rel.clone());
+                    self.enqueue(Job::RemoveTemp(rel));
+                }
+            }
+        }
+    }
+
     /// Work the previous run left in the journal's queue.
     pub(super) fn resume_leftovers(&mut self, leftovers: Vec<(RelPath, Op, u32)>) {
         if leftovers.is_empty() {
@@ -485,8 +593,7 @@ impl App {
         }
         info!("resuming {} operations left by the previous run", leftovers.len());
         for (rel, _op, _attempts) in leftovers {
-            let local = rel.to_local(&self.cfg.watch_dir);
-            if std::fs::symlink_metadata(&local).is_err() {
+            if !matches!(self.tree().lstat(Path::new(rel.as_str())), Ok(Some(_))) {
                 // An upload may have been cut off: do not leave its temporary file.
                 self.enqueue(Job::RemoveTemp(rel.clone()));
             }
@@ -496,14 +603,15 @@ impl App {
         }
     }
 
-    /// Decides what a quiet path needs.
+    /// Decides what a quiet path needs. What it is is looked at without
+    /// following a link in any component: below a directory that became a
+    /// link, the path is gone.
     pub(super) fn plan(&mut self, rel: RelPath) {
-        let local = rel.to_local(&self.cfg.watch_dir);
-        match std::fs::symlink_metadata(&local) {
-            Ok(m) if m.is_file() => {
-                self.plan_file(rel, Stamp::of(&m));
+        match self.tree().lstat(Path::new(rel.as_str())) {
+            Ok(Some(m)) if m.kind == FileKind::File => {
+                self.plan_file(rel, m.stamp());
             }
-            Ok(m) if m.is_dir() => {
+            Ok(Some(m)) if m.kind == FileKind::Dir => {
                 let local = rel.to_local(&self.cfg.watch_dir);
                 self.batch.dequeue(rel);
                 for (file, stamp) in self.walk(&local) {
@@ -512,15 +620,13 @@ impl App {
                     }
                 }
             }
-            Ok(m) if m.file_type().is_symlink() => {
-                self.skip_once(rel.as_str(), "symbolic link (never followed)");
+            Ok(Some(m)) => {
+                self.skip_not_regular(&rel, m.kind);
                 self.batch.dequeue(rel);
             }
-            Ok(_) => {
-                self.skip_once(rel.as_str(), "not a regular file (socket, FIFO or device)");
-                self.batch.dequeue(rel);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.plan_gone(rel),
+            // Missing, or below a link or a file (a directory replaced by
+            // one): gone.
+            Ok(None) => self.plan_gone(rel),
             Err(e) => {
                 self.skip_once(rel.as_str(), &format!("cannot read: {e}"));
                 self.batch.dequeue(rel);
@@ -531,6 +637,9 @@ impl App {
     /// A regular file: upload it unless the journal says the server has
     /// these bytes. Returns whether an upload was queued.
     fn plan_file(&mut self, rel: RelPath, stamp: Stamp) -> bool {
+        if self.old_kind_in_the_way(&rel) {
+            return false;
+        }
         if let Some(s) = self.synced.get(&rel).copied()
             && s.size == stamp.len
         {
@@ -546,11 +655,69 @@ impl App {
         self.queue_upload(rel, stamp, None)
     }
 
+    /// Whether the server still has `rel`'s old kind where the file must go: a
+    /// directory of that name (synced files below it), or a file where one of its
+    /// directories must be. With `--delete` the old one is removed first (its deletes,
+    /// then the empty directory) and the path planned again once that is done;
+    /// without, the path cannot be published and is skipped with a log line.
+    fn old_kind_in_the_way(&mut self, rel: &RelPath) -> bool {
+        if self.replaced.contains(rel) {
+            // Being removed: planned again once it is gone.
+            return true;
+        }
+        let below: Vec<RelPath> = self.synced_below(rel).cloned().collect();
+        let file_above = std::iter::successors(rel.parent(), |p| p.rsplit_once('/').map(|(d, _)| d))
+            .filter_map(RelPath::parse)
+            .find(|a| self.synced.contains_key(a));
+        if below.is_empty() && file_above.is_none() {
+            return false;
+        }
+        if !self.cfg.delete {
+            let why = if below.is_empty() {
+                "the server has a file where its directory must be; --delete replaces it"
+            } else {
+                "the server has a directory of this name; --delete replaces it"
+            };
+            self.skip_once(rel.as_str(), why);
+            self.batch.dequeue(rel.clone());
+            return true;
+        }
+        let (old, doomed) = match file_above {
+            Some(file) => (file.clone(), vec![file]),
+            None => (rel.clone(), below),
+        };
+        debug!(
+            "{rel}: the server still has {old} as a {}; removing that first",
+            if old == *rel { "directory" } else { "file" }
+        );
+        self.replaced.insert(old);
+        self.batch.dequeue(rel.clone());
+        for t in doomed {
+            self.batch.queue(t.clone(), Op::Delete);
+            self.enqueue(Job::Delete(t));
+        }
+        true
+    }
+
+    /// A path whose old kind was removed from the server (see
+    /// [`App::old_kind_in_the_way`]) is planned again.
+    fn old_kind_gone(&mut self, rel: &RelPath) {
+        if self.replaced.remove(rel) {
+            self.plan(rel.clone());
+        }
+    }
+
+    /// The path below REMOTE_DIR of a full remote path.
+    fn rel_of_remote(&self, remote: &str) -> Option<RelPath> {
+        remote.strip_prefix(&self.cfg.remote_dir).map(|r| r.trim_start_matches('/')).and_then(RelPath::parse)
+    }
+
     fn queue_upload(&mut self, rel: RelPath, stamp: Stamp, known: Option<[u8; 32]>) -> bool {
         self.batch.queue(rel.clone(), Op::Upload);
         let resume = self.partial.get(&rel).copied();
-        let snapshot = self.changed_streak.get(&rel).is_some_and(|n| *n >= SNAPSHOT_AFTER);
-        self.enqueue(Job::Upload { rel, size: stamp.len, resume, snapshot, known })
+        let snapshot =
+            self.cfg.publish_changing && self.changed_streak.get(&rel).is_some_and(|c| c.attempts >= SNAPSHOT_AFTER);
+        self.enqueue(Job::Upload { rel, stamp, resume, snapshot, known })
     }
 
     /// The path is gone locally.
@@ -583,18 +750,32 @@ impl App {
     /// queued.
     pub(super) fn enqueue(&mut self, job: Job) -> bool {
         let key = job.key();
-        if self.in_flight.contains_key(&key) {
+        // A rename holds its old name too (see `renaming`): nothing may store
+        // a new file there before the server has moved the old one away.
+        let held = job.path().filter(|p| self.renaming.contains(*p));
+        if self.in_flight.contains_key(&key) || held.is_some() {
             if let Some(p) = job.path() {
+                debug!("{} waits for the job running on {p}", job_what(&job));
                 self.dirty.insert(p.clone());
             }
             return false;
         }
         if self.queued.contains(&key) {
             // The newer intent for a path wins (an upload after a queued
-            // delete, a delete after a queued upload).
+            // delete, a delete after a queued upload), except over a rename,
+            // whose old name would stay on the server: the path is looked at
+            // again once the rename is done.
             if job.path().is_some() {
                 for q in [&mut self.pending, &mut self.pending_large] {
                     if let Some(slot) = q.iter_mut().find(|j| j.key() == key) {
+                        if matches!(slot, Job::Rename { .. }) {
+                            debug!("{} waits for the {}", job_what(&job), job_what(slot));
+                            if let Some(p) = job.path() {
+                                self.dirty.insert(p.clone());
+                            }
+                            return false;
+                        }
+                        debug!("queued {} instead of {}", job_what(&job), job_what(slot));
                         *slot = job;
                         return true;
                     }
@@ -604,10 +785,13 @@ impl App {
         }
         if self.cfg.dry_run && !matches!(job, Job::List(_)) {
             match &job {
-                Job::Upload { rel, size, .. } => info!("dry run: would upload {rel} ({})", super::human_bytes(*size)),
+                Job::Upload { rel, stamp, .. } => {
+                    info!("dry run: would upload {rel} ({})", super::human_bytes(stamp.len));
+                }
                 Job::Delete(p) => info!("dry run: would delete {p}"),
                 Job::Rename { from, to } => info!("dry run: would rename {from} to {to}"),
                 Job::RemoveTemp(p) => info!("dry run: would remove the temporary upload of {p}"),
+                Job::RemoveAside { rel, .. } => info!("dry run: would clean up an old copy of {rel} renamed aside"),
                 Job::RemoveDir(d) => {
                     info!("dry run: would remove the empty directory {}", Escaped(d))
                 }
@@ -616,8 +800,14 @@ impl App {
             return false;
         }
         self.queued.insert(key);
+        if job.path().is_some() {
+            debug!("queued {}", job_what(&job));
+        }
+        if let Job::Rename { from, .. } = &job {
+            self.renaming.insert(from.clone());
+        }
         match job {
-            Job::Upload { size, .. } if size >= LARGE => self.pending_large.push_back(job),
+            Job::Upload { stamp, .. } if stamp.len >= LARGE => self.pending_large.push_back(job),
             _ => self.pending.push_back(job),
         }
         true
@@ -640,8 +830,12 @@ impl App {
                 && (self.pending.is_empty() || self.large_in_flight == 0);
             let job = if take_large { self.pending_large.pop_front() } else { self.pending.pop_front() };
             let Some(job) = job else { break };
+            self.queued.remove(&job.key());
+            let Some(job) = self.scoped(job) else { continue };
+            if let Job::Upload { rel, stamp, .. } = &job {
+                self.batch.upload_started(rel.clone(), stamp.len, mtime_ns(stamp.mtime));
+            }
             let key = job.key();
-            self.queued.remove(&key);
             self.in_flight.insert(key, take_large);
             if take_large {
                 self.large_in_flight += 1;
@@ -666,6 +860,13 @@ impl App {
             }
         }
         let now = Instant::now();
+        if let Job::Upload { rel, .. } = &job {
+            // Kept while the server may hold a part of it to resume from.
+            let resumable = matches!(&result, Err(f) if f.partial.is_some() || f.kind == Kind::Aborted);
+            if !resumable {
+                self.batch.upload_ended(rel.clone());
+            }
+        }
         match result {
             Ok(done) => {
                 if !matches!(done, Done::Unchanged(_)) {
@@ -678,11 +879,18 @@ impl App {
             }
             Err(f) => self.on_failure(job.clone(), f, now),
         }
-        if let Some(p) = job.path()
-            && self.dirty.remove(p)
-            && self.stop.is_none()
+        let mut look_again = vec![job.path()];
+        if let Job::Rename { from, .. } = &job
+            && !self.queued.contains(&job.key())
         {
-            self.touch(p.clone(), now);
+            // Done (not queued again after a lost connection): the old name is free.
+            self.renaming.remove(from);
+            look_again.push(Some(from));
+        }
+        for p in look_again.into_iter().flatten() {
+            if self.dirty.remove(p) && self.stop.is_none() {
+                self.touch(p.clone(), now);
+            }
         }
     }
 
@@ -714,6 +922,7 @@ impl App {
                 self.batch.forget(rel.clone());
                 info!("deleted {rel} on the server");
                 self.remove_empty_dirs(rel.parent().and_then(RelPath::parse));
+                self.old_kind_gone(rel);
             }
             (Job::Rename { from, to }, _) => {
                 let moved: Vec<RelPath> = if self.synced.contains_key(from) {
@@ -749,8 +958,8 @@ impl App {
                 // (an edit, a file added to a renamed directory) is looked at
                 // again; unchanged files cost a stat.
                 let now = Instant::now();
-                let local = to.to_local(&self.cfg.watch_dir);
-                if local.is_dir() {
+                if self.is_dir(to) {
+                    let local = to.to_local(&self.cfg.watch_dir);
                     for (rel, _) in self.walk(&local) {
                         self.touch(rel, now);
                     }
@@ -759,15 +968,15 @@ impl App {
                 }
             }
             (Job::RemoveTemp(rel), _) => debug!("removed any temporary upload of {rel}"),
+            (Job::RemoveAside { rel, .. }, _) => debug!("cleaned up any old copy of {rel} renamed aside"),
             (Job::RemoveDir(dir), _) => {
                 self.created_dirs.remove(dir);
                 self.batch.dir_removed(dir.clone());
                 info!("removed the empty directory {} on the server", Escaped(dir));
-                let parent = dir
-                    .strip_prefix(&self.cfg.remote_dir)
-                    .map(|r| r.trim_start_matches('/'))
-                    .and_then(|r| r.rsplit_once('/').map(|(p, _)| p.to_string()));
-                self.remove_empty_dirs(parent.as_deref().and_then(RelPath::parse));
+                if let Some(rel) = self.rel_of_remote(dir) {
+                    self.remove_empty_dirs(rel.parent().and_then(RelPath::parse));
+                    self.old_kind_gone(&rel);
+                }
             }
             (job, _) => debug!("{} done", job_name(job)),
         }
@@ -775,16 +984,26 @@ impl App {
 
     /// With `--delete`: a remote directory this tool created, that is gone
     /// locally and holds no synced file any more, is removed.
+    /// Also a directory the tool did not create, when a file took its name (or the
+    /// name of one above it) locally: the file cannot be published otherwise.
     fn remove_empty_dirs(&mut self, dir: Option<RelPath>) {
         let Some(dir) = dir else { return };
-        if !self.cfg.delete || dir.to_local(&self.cfg.watch_dir).exists() {
+        // Still a directory of the tree (not a link to one), or unknown (an
+        // error): kept.
+        let local = self.tree().lstat(Path::new(dir.as_str()));
+        if !self.cfg.delete || matches!(local, Ok(Some(Meta { kind: FileKind::Dir, .. })) | Err(_)) {
             return;
         }
         if self.synced_below(&dir).next().is_some() {
             return;
         }
         let remote = dir.to_remote(&self.cfg.remote_dir);
-        if self.created_dirs.contains(&remote) {
+        if matches!(local, Ok(Some(_))) {
+            // A file (or a link) has the directory's name now.
+            self.replaced.insert(dir.clone());
+        }
+        let replaced = self.replaced.iter().any(|r| dir.starts_with(r));
+        if self.created_dirs.contains(&remote) || replaced {
             self.enqueue(Job::RemoveDir(remote));
         }
     }
@@ -794,27 +1013,40 @@ impl App {
             self.partial.insert(rel.clone(), stamp);
         }
         let job = match job {
-            Job::Upload { rel, size, snapshot, known, .. } => {
+            Job::Upload { rel, stamp, snapshot, known, .. } => {
                 let resume = self.partial.get(&rel).copied();
-                Job::Upload { rel, size, resume, snapshot, known }
+                Job::Upload { rel, stamp, resume, snapshot, known }
             }
             other => other,
         };
         match f.kind {
             Kind::Changed => {
                 if let Some(p) = job.path() {
-                    let streak = self.changed_streak.entry(p.clone()).or_insert(0);
-                    *streak += 1;
-                    if *streak >= SNAPSHOT_AFTER {
-                        // It never goes quiet: publish what is read next time,
-                        // as the journal keeps its stamp from before the read,
-                        // the settled version follows once it is quiet.
+                    let publish_changing = self.cfg.publish_changing;
+                    let c = self.changed_streak.entry(p.clone()).or_default();
+                    c.attempts += 1;
+                    if publish_changing && c.attempts >= SNAPSHOT_AFTER {
+                        // It never goes quiet and the operator wants snapshots:
+                        // publish what is read next time. The journal keeps its
+                        // stamp from before the read, so the settled version
+                        // follows once it is quiet.
                         info!("{p} keeps changing while it is uploaded; sending a snapshot of it now");
                         self.plan(p.clone());
-                    } else {
-                        debug!("{f}; uploading it once it is quiet");
-                        self.touch(p.clone(), now);
+                        return;
                     }
+                    // A copy that changed while it was read is never published:
+                    // a receiver would take the torn file for the real one.
+                    debug!("{f}; uploading it once it is quiet");
+                    if c.attempts >= SNAPSHOT_AFTER && c.warned.is_none_or(|t| now.duration_since(t) >= RELOG) {
+                        warn!(
+                            "warning: {p} keeps changing while it is read ({} attempts); a copy that changed \
+                             while it was read is never published, so it goes up once it holds still \
+                             (--publish-changing publishes such copies)",
+                            c.attempts
+                        );
+                        c.warned = Some(now);
+                    }
+                    self.touch(p.clone(), now);
                 }
             }
             Kind::Vanished => {
@@ -872,11 +1104,19 @@ impl App {
                     debug!("{f}");
                     self.on_listing(&job, None, f.code == Some(550));
                 }
-                Job::RemoveTemp(_) => debug!("{f}"),
+                Job::RemoveTemp(_) | Job::RemoveAside { .. } => debug!("{f}"),
                 Job::RemoveDir(dir) => {
-                    debug!("{f}; leaving the directory");
+                    let rel = self.rel_of_remote(&dir);
+                    if let Some(rel) = rel.as_ref().filter(|r| self.replaced.contains(*r)) {
+                        warn!("warning: {f}: the file {rel} cannot replace that directory until it is empty");
+                    } else {
+                        debug!("{f}; leaving the directory");
+                    }
                     self.created_dirs.remove(&dir);
                     self.batch.dir_removed(dir);
+                    if let Some(rel) = rel {
+                        self.old_kind_gone(&rel);
+                    }
                 }
                 job => self.retry_later(job, &f, now),
             },
@@ -982,7 +1222,18 @@ fn job_name(job: &Job) -> String {
         Job::Rename { from, to } => format!("{from} -> {to}"),
         Job::List(dir) => format!("listing of {}", dir.as_ref().map_or_else(|| "/".to_string(), ToString::to_string)),
         Job::RemoveTemp(rel) => format!("temporary upload of {rel}"),
+        Job::RemoveAside { rel, .. } => format!("old copy of {rel} renamed aside"),
         Job::RemoveDir(dir) => Escaped(dir).to_string(),
+    }
+}
+
+/// A file job, for a debug line about a decision: `upload of a/b.txt`.
+fn job_what(job: &Job) -> String {
+    match job {
+        Job::Upload { rel, .. } => format!("upload of {rel}"),
+        Job::Delete(rel) => format!("delete of {rel}"),
+        Job::Rename { from, to } => format!("rename of {from} to {to}"),
+        other => job_name(other),
     }
 }
 

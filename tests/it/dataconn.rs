@@ -4,7 +4,7 @@
 //! Each test puts an [`FtpProxy`] (or a listener that never answers) in front of the in-process
 //! server, to see the commands on the wire and to make the server misbehave.
 
-use std::io::{Cursor, Read, Write};
+use std::io::Cursor;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,8 +15,9 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpError, FtpStream, Mode};
 
 use crate::support::{
-    Behaviour, Daemon, DataLink, EXIT_OK, FtpProxy, FtpServer, PASSWORD, PROXY_IP, READY, SERVER_UNAVAILABLE, STOPPED,
-    ServerEvent, TEMP_SUFFIX, TIMEOUT, Test, Transparent, USER, Verdict, is_upload_line, temp_files_under,
+    Behaviour, Daemon, EXIT_OK, FtpProxy, FtpServer, PASSWORD, PROXY_IP, READY, SERVER_UNAVAILABLE, STOPPED,
+    ServerEvent, StallFirstUpload, StallState, TEMP_SUFFIX, TIMEOUT, Test, Transparent, USER, Verdict, is_store_verb,
+    is_upload_line, temp_files_under,
 };
 
 /// A loopback address where nothing listens: a PASV reply that names it sends a client nowhere.
@@ -69,10 +70,6 @@ fn is_data_verb(verb: &str) -> bool {
 }
 
 /// Whether an upload command has this verb.
-fn is_store_verb(verb: &str) -> bool {
-    matches!(verb, "STOR" | "APPE")
-}
-
 /// A suppaftp client through `proxy`, logged in, binary, with every read and write (control and
 /// passive data connections) bounded by `timeout`.
 fn client_through(proxy: &FtpProxy, timeout: Duration) -> FtpStream {
@@ -106,63 +103,6 @@ impl Behaviour for NoEpsvBehindNat {
 
     fn announced_ip(&self) -> Option<Ipv4Addr> {
         Some(NOWHERE)
-    }
-}
-
-/// What [`StallFirstUpload`] did.
-#[derive(Default)]
-struct StallState {
-    /// Set once the first upload's data connection was picked to stall.
-    picked: AtomicBool,
-    /// Set once that connection carried its bytes and is held.
-    held: AtomicBool,
-}
-
-/// A server that stalls in the middle of the first upload: the first data connection of a
-/// STOR (or APPE) gets `after` bytes through to the server; then the proxy neither reads nor
-/// writes nor closes either side until it is dropped. Everything else passes unchanged.
-///
-/// Its receive buffers are small: a client that sends more than its own send buffer holds
-/// (at most 4 MiB by default on Linux) past the stall blocks in a write.
-struct StallFirstUpload {
-    after: usize,
-    state: Arc<StallState>,
-}
-
-impl Behaviour for StallFirstUpload {
-    fn data_receive_buffer(&self) -> Option<usize> {
-        Some(64 * 1024)
-    }
-
-    fn data(&self, link: &DataLink) {
-        link.relay_download();
-        let (mut from_client, mut to_server) = (&link.client, &link.server);
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut stall: Option<bool> = None;
-        let mut forwarded = 0;
-        loop {
-            let n = match from_client.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            // The client wrote: it sent the command this connection belongs to.
-            let stall = *stall
-                .get_or_insert_with(|| is_store_verb(&link.verb()) && !self.state.picked.swap(true, Ordering::SeqCst));
-            let chunk = if stall { &buf[..n.min(self.after - forwarded)] } else { &buf[..n] };
-            if to_server.write_all(chunk).is_err() {
-                break;
-            }
-            forwarded += chunk.len();
-            if stall && forwarded >= self.after {
-                self.state.held.store(true, Ordering::SeqCst);
-                // Silent, both sockets open, until the proxy is dropped.
-                while !link.stopping() {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                return;
-            }
-        }
-        let _ = to_server.shutdown(Shutdown::Write);
     }
 }
 
@@ -268,7 +208,7 @@ fn dataconn_proxy_stalls_the_first_upload_only() {
     let server = FtpServer::start();
     std::fs::create_dir_all(server.root().join("upload")).unwrap();
     let state = Arc::new(StallState::default());
-    let proxy = FtpProxy::start(server.port(), StallFirstUpload { after: 1000, state: Arc::clone(&state) });
+    let proxy = FtpProxy::start(server.port(), StallFirstUpload::new(1000, &state));
     let bytes = random_bytes("stalled", 4 * 1024 * 1024);
 
     let mut ftp = client_through(&proxy, Duration::from_millis(500));
@@ -343,6 +283,79 @@ fn active_mode_uploads_over_port_and_never_asks_for_passive() {
     let stored = stored_paths(d.server());
     for name in ["/upload/.big.bin", "/upload/sub/.later.txt"] {
         assert!(stored.contains(&format!("{name}{TEMP_SUFFIX}")), "no STOR of {name}{TEMP_SUFFIX}\n{}", ctx());
+    }
+}
+
+/// A server in active mode that accepts the first upload's data connection and never reads
+/// from it: the proxy answers the PORT before it (and anything before it) itself, connects to
+/// the daemon's address and holds that connection, unread, until it is dropped. Data commands
+/// other than a STOR get a `425` until then (the daemon asks again at once, with a new PORT);
+/// afterwards everything passes unchanged to the server.
+#[derive(Default)]
+struct NeverReadFirstActiveUpload {
+    /// The address of the last PORT answered here.
+    port: std::sync::Mutex<Option<SocketAddr>>,
+    /// The upload's data connection, held until the proxy is dropped.
+    held: std::sync::Mutex<Option<TcpStream>>,
+}
+
+impl Behaviour for NeverReadFirstActiveUpload {
+    fn command(&self, verb: &str, line: &str) -> Verdict {
+        if self.held.lock().unwrap().is_some() {
+            return Verdict::Forward;
+        }
+        if verb == "PORT" {
+            let n: Vec<u16> =
+                line.split_whitespace().nth(1).unwrap_or_default().split(',').filter_map(|n| n.parse().ok()).collect();
+            assert_eq!(n.len(), 6, "{line}");
+            let ip = Ipv4Addr::new(n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8);
+            *self.port.lock().unwrap() = Some(SocketAddr::from((ip, n[4] * 256 + n[5])));
+            return Verdict::Answer("200 PORT command successful (test proxy)".into());
+        }
+        if is_data_verb(verb) {
+            let Some(addr) = self.port.lock().unwrap().take() else { return Verdict::Forward };
+            if verb != "STOR" {
+                return Verdict::Answer("425 Cannot open the data connection just now (test proxy)".into());
+            }
+            let data = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to the daemon's PORT address");
+            *self.held.lock().unwrap() = Some(data);
+            return Verdict::Answer("150 Opening BINARY mode data connection (test proxy)".into());
+        }
+        Verdict::Forward
+    }
+}
+
+#[test]
+fn an_active_upload_the_server_never_reads_is_given_up_after_the_timeout_and_sent_again() {
+    // Far more than the socket buffers of both sides hold: the daemon blocks in a write.
+    const SIZE: usize = 32 * 1024 * 1024;
+    let behaviour = Arc::new(NeverReadFirstActiveUpload::default());
+    let t = Test::new().args(["--active", "--timeout", "1s", "--log-level", "debug"]);
+    let proxy = FtpProxy::start_on(Ipv4Addr::LOCALHOST, t.server().port(), Shared(Arc::clone(&behaviour)));
+    let t = t.port_arg(&proxy.port().to_string());
+    let d = t.start();
+    let bytes = random_bytes("never read", SIZE);
+    d.write("never-read.bin", &bytes);
+    let ctx = || context(&d, &proxy);
+    d.wait_until_for(TIMEOUT, "never-read.bin arrives", || d.remote("never-read.bin").as_deref() == Some(&bytes[..]));
+    assert!(behaviour.held.lock().unwrap().is_some(), "no upload was held: the test proves nothing\n{}", ctx());
+    assert!(
+        d.own_log().lines().any(|l| l.contains("never-read.bin") && l.contains("timed out")),
+        "no log line says the upload of never-read.bin timed out\n{}",
+        ctx()
+    );
+    d.write("later.txt", b"later");
+    d.wait_remote("later.txt", b"later");
+    assert!(d.try_exit().is_none(), "{}", ctx());
+    assert_eq!(proxy.problems(), Vec::<String>::new(), "{}", ctx());
+}
+
+/// A behaviour the test keeps a handle on.
+struct Shared<B>(Arc<B>);
+
+impl<B: Behaviour> Behaviour for Shared<B> {
+    fn command(&self, verb: &str, line: &str) -> Verdict {
+        self.0.command(verb, line)
     }
 }
 
@@ -454,7 +467,7 @@ fn an_upload_stalled_mid_transfer_is_given_up_after_the_timeout_and_sent_again()
     // Debug: a worker whose kept-open session fails retries on a new one at once, and says so
     // at debug level only.
     let t = Test::new().args(["--timeout", "1s", "--log-level", "debug"]);
-    let proxy = FtpProxy::start(t.server().port(), StallFirstUpload { after: AFTER, state: Arc::clone(&state) });
+    let proxy = FtpProxy::start(t.server().port(), StallFirstUpload::new(AFTER, &state));
     let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
     let bytes = random_bytes("stalled.bin", SIZE);
     t.write("stalled.bin", &bytes);

@@ -11,18 +11,26 @@
 mod support;
 
 mod badinput;
+mod changing;
 mod check;
 mod cli;
+mod crash;
 mod daemon;
 mod dataconn;
 mod engine;
+mod hostile;
+mod kinds;
 mod listing;
 mod localfiles;
 mod login;
 mod pipeline;
 mod privdrop;
+mod renames;
+mod root;
 mod safety;
+mod scope;
 mod secrets;
 mod service;
 mod signals;
+mod symlinks;
 mod sync;

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::time::Duration;
 
-use crate::support::Test;
+use crate::support::{Behaviour, FtpProxy, PROXY_IP, Test, Verdict};
 
 fn names(d: &crate::support::Daemon) -> BTreeSet<String> {
     d.remote_files().into_keys().collect()
@@ -174,4 +174,74 @@ fn server_down_at_start_is_retried() {
     d.wait_until_for(patience, "late.txt arrives after the server came up", || {
         d.remote("late.txt").as_deref() == Some(b"late".as_slice())
     });
+}
+
+#[test]
+fn files_with_names_of_250_and_255_bytes_arrive() {
+    let t = Test::new();
+    // ASCII, and two-byte characters (so a name cut short must be cut between characters).
+    let names = ["n".repeat(250), "é".repeat(125), format!("{}.txt", "x".repeat(251))];
+    for (i, name) in names.iter().enumerate() {
+        t.write(name, format!("file {i}\n").as_bytes());
+    }
+    let d = t.start();
+    for (i, name) in names.iter().enumerate() {
+        d.wait_remote(name, format!("file {i}\n").as_bytes());
+    }
+    assert!(crate::support::temp_files_under(d.server().root()).is_empty(), "{}", d.diagnostics());
+}
+
+#[test]
+fn temporary_uploads_of_long_names_left_by_a_crash_are_removed() {
+    let t = Test::new();
+    let (kept, gone) = ("k".repeat(250), "g".repeat(250));
+    t.write(&kept, b"kept\n");
+    let remote = t.server().root().join("upload");
+    std::fs::create_dir_all(&remote).unwrap();
+    // What a crash leaves: the shortened temporary names of a file still there and of one gone.
+    for name in [&kept, &gone] {
+        let temp = ftpmonitor::ftp::temp_name("", name, false);
+        assert!(temp.len() <= ftpmonitor::ftp::NAME_MAX, "{temp}");
+        std::fs::write(remote.join(&temp), b"half").unwrap();
+    }
+    let d = t.start();
+    d.wait_remote(&kept, b"kept\n");
+    d.wait_until("no temporary name is left on the server", || {
+        crate::support::temp_files_under(d.server().root()).is_empty()
+    });
+    assert_eq!(names(&d), set(&[&kept]), "{}", d.diagnostics());
+}
+
+/// Refuses to store or rename to names longer than 200 bytes, the way libunftp and most servers
+/// do: not "name too long" but "file not found".
+struct ShortNamesOnly;
+
+impl Behaviour for ShortNamesOnly {
+    fn command(&self, verb: &str, line: &str) -> Verdict {
+        let name = line.rsplit('/').next().unwrap_or_default();
+        if matches!(verb, "STOR" | "RNTO") && name.len() > 200 {
+            Verdict::Answer("550 File not found (test proxy)".into())
+        } else {
+            Verdict::Forward
+        }
+    }
+}
+
+#[test]
+fn a_name_the_server_refuses_anyway_is_reported_once_saying_it_is_long() {
+    let t = Test::new();
+    let proxy = FtpProxy::start(t.server().port(), ShortNamesOnly);
+    let t = t.host(&PROXY_IP.to_string()).port_arg(&proxy.port().to_string());
+    let long = "n".repeat(230);
+    t.write(&long, b"long\n");
+    let d = t.start();
+    let hint = "the name is 230 bytes long";
+    d.wait_for_log(hint);
+    // Tried again (with back-off), without a second warning.
+    d.wait_until("the upload was tried again", || proxy.count("STOR") >= 3);
+    d.write("short.txt", b"short\n");
+    d.wait_remote("short.txt", b"short\n");
+    let warnings = d.log().lines().filter(|l| l.contains(hint)).count();
+    assert_eq!(warnings, 1, "{}", d.diagnostics());
+    assert!(d.try_exit().is_none(), "{}", d.diagnostics());
 }

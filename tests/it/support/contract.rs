@@ -38,6 +38,12 @@ pub const HOLDING_THESE_DELETES: &str = "holding these deletes";
 pub const SERVER_UNAVAILABLE: &str = "server unavailable";
 /// Logged when the server answers again after an outage.
 pub const SERVER_BACK: &str = "server reachable again";
+/// Logged when a server's reply has a line longer than the client takes (16 KiB).
+pub const REPLY_LINE_TOO_LONG: &str = "the server sent a reply line longer than 16 KiB";
+/// Logged when a server's reply is longer than the client takes (256 KiB).
+pub const REPLY_TOO_LONG: &str = "the server sent a reply longer than 256 KiB";
+/// Logged when a server's listing has more lines than the client takes.
+pub const LISTING_TOO_LONG: &str = "the server sent a listing with more than 500000 lines";
 /// The suffix of the temporary name a file is stored under: `.NAME.ftpmonitor-part`.
 pub const TEMP_SUFFIX: &str = ".ftpmonitor-part";
 

@@ -12,6 +12,7 @@ mod daemon;
 pub mod proc;
 pub mod proxy;
 mod server;
+pub mod toxics;
 
 #[cfg(test)]
 mod selftest;
@@ -25,6 +26,8 @@ pub use daemon::{Daemon, Finished, Sandbox, Test};
 pub use proxy::{Behaviour, DataConn, DataLink, FtpProxy, PROXY_IP, Transparent, Verdict};
 #[allow(unused_imports)]
 pub use server::{FtpServer, PASSWORD, ServerEvent, USER, files_under};
+#[allow(unused_imports)]
+pub use toxics::{StallFirstUpload, StallState, is_store_verb};
 
 /// Default deadline for anything the daemon should do "soon". Generous, so a loaded CI
 /// machine is not flaky; a passing test never waits for it.

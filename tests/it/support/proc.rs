@@ -77,6 +77,14 @@ pub fn umask(pid: u32) -> Option<u32> {
     u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
 }
 
+/// The peak resident memory (`VmHWM:` of `/proc/<pid>/status`) of a process, in bytes.
+pub fn peak_memory(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// A pid that no process has right now (for stale PID files).
 pub fn unused_pid() -> u32 {
     (999_999..).find(|&pid| stat(pid).is_none() && !is_alive(pid)).expect("some pid is free")

@@ -38,7 +38,14 @@ pub enum Verdict {
     /// Do not pass it on; answer the client with this reply line (without CRLF), at once: after
     /// pipelined commands, before the server's replies to them.
     Answer(String),
+    /// Do not pass it on; answer with `start`, then `repeat` again and again, without end: until
+    /// the client hangs up (or [`ENDLESS_LIMIT`] bytes went out, so that a client that reads
+    /// for ever cannot keep the proxy busy for ever).
+    Endless { start: String, repeat: String },
 }
+
+/// The most bytes [`Verdict::Endless`] and [`DataLink::send_endless`] send.
+pub const ENDLESS_LIMIT: u64 = 1 << 30;
 
 /// How a proxy differs from a transparent one. Every method has the transparent default.
 pub trait Behaviour: Send + Sync + 'static {
@@ -212,6 +219,13 @@ impl DataLink {
         self.relay_one_way(&self.client, &self.server, "proxy-upload");
     }
 
+    /// Sends `start` and then `repeat` again and again to the client (see [`Verdict::Endless`]),
+    /// here; then closes the client's side.
+    pub fn send_endless(&self, start: &str, repeat: &str) {
+        send_endless(&self.client, start, repeat, &self.shared.stop);
+        let _ = self.client.shutdown(Shutdown::Both);
+    }
+
     /// Relays both ways, unchanged, until both sides are done.
     pub fn relay(&self) {
         self.relay_upload();
@@ -242,6 +256,25 @@ fn pump(mut from: &TcpStream, mut to: &TcpStream, note: &VerbNote) {
         }
     }
     let _ = to.shutdown(Shutdown::Write);
+}
+
+/// Writes `start`, then `repeat` again and again, to `to`, until a write fails, `stop` is set or
+/// [`ENDLESS_LIMIT`] bytes went out.
+fn send_endless(mut to: &TcpStream, start: &str, repeat: &str, stop: &AtomicBool) {
+    if to.write_all(start.as_bytes()).is_err() || repeat.is_empty() {
+        return;
+    }
+    let mut chunk = Vec::with_capacity(64 * 1024 + repeat.len());
+    while chunk.len() < 64 * 1024 {
+        chunk.extend_from_slice(repeat.as_bytes());
+    }
+    let mut sent = 0;
+    while sent < ENDLESS_LIMIT && !stop.load(Ordering::SeqCst) {
+        if to.write_all(&chunk).is_err() {
+            return;
+        }
+        sent += chunk.len() as u64;
+    }
 }
 
 /// A transparent FTP proxy on `ip:<port>` in front of the FTP server on `127.0.0.1:<upstream>`,
@@ -434,6 +467,11 @@ fn control(shared: &Arc<Shared>, client: TcpStream) {
                 if lock(&client_writer).write_all(format!("{reply}\r\n").as_bytes()).is_err() {
                     break;
                 }
+            }
+            Verdict::Endless { start, repeat } => {
+                wait_for_replies(shared, &session, forwarded, &shown);
+                send_endless(&lock(&client_writer), &start, &repeat, &shared.stop);
+                break;
             }
         }
     }

@@ -1,0 +1,221 @@
+//! Connecting: the TCP connect with a timeout, the greeting, TLS before the
+//! login, binary mode, the data-connection mode and the server's features.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use suppaftp::rustls::ClientConfig;
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, Mode, RustlsConnector, RustlsFtpStream};
+
+use super::pipeline::takes_pipelines;
+use super::tls::{SessionStore, tls_config};
+use super::{Failure, Features, Kind, RemoteDirs, Session, classify, describe_io, is_tls_error};
+use crate::config::Config;
+
+/// How to reach and log in to the server; shared by all sessions.
+#[derive(Clone)]
+pub struct Connector {
+    host: String,
+    port: u16,
+    user: String,
+    password: crate::config::Secret,
+    active: bool,
+    /// TLS 1.3 and 1.2, and TLS 1.2 only (see [`Connector::tls12_only`]).
+    tls: Option<(Arc<ClientConfig>, Arc<ClientConfig>)>,
+    /// Set once a server refused the data connections of a TLS 1.3 session:
+    /// proftpd, for one, does not count a TLS 1.3 resumption as reusing the
+    /// control connection's session. Shared by all sessions of the job.
+    tls12_only: Arc<std::sync::atomic::AtomicBool>,
+    /// Connect, greeting, reply and data timeout.
+    timeout: Duration,
+    /// Set once a TLS 1.2 handshake failed: the switch above is never made again.
+    tls12_broken: Arc<std::sync::atomic::AtomicBool>,
+    /// Set once the server refused a temporary name starting with a dot.
+    visible_temp: Arc<std::sync::atomic::AtomicBool>,
+    /// Set once the server answered pipelined commands out of step: no
+    /// session of this job pipelines again.
+    pipeline_off: Arc<AtomicBool>,
+    /// Set once a passive port asked for ahead of an upload could not be
+    /// reached (see `Session::ready_port`).
+    kept_ports_off: Arc<AtomicBool>,
+    remote_dir: String,
+    dirs: Arc<RemoteDirs>,
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    pub fn new(cfg: &Config) -> Result<Self, Failure> {
+        let tls = if cfg.tls {
+            Some((tls_config(cfg.ca_file.as_deref(), false)?, tls_config(cfg.ca_file.as_deref(), true)?))
+        } else {
+            None
+        };
+        Ok(Self {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            user: cfg.user.clone(),
+            password: cfg.password.clone(),
+            active: cfg.active,
+            tls,
+            remote_dir: cfg.remote_dir.clone(),
+            dirs: Arc::new(RemoteDirs::default()),
+            tls12_only: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            tls12_broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            visible_temp: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            pipeline_off: Arc::new(AtomicBool::new(false)),
+            kept_ports_off: Arc::new(AtomicBool::new(false)),
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// Connects and logs in.
+    pub fn connect(&self) -> Result<Session, Failure> {
+        let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(self.host.as_str(), self.port))
+            .map_err(|e| Failure::new(Kind::Connection, format!("cannot resolve {}: {e}", self.host)))?
+            .collect();
+        let mut last = None;
+        let mut tcp = None;
+        for addr in &addrs {
+            match TcpStream::connect_timeout(addr, self.timeout) {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let Some(tcp) = tcp else {
+            let why = last.map_or_else(|| "no address".to_string(), |e| describe_io(&e));
+            return Err(Failure::new(
+                Kind::Connection,
+                format!("cannot connect to {}:{}: {why}", self.host, self.port),
+            ));
+        };
+        let conn_err = |e: io::Error| Failure::new(Kind::Connection, format!("connection to {}: {e}", self.host));
+        tcp.set_read_timeout(Some(self.timeout)).map_err(conn_err)?;
+        tcp.set_write_timeout(Some(self.timeout)).map_err(conn_err)?;
+        tcp.set_nodelay(true).map_err(conn_err)?;
+
+        let greeting = |e: FtpError| {
+            let mut f = classify(&e, &format!("no FTP greeting from {}:{}", self.host, self.port));
+            if f.kind != Kind::Tls {
+                f.kind = Kind::Connection;
+            }
+            f
+        };
+        let timeout = self.timeout;
+        let mut ftp =
+            RustlsFtpStream::connect_with_stream(tcp).map_err(greeting)?.passive_stream_builder(move |addr| {
+                let s = TcpStream::connect_timeout(&addr, timeout).map_err(FtpError::ConnectionError)?;
+                s.set_read_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+                s.set_write_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+
+                Ok(s)
+            });
+        let mut tickets = None;
+        let tls12 = self.tls12_only.load(Ordering::Relaxed);
+        if let Some((any, only12)) = &self.tls {
+            let tls = if tls12 { only12 } else { any };
+            // Each control connection gets its own session store: its data
+            // connections must resume *its* TLS session (vsftpd's
+            // require_ssl_reuse, proftpd, FileZilla Server), not another's.
+            let store = Arc::new(SessionStore::default());
+            let mut config = (**tls).clone();
+            config.resumption = suppaftp::rustls::client::Resumption::store(store.clone());
+            tickets = Some(store);
+            ftp = ftp.into_secure(RustlsConnector::from(Arc::new(config)), &self.host).map_err(|e| {
+                let mut f = classify(&e, &format!("TLS with {}", self.host));
+                if is_tls_error(&e) || f.code.is_some() {
+                    f.kind = Kind::Tls;
+                }
+                if tls12 && f.kind == Kind::Tls {
+                    // The server does not speak TLS 1.2 with us (stock vsftpd
+                    // offers only 3DES there): back to TLS 1.3, for good.
+                    log::info!("{f}; TLS 1.2 does not work with this server, staying with TLS 1.3");
+                    self.tls12_broken.store(true, Ordering::Relaxed);
+                    self.tls12_only.store(false, Ordering::Relaxed);
+                    f.kind = Kind::Connection;
+                }
+                f
+            })?;
+        }
+        if let Err(e) = ftp.login(self.user.as_str(), self.password.expose()) {
+            let mut f = classify(&e, &format!("login as {}", self.user));
+            if f.code == Some(530) {
+                f.kind = Kind::Login;
+            }
+            return Err(f);
+        }
+        ftp.transfer_type(FileType::Binary).map_err(|e| classify(&e, "TYPE I (binary mode)"))?;
+        if self.active {
+            ftp = ftp.active_mode(self.timeout);
+        } else {
+            ftp.set_mode(Mode::ExtendedPassive);
+        }
+        let features = Features::read(&mut ftp);
+        if features.utf8 {
+            let _ = ftp.opts("UTF8", Some("ON"));
+        }
+        // Pipelining writes to the control socket itself: plain text only.
+        let pipelining = tickets.is_none()
+            && !self.pipeline_off.load(Ordering::Relaxed)
+            && ftp.get_welcome_msg().is_some_and(takes_pipelines);
+        Ok(Session {
+            ftp,
+            epsv: !self.active,
+            remote_dir: self.remote_dir.clone(),
+            dirs: Arc::clone(&self.dirs),
+            rename_over_refused: false,
+            features,
+            created: Vec::new(),
+            tickets,
+            tickets_on_data: None,
+            tls12_only: Arc::clone(&self.tls12_only),
+            tls12_broken: Arc::clone(&self.tls12_broken),
+            tls12,
+            pipelining,
+            pipeline_off: Arc::clone(&self.pipeline_off),
+            kept_ports_off: Arc::clone(&self.kept_ports_off),
+            ready_port: None,
+            jobs_waiting: None,
+            broken: false,
+            visible_temp: Arc::clone(&self.visible_temp),
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl Features {
+    fn read(ftp: &mut RustlsFtpStream) -> Self {
+        match ftp.feat() {
+            Ok(map) => {
+                let has = |k: &str| map.keys().any(|f| f.eq_ignore_ascii_case(k));
+                Self {
+                    mfmt: has("MFMT"),
+                    size: has("SIZE"),
+                    mlsd: has("MLST") || has("MLSD"),
+                    utf8: has("UTF8"),
+                    rest: map.iter().any(|(k, v)| {
+                        k.eq_ignore_ascii_case("REST") && v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("STREAM"))
+                    }),
+                }
+            }
+            // No FEAT (RFC 959-only server): assume nothing.
+            Err(_) => Self::default(),
+        }
+    }
+}

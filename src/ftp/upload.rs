@@ -1,0 +1,423 @@
+//! The atomic upload: the local file opened without following a link, sent
+//! to a temporary name (resumed where the server supports it), checked, and
+//! renamed over the final name.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use suppaftp::{FtpError, Mode, Status};
+
+use super::names::temp_name;
+use super::reply::reply_line;
+use super::session::open_data;
+use super::tls::absorb_tickets;
+use super::{Failure, Kind, Session, Stamp, Uploaded, classify, describe_io};
+use crate::config::TEMP_SUFFIX;
+use crate::localfs::{FileKind, OpenError, Tree};
+use crate::relpath::{Escaped, RelPath};
+
+/// How long a passive port asked for ahead of an upload is used (see
+/// `Session::ready_port`): a server may close an unused one after a while.
+const READY_PORT_TTL: Duration = Duration::from_secs(2);
+
+/// The connect timeout for such a port (see `Session::store_raw`).
+const KEPT_PORT_CONNECT: Duration = Duration::from_secs(3);
+
+/// Reads a file for upload, fingerprinting what it reads, and stops when
+/// shutdown asks for it.
+struct Abortable<'a, R> {
+    inner: R,
+    abort: &'a AtomicBool,
+    hasher: blake3::Hasher,
+    /// Reading the local file failed (not the server's fault).
+    local_error: bool,
+}
+
+impl<R: Read> Read for Abortable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.abort.load(Ordering::Relaxed) {
+            return Err(io::Error::other("upload aborted for shutdown"));
+        }
+        let n = self.inner.read(buf).inspect_err(|_| self.local_error = true)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Names and paths longer than this get a hint when the server refuses them.
+const LONG: usize = 200;
+
+/// A refusal of the upload to the long name or path `target` says that it
+/// is long: most servers answer "file not found" or "cannot create" then,
+/// not "name too long". (The temporary name always fits in
+/// [`super::NAME_MAX`] bytes: it is the final name or path the server does
+/// not take.)
+fn long_name_hint(mut f: Failure, target: &str) -> Failure {
+    let name = target.rsplit('/').next().unwrap_or(target);
+    if f.kind == Kind::Refused && matches!(f.code, Some(550 | 553)) && (name.len() > LONG || target.len() > LONG) {
+        f.message = format!(
+            "{}; the name is {} bytes long and the path {}: the server may not take names or paths that long",
+            f.message,
+            name.len(),
+            target.len()
+        );
+    }
+    f
+}
+
+/// `YYYYMMDDHHMMSS` in UTC, for MFMT.
+fn mfmt_time(t: SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let dt = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    )
+}
+
+impl Session {
+    /// Uploads `rel` of `tree` (opened without following a link in any
+    /// component) to `rel` below REMOTE_DIR: to a temporary name in the target directory,
+    /// then renamed over the final name, so readers never see a partial file.
+    /// Before the rename the local file must be unchanged and, where the
+    /// server has SIZE, the remote size must match; MFMT sets the remote
+    /// mtime where the server has it.
+    ///
+    /// `resume` is the local file's stamp at an earlier attempt that broke
+    /// off: if the file is still exactly that, the server supports REST and
+    /// SIZE, the transfer continues where the temporary file ends.
+    pub fn upload(
+        &mut self,
+        tree: &Tree,
+        rel: &RelPath,
+        abort: &AtomicBool,
+        resume: Option<Stamp>,
+        snapshot: bool,
+    ) -> Result<Uploaded, Failure> {
+        let final_path = self.remote(rel.as_str());
+        let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
+        let mut tmp = temp_name(&dir, rel.file_name(), self.visible_temp.load(Ordering::Relaxed));
+
+        let mut ready = self.ready_port.take().filter(|(_, at)| at.elapsed() < READY_PORT_TTL).map(|(addr, _)| addr);
+        let (file, before) = open_regular(tree, rel)?;
+
+        let created = self.created.len();
+        self.ensure_dir(&dir)?;
+        if self.created.len() != created {
+            // A directory was made in between: ask for a port again rather
+            // than count on every server keeping its listener across MKD.
+            ready = None;
+        }
+        let offset = if resume == Some(before) { self.resume_offset(&tmp, before.len) } else { 0 };
+        if offset > 0 {
+            log::info!("resuming {rel} at byte {offset} of {}", before.len);
+        }
+        let stored = match self.store(&tmp, &file, before.len, abort, offset, ready) {
+            Err(f) if f.code == Some(553) || (f.code == Some(550) && f.kind == Kind::Refused) => {
+                // The directory may have been removed behind our back.
+                self.forget_dir(&dir);
+                self.ensure_dir(&dir)?;
+                match self.store(&tmp, &file, before.len, abort, 0, None) {
+                    // Some servers refuse names that start with a dot
+                    // (pure-ftpd -x): use a visible temporary name then.
+                    Err(f) if f.code == Some(553) && tmp != temp_name(&dir, rel.file_name(), true) => {
+                        if !self.visible_temp.swap(true, Ordering::Relaxed) {
+                            log::info!(
+                                "the server refuses the temporary name {} ({f}); temporary uploads are named \
+                                 NAME{TEMP_SUFFIX} from now on",
+                                Escaped(&tmp)
+                            );
+                        }
+                        tmp = temp_name(&dir, rel.file_name(), true);
+                        self.store(&tmp, &file, before.len, abort, 0, None)
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        };
+        let (bytes, blake3) = stored.map_err(|mut f| {
+            if matches!(f.kind, Kind::Connection | Kind::Data | Kind::Transient) && self.features.rest {
+                // Keep what arrived: the next attempt can continue from it.
+                f.partial = Some(before);
+            } else {
+                self.discard(&tmp, &f);
+            }
+            long_name_hint(f, &final_path)
+        })?;
+
+        // Still the same regular file of the tree (not one behind a link)?
+        let after = tree.lstat(Path::new(rel.as_str())).ok().flatten().filter(|m| m.kind == FileKind::File);
+        let after = after.map(|m| m.stamp());
+        if (after != Some(before) || bytes != before.len) && !snapshot {
+            let r = self.ftp.rm(&tmp).map(drop);
+            self.note(r);
+            return Err(Failure::new(Kind::Changed, format!("{rel} changed while it was uploaded")));
+        }
+        let mtime = before.mtime.filter(|_| self.features.mfmt).map(mfmt_time);
+        let (size, mfmt) = match self.pipelined_checks(&tmp, mtime.as_deref())? {
+            Some(replies) => replies,
+            None => {
+                let size = self.features.size.then(|| self.ftp.size(&tmp).map(|n| n as u64));
+                let mfmt = mtime
+                    .as_ref()
+                    .map(|ts| self.ftp.custom_command(format!("MFMT {ts} {tmp}"), &[Status::File]).map(drop));
+                (size, mfmt)
+            }
+        };
+        match size {
+            None => {}
+            Some(Ok(n)) if n == bytes => {}
+            Some(Ok(n)) => {
+                let r = self.ftp.rm(&tmp).map(drop);
+                self.note(r);
+                return Err(Failure::new(
+                    Kind::Transient,
+                    format!("{rel}: the server holds {n} bytes after sending {bytes}; sending it again"),
+                ));
+            }
+            Some(Err(e)) => {
+                let f = classify(&e, "SIZE");
+                if !f.session_usable() {
+                    return Err(f);
+                }
+                // SIZE advertised but refused for this file: rely on the 226.
+                log::debug!("{f}");
+            }
+        }
+        if let Some(Err(e)) = mfmt {
+            let f = classify(&e, "MFMT");
+            if !f.session_usable() {
+                return Err(f);
+            }
+            log::debug!("{f}; not setting modification times on this server");
+            self.features.mfmt = false;
+        }
+        self.publish(&tmp, &final_path)
+            .inspect_err(|f| self.discard(&tmp, f))
+            .map_err(|f| long_name_hint(f, &final_path))?;
+        Ok(Uploaded { bytes, stamp: before, blake3 })
+    }
+
+    /// How many bytes of a broken-off upload the server holds under `tmp`,
+    /// if the upload can continue from there (0: start over).
+    fn resume_offset(&mut self, tmp: &str, len: u64) -> u64 {
+        if !(self.features.rest && self.features.size) {
+            return 0;
+        }
+        match self.ftp.size(tmp) {
+            Ok(n) if (n as u64) < len => n as u64,
+            _ => 0,
+        }
+    }
+
+    /// Sends `file` to `remote` from byte `offset` on (REST + STOR); returns
+    /// the whole file's length as sent and its fingerprint.
+    fn store(
+        &mut self,
+        remote: &str,
+        file: &File,
+        len: u64,
+        abort: &AtomicBool,
+        offset: u64,
+        ready: Option<SocketAddr>,
+    ) -> Result<(u64, [u8; 32]), Failure> {
+        // From the start, also when an earlier attempt of this upload read the
+        // file already (a STOR refused after its data, tried again).
+        std::io::Seek::rewind(&mut &*file)
+            .map_err(|e| Failure::new(Kind::Local, format!("cannot read the file again: {e}")))?;
+        // A buffer the size of a small file: no large allocation per file.
+        let capacity = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX).clamp(8 * 1024, 256 * 1024);
+        let mut reader = Abortable {
+            inner: BufReader::with_capacity(capacity, file),
+            abort,
+            hasher: blake3::Hasher::new(),
+            local_error: false,
+        };
+        if self.pipelines() && self.epsv && offset == 0 {
+            return match self.store_raw(remote, &mut reader, ready) {
+                Ok(n) => Ok((n, *reader.hasher.finalize().as_bytes())),
+                Err(_) if abort.load(Ordering::Relaxed) => {
+                    Err(Failure::new(Kind::Aborted, "upload aborted for shutdown"))
+                }
+                Err(f) if reader.local_error => Err(Failure::new(Kind::LocalBroken, format!("reading the file: {f}"))),
+                Err(f) => Err(f),
+            };
+        }
+        let mut first_try = true;
+        let tickets = self.tickets.clone();
+        let timeout = self.timeout;
+        let mut tickets_on_data = self.tickets_on_data;
+        let result = self.with_data(|ftp| {
+            if !std::mem::take(&mut first_try) {
+                // The EPSV fallback runs the transfer a second time.
+                std::io::Seek::rewind(&mut reader.inner).map_err(FtpError::ConnectionError)?;
+                reader.hasher.reset();
+            }
+            if offset > 0 {
+                // The fingerprint covers the whole file: read the part the
+                // server already holds through the hasher.
+                io::copy(&mut (&mut reader).take(offset), &mut io::sink()).map_err(FtpError::ConnectionError)?;
+                ftp.resume_transfer(usize::try_from(offset).unwrap_or(0))?;
+            }
+            let mut upload = open_data(ftp, format!("STOR {remote}"), timeout)?;
+            let sent = io::copy(&mut reader, &mut upload).map_err(FtpError::ConnectionError)?;
+            if let (Some(store), suppaftp::DataStream::Ssl(tls)) = (&tickets, upload.get_mut()) {
+                // Once known to come, a ticket is waited for as long as it
+                // takes; the first time only briefly, as some servers send none.
+                let wait = match tickets_on_data {
+                    Some(false) => Duration::ZERO,
+                    Some(true) => Duration::from_secs(2),
+                    None => Duration::from_secs(1),
+                };
+                let got = absorb_tickets(suppaftp::TlsStream::mut_ref(tls.as_mut()), store, wait, timeout);
+                if tickets_on_data.is_none() {
+                    tickets_on_data = Some(got);
+                }
+            }
+            upload.finish()?;
+            Ok(sent)
+        });
+        self.tickets_on_data = tickets_on_data;
+        match result {
+            Ok(n) => Ok((n + offset, *reader.hasher.finalize().as_bytes())),
+            Err(e) if abort.load(Ordering::Relaxed) => {
+                let _ = e;
+                Err(Failure::new(Kind::Aborted, "upload aborted for shutdown"))
+            }
+            // The local disk failed, not the server: this file only, and the
+            // half-sent data connection leaves the session unusable.
+            Err(e) if reader.local_error => Err(Failure::new(Kind::LocalBroken, format!("reading the file: {e}"))),
+            Err(e) => {
+                let mut f = classify(&e, &format!("STOR {}", Escaped(remote)));
+                if self.tickets.is_some()
+                    && !self.tls12
+                    && !self.tls12_broken.load(Ordering::Relaxed)
+                    && matches!(f.code, Some(425 | 522))
+                {
+                    if !self.tls12_only.swap(true, Ordering::Relaxed) {
+                        log::info!(
+                            "the server refused a TLS data connection ({f}); reconnecting with TLS 1.2, whose \
+                             session reuse more servers accept"
+                        );
+                    }
+                    f.kind = Kind::Connection;
+                }
+                Err(f)
+            }
+        }
+    }
+
+    /// STOR over a data connection this module opens itself, on a session
+    /// that pipelines: to the passive port `ready` (asked for together with
+    /// the previous upload's rename) or one asked for now. suppaftp always
+    /// sends its own EPSV first, which would cost that round trip back.
+    fn store_raw(&mut self, remote: &str, reader: &mut impl Read, ready: Option<SocketAddr>) -> Result<u64, Failure> {
+        let what = format!("STOR {}", Escaped(remote));
+        let addr = match ready {
+            Some(addr) => addr,
+            None => {
+                let reply = self.read_epsv()?;
+                match self.epsv_address(&reply) {
+                    Some(addr) => addr,
+                    None if matches!(reply.code, 500..=502) => {
+                        // Not understood after all: the next try takes
+                        // suppaftp's way, with its fallback to PASV.
+                        self.epsv = false;
+                        self.ftp.set_mode(Mode::Passive);
+                        self.ftp.set_passive_nat_workaround(true);
+                        return Err(Failure {
+                            kind: Kind::Data,
+                            code: Some(425),
+                            message: format!("{what}: EPSV not understood; using PASV"),
+                            partial: None,
+                        });
+                    }
+                    None if reply.code == 229 => {
+                        self.broken = true;
+                        return Err(Failure::new(
+                            Kind::Connection,
+                            format!("EPSV: cannot read {}", reply_line(&reply)),
+                        ));
+                    }
+                    None => return Err(classify(&reply.into_error(), "EPSV")),
+                }
+            }
+        };
+        let data_failed = |e: io::Error| Failure {
+            kind: Kind::Data,
+            code: Some(425),
+            message: format!("{what}: cannot open the data connection: {}", describe_io(&e)),
+            partial: None,
+        };
+        // A kept port gets a short connect timeout: a firewall that opens
+        // passive ports by reading the server's replies (Linux's FTP
+        // conntrack helper) only sees a 229 at the start of a segment, and
+        // one behind the rename's replies may never be opened.
+        let connect_timeout = if ready.is_some() { self.timeout.min(KEPT_PORT_CONNECT) } else { self.timeout };
+        let mut data = match TcpStream::connect_timeout(&addr, connect_timeout) {
+            Ok(data) => data,
+            Err(e) => {
+                if ready.is_some() && !self.kept_ports_off.swap(true, Ordering::Relaxed) {
+                    log::info!(
+                        "a passive port asked for ahead of an upload could not be reached ({}); asking for each \
+                         upload's port on its own from now on",
+                        describe_io(&e)
+                    );
+                }
+                return Err(data_failed(e));
+            }
+        };
+        data.set_write_timeout(Some(self.timeout)).map_err(data_failed)?;
+        self.send_raw(&[format!("STOR {remote}")])?;
+        let mut replies = self.read_some(&what, 2)?.into_iter();
+        let (Some(prelim), gave_up) = (replies.next(), replies.next()) else {
+            return Err(Failure::new(Kind::Connection, format!("{what}: no reply")));
+        };
+        if !prelim.is(1) && gave_up.is_some() {
+            self.broken = true;
+            return Err(Failure::new(Kind::Connection, format!("{what}: more replies than expected")));
+        }
+        if !prelim.is(1) {
+            return Err(classify(&prelim.into_error(), &what));
+        }
+        if let Some(done) = gave_up {
+            // The final reply came before the data: the server gave up.
+            return Err(classify(&done.into_error(), &what));
+        }
+        let sent = match io::copy(reader, &mut data) {
+            Ok(n) => n,
+            Err(e) => {
+                // The server's final reply comes at its own pace: this
+                // session is out of step now.
+                self.broken = true;
+                return Err(Failure::new(Kind::Connection, format!("{what}: {}", describe_io(&e))));
+            }
+        };
+        drop(data);
+        let done = self.read_one(&what)?;
+        if done.is(2) { Ok(sent) } else { Err(classify(&done.into_error(), &what)) }
+    }
+}
+
+/// Opens the regular file `rel` of `tree` without following a link in any
+/// component (see `localfs`), with its stamp as opened. Gone, or no longer
+/// a regular file (a link, a FIFO, a directory): the engine looks again.
+fn open_regular(tree: &Tree, rel: &RelPath) -> Result<(File, Stamp), Failure> {
+    match tree.open_file(Path::new(rel.as_str())) {
+        Ok((file, meta)) => Ok((file, meta.stamp())),
+        Err(OpenError::Gone) => Err(Failure::new(Kind::Vanished, format!("{rel} is gone"))),
+        Err(e @ OpenError::NotRegular(_)) => Err(Failure::new(Kind::Vanished, format!("{rel} is not uploaded: {e}"))),
+        Err(OpenError::Io(e)) => Err(Failure::new(Kind::Local, format!("cannot read {rel}: {e}"))),
+    }
+}

@@ -1,0 +1,408 @@
+//! Unix: everything through descriptors. On Linux a path below the root is
+//! opened with one `openat2` call (`RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`);
+//! without openat2 (other systems, kernels before 5.6, a seccomp filter that
+//! answers ENOSYS or EPERM) one `openat(O_NOFOLLOW | O_DIRECTORY)` per
+//! directory. The last name is always looked at with `fstatat(…,
+//! AT_SYMLINK_NOFOLLOW)` and opened with `O_NOFOLLOW` relative to its
+//! directory's descriptor.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
+use super::{FileKind, Found, Meta, OpenError, Resolve, Tree};
+
+/// Down to this depth a walk keeps each directory open while it visits the
+/// directories in it; deeper ones are opened from the root by their path
+/// (following no link either), so that a deep tree cannot use up the
+/// process's descriptors.
+pub(super) const KEEP_OPEN_DEPTH: usize = 64;
+
+/// How directories are opened that are only passed through: `O_PATH` where
+/// there is one (no read permission needed, as for a path lookup).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const THROUGH: OFlags = OFlags::PATH;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const THROUGH: OFlags = OFlags::RDONLY;
+
+/// Set once openat2 turned out to be unavailable: the component walk from
+/// then on, without trying again.
+#[cfg(target_os = "linux")]
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The watch directory, never through a link at its own name.
+fn open_root(tree: &Tree, flags: OFlags) -> Result<OwnedFd, Errno> {
+    rustix::fs::open(&tree.root, flags | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+}
+
+/// Errors that, while resolving the directories above a name, mean that the
+/// name is not in the tree: something is missing, or is a link or a file
+/// where a directory was.
+fn not_in_tree(e: Errno) -> bool {
+    // FreeBSD and DragonFly report O_NOFOLLOW on a link as EMLINK.
+    #[cfg(any(target_os = "freebsd", target_os = "dragonfly"))]
+    if e == Errno::MLINK {
+        return true;
+    }
+    e == Errno::NOENT || e == Errno::NOTDIR || e == Errno::LOOP
+}
+
+/// Opens the directory `rel` below `base` with `flags`, following no link in
+/// any component.
+fn open_dir_below(tree: &Tree, base: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+    let flags = flags | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut names = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name),
+            _ => None,
+        })
+        .peekable();
+    if names.peek().is_none() {
+        return rustix::fs::openat(base, c".", flags, Mode::empty());
+    }
+    if let Some(opened) = openat2_below(tree, base, rel, flags) {
+        return opened;
+    }
+    let mut fd: Option<OwnedFd> = None;
+    while let Some(name) = names.next() {
+        let step = if names.peek().is_some() {
+            THROUGH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+        } else {
+            flags
+        };
+        let at = fd.as_ref().map_or(base, AsFd::as_fd);
+        fd = Some(rustix::fs::openat(at, name, step, Mode::empty())?);
+    }
+    fd.ok_or(Errno::INVAL)
+}
+
+/// The kernel's own no-links resolution, or `None` where it is unavailable.
+#[cfg(target_os = "linux")]
+fn openat2_below(tree: &Tree, base: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> Option<Result<OwnedFd, Errno>> {
+    use std::sync::atomic::Ordering;
+
+    use rustix::fs::ResolveFlags;
+    if tree.resolve != Resolve::Kernel || NO_OPENAT2.load(Ordering::Relaxed) {
+        return None;
+    }
+    match rustix::fs::openat2(base, rel, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH) {
+        // ENOSYS: a kernel before 5.6; EPERM: a seccomp filter (older
+        // container runtimes) refusing a system call it does not know.
+        Err(e) if e == Errno::NOSYS || e == Errno::PERM => {
+            if !NO_OPENAT2.swap(true, Ordering::Relaxed) {
+                log::info!(
+                    "openat2 is not available ({e}); paths below the watch directory are opened one \
+                     component at a time instead"
+                );
+            }
+            None
+        }
+        other => Some(other),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn openat2_below(tree: &Tree, _: BorrowedFd<'_>, _: &Path, _: OFlags) -> Option<Result<OwnedFd, Errno>> {
+    let _component_walk_anyway = tree.resolve == Resolve::Components;
+    None
+}
+
+/// The directory `parent` (relative) with the root's descriptor as a start.
+fn open_parent(tree: &Tree, parent: &Path) -> Result<OwnedFd, Errno> {
+    let root = open_root(tree, THROUGH)?;
+    if parent.as_os_str().is_empty() { Ok(root) } else { open_dir_below(tree, root.as_fd(), parent, THROUGH) }
+}
+
+pub(super) fn lstat(tree: &Tree, rel: &Path) -> io::Result<Option<Meta>> {
+    let (parent, name) = super::split(rel);
+    let Some(name) = name else {
+        return match rustix::fs::lstat(&tree.root) {
+            Ok(st) => Ok(Some(meta_of(&st))),
+            Err(e) if e == Errno::NOENT || e == Errno::NOTDIR => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+    };
+    let dir = match open_parent(tree, parent) {
+        Ok(dir) => dir,
+        Err(e) if not_in_tree(e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(meta_of(&st))),
+        Err(e) if e == Errno::NOENT => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(super) fn open_file(tree: &Tree, rel: &Path) -> Result<(File, Meta), OpenError> {
+    let (parent, name) = super::split(rel);
+    let Some(name) = name else {
+        return Err(OpenError::NotRegular(FileKind::Dir));
+    };
+    let dir = open_parent(tree, parent)
+        .map_err(|e| if not_in_tree(e) { OpenError::Gone } else { OpenError::Io(e.into()) })?;
+    // Looked at first, so that a FIFO or a device is never opened at all.
+    let looked = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| if e == Errno::NOENT { OpenError::Gone } else { OpenError::Io(e.into()) })?;
+    let kind = meta_of(&looked).kind;
+    if kind != FileKind::File {
+        return Err(OpenError::NotRegular(kind));
+    }
+    // O_NONBLOCK: something swapped in since the look (a FIFO without a
+    // writer) cannot block the open; O_NOCTTY: nor become our terminal.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(&dir, name, flags, Mode::empty()).map_err(|e| {
+        if e == Errno::NOENT {
+            OpenError::Gone
+        } else if not_in_tree(e) {
+            // ELOOP (EMLINK): a link swapped in since the look.
+            OpenError::NotRegular(FileKind::Symlink)
+        } else {
+            OpenError::Io(e.into())
+        }
+    })?;
+    let meta = meta_of(&rustix::fs::fstat(&fd).map_err(|e| OpenError::Io(e.into()))?);
+    if meta.kind != FileKind::File {
+        return Err(OpenError::NotRegular(meta.kind));
+    }
+    let status = rustix::fs::fcntl_getfl(&fd).map_err(|e| OpenError::Io(e.into()))?;
+    rustix::fs::fcntl_setfl(&fd, status - OFlags::NONBLOCK).map_err(|e| OpenError::Io(e.into()))?;
+    Ok((File::from(fd), meta))
+}
+
+pub(super) fn root_has_entries(tree: &Tree) -> io::Result<bool> {
+    let mut dir = Dir::new(open_root(tree, OFlags::RDONLY)?)?;
+    while let Some(entry) = dir.read() {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A directory found by a walk, not entered yet.
+struct Pending {
+    /// The directory it was found in, still open; `None` below
+    /// [`KEEP_OPEN_DEPTH`]: opened from the root by `rel`.
+    parent: Option<Rc<Dir>>,
+    name: OsString,
+    rel: PathBuf,
+    depth: usize,
+}
+
+pub(super) struct Walk {
+    tree: Tree,
+    recursive: bool,
+    /// Where the walk begins, until it is looked at.
+    start: Option<PathBuf>,
+    /// The root, for directories reached by path.
+    root: Option<OwnedFd>,
+    pending: Vec<Pending>,
+    ready: VecDeque<Found>,
+}
+
+impl Walk {
+    pub(super) fn new(tree: &Tree, start: &Path, recursive: bool) -> Self {
+        Self {
+            tree: tree.clone(),
+            recursive,
+            start: Some(start.to_path_buf()),
+            root: None,
+            pending: Vec::new(),
+            ready: VecDeque::new(),
+        }
+    }
+
+    pub(super) fn failed(path: PathBuf, e: io::Error) -> Self {
+        let mut walk = Self::new(&Tree::new(PathBuf::new()), Path::new(""), false);
+        walk.start = None;
+        walk.ready.push_back(Found::Unreadable(path, e));
+        walk
+    }
+
+    pub(super) fn next(&mut self, keep: &mut dyn FnMut(&Path) -> bool) -> Option<Found> {
+        loop {
+            if let Some(found) = self.ready.pop_front() {
+                return Some(found);
+            }
+            if let Some(start) = self.start.take() {
+                self.begin(start, keep);
+                continue;
+            }
+            let next = self.pending.pop()?;
+            self.enter(next, keep);
+        }
+    }
+
+    fn begin(&mut self, start: PathBuf, keep: &mut dyn FnMut(&Path) -> bool) {
+        let abs = self.tree.root.join(&start);
+        let root = match open_root(&self.tree, THROUGH) {
+            Ok(fd) => fd,
+            Err(e) => {
+                if start.as_os_str().is_empty() || !not_in_tree(e) {
+                    self.ready.push_back(Found::Unreadable(abs, e.into()));
+                }
+                return;
+            }
+        };
+        let opened = open_dir_below(&self.tree, root.as_fd(), &start, OFlags::RDONLY);
+        self.root = Some(root);
+        match opened {
+            Ok(fd) => self.read(fd, start, 0, keep),
+            Err(e) if start.as_os_str().is_empty() => self.ready.push_back(Found::Unreadable(abs, e.into())),
+            Err(e) => {
+                let looked = lstat(&self.tree, &start);
+                self.unopened(abs, looked, e);
+            }
+        }
+    }
+
+    fn enter(&mut self, dir: Pending, keep: &mut dyn FnMut(&Path) -> bool) {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let opened = match (&dir.parent, &self.root) {
+            (Some(parent), _) => parent.fd().and_then(|fd| rustix::fs::openat(fd, &dir.name, flags, Mode::empty())),
+            (None, Some(root)) => open_dir_below(&self.tree, root.as_fd(), &dir.rel, OFlags::RDONLY),
+            (None, None) => Err(Errno::BADF),
+        };
+        match opened {
+            Ok(fd) => self.read(fd, dir.rel, dir.depth, keep),
+            Err(e) => {
+                let abs = self.tree.root.join(&dir.rel);
+                // Swapped for something else since it was listed?
+                let looked = match &dir.parent {
+                    Some(parent) => parent
+                        .fd()
+                        .and_then(|fd| rustix::fs::statat(fd, &dir.name, AtFlags::SYMLINK_NOFOLLOW))
+                        .map(|st| Some(meta_of(&st)))
+                        .or_else(|e| if e == Errno::NOENT { Ok(None) } else { Err(e.into()) }),
+                    None => lstat(&self.tree, &dir.rel),
+                };
+                self.unopened(abs, looked, e);
+            }
+        }
+    }
+
+    /// Reports a directory that could not be opened as what it is now.
+    fn unopened(&mut self, abs: PathBuf, looked: io::Result<Option<Meta>>, e: Errno) {
+        match looked {
+            Ok(None) => {}
+            Ok(Some(meta)) => match meta.kind {
+                FileKind::File => self.ready.push_back(Found::File(abs, meta)),
+                FileKind::Dir => self.ready.push_back(Found::Unreadable(abs, e.into())),
+                kind => self.ready.push_back(Found::Skipped(abs, kind)),
+            },
+            Err(looked) => self.ready.push_back(Found::Unreadable(abs, looked)),
+        }
+    }
+
+    /// Lists the directory `fd` (at `rel`): its files and what is skipped
+    /// become ready, its directories pending.
+    fn read(&mut self, fd: OwnedFd, rel: PathBuf, depth: usize, keep: &mut dyn FnMut(&Path) -> bool) {
+        let here = self.tree.root.join(&rel);
+        let mut dir = match Dir::new(fd) {
+            Ok(dir) => dir,
+            Err(e) => {
+                self.ready.push_back(Found::Unreadable(here, e.into()));
+                return;
+            }
+        };
+        let mut entries = Vec::new();
+        while let Some(entry) = dir.read() {
+            match entry {
+                Ok(entry) => {
+                    let name = entry.file_name().to_bytes();
+                    if name != b"." && name != b".." {
+                        entries.push((OsStr::from_bytes(name).to_os_string(), entry.file_type()));
+                    }
+                }
+                Err(e) => {
+                    // What was listed is reported; the rest is unknown.
+                    self.ready.push_back(Found::Unreadable(here.clone(), e.into()));
+                    break;
+                }
+            }
+        }
+        let dir = Rc::new(dir);
+        for (name, file_type) in entries {
+            let child = rel.join(&name);
+            let abs = self.tree.root.join(&child);
+            if !keep(&abs) {
+                continue;
+            }
+            let kind = match file_type {
+                FileType::Directory => FileKind::Dir,
+                FileType::Symlink => FileKind::Symlink,
+                FileType::Fifo | FileType::Socket | FileType::CharacterDevice | FileType::BlockDevice => {
+                    FileKind::Special
+                }
+                // A regular file (its size and time are needed), or a file
+                // system that does not say.
+                _ => match dir.fd().and_then(|fd| rustix::fs::statat(fd, &name, AtFlags::SYMLINK_NOFOLLOW)) {
+                    Ok(st) => {
+                        let meta = meta_of(&st);
+                        if meta.kind == FileKind::File {
+                            self.ready.push_back(Found::File(abs, meta));
+                            continue;
+                        }
+                        meta.kind
+                    }
+                    Err(e) if e == Errno::NOENT => continue,
+                    Err(e) => {
+                        self.ready.push_back(Found::Unreadable(abs, e.into()));
+                        continue;
+                    }
+                },
+            };
+            match kind {
+                FileKind::Dir if self.recursive => self.pending.push(Pending {
+                    parent: (depth < KEEP_OPEN_DEPTH).then(|| Rc::clone(&dir)),
+                    name,
+                    rel: child,
+                    depth: depth + 1,
+                }),
+                FileKind::Dir | FileKind::File => {}
+                kind => self.ready.push_back(Found::Skipped(abs, kind)),
+            }
+        }
+    }
+}
+
+fn kind_of(file_type: FileType) -> FileKind {
+    match file_type {
+        FileType::RegularFile => FileKind::File,
+        FileType::Directory => FileKind::Dir,
+        FileType::Symlink => FileKind::Symlink,
+        _ => FileKind::Special,
+    }
+}
+
+/// The field types of `struct stat` differ between systems.
+#[allow(clippy::unnecessary_cast, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn meta_of(st: &Stat) -> Meta {
+    Meta {
+        kind: kind_of(FileType::from_raw_mode(st.st_mode as _)),
+        len: st.st_size as u64,
+        modified: system_time(st.st_mtime as i64, st.st_mtime_nsec as u32),
+    }
+}
+
+/// The time `secs` seconds and `nanos` nanoseconds after the epoch, as
+/// `std::fs::Metadata::modified` would give it for the same file.
+fn system_time(secs: i64, nanos: u32) -> Option<SystemTime> {
+    let whole = match u64::try_from(secs) {
+        Ok(after) => SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(after)),
+        Err(_) => SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs())),
+    };
+    whole?.checked_add(Duration::from_nanos(u64::from(nanos)))
+}
