@@ -75,9 +75,17 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
             .map_err(|e| Error::usage(format!("{}: {}", cfg.origins.log_file, logging::describe(log, &e))))?;
     }
     let connector = Connector::new(&cfg).map_err(|f| Error::usage(f.message))?;
-    let session = preflight_login(&cfg, &connector)?;
-
+    // Taken before the login: a second instance says "already running" at
+    // once, without a connection to the server (or a wait for a silent one).
     let mut pid_file = PidFile::acquire(&cfg.pid_file)?;
+    let session = match preflight_login(&cfg, &connector) {
+        Ok(session) => session,
+        Err(e) => {
+            // A refused login leaves no PID file behind.
+            pid_file.remove();
+            return Err(e);
+        }
+    };
     let mut readiness = if cfg.foreground {
         std::env::set_current_dir(&cfg.state_dir).map_err(|e| {
             Error::runtime(format!("cannot enter state directory {}: {e}", EscapedPath(&cfg.state_dir)))
@@ -136,7 +144,7 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
 /// the pre-flight login: a wrong path is a usage error (exit 2) on the
 /// terminal, and no server sees a connection for a run that cannot start.
 /// The PID file itself is only looked at here (not created): it is taken
-/// after the login, and a refused login must not leave one behind.
+/// right before the login, and removed again if the login is refused.
 fn prepare_local_files(cfg: &Config) -> Result<()> {
     create_state_dir(&cfg.state_dir, &cfg.origins.state_dir)?;
     protect_journal(&cfg.state_dir)?;
