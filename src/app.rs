@@ -329,7 +329,7 @@ struct Stop {
 }
 
 /// A local file waiting for its directory's remote listing (first sync).
-type Awaiting = Vec<(RelPath, crate::ftp::Stamp)>;
+type Awaiting = Vec<(RelPath, crate::localfs::Stamp)>;
 
 struct App {
     cfg: Config,
@@ -383,7 +383,7 @@ struct App {
     /// Files whose last uploads they outran (they changed while read).
     changed_streak: HashMap<RelPath, Changing>,
     /// Uploads that broke off, with the file's stamp then: they may resume.
-    partial: HashMap<RelPath, crate::ftp::Stamp>,
+    partial: HashMap<RelPath, crate::localfs::Stamp>,
     root_held: bool,
     /// The mounts at and below the watch directory, as last seen.
     mounts: crate::mounts::Snapshot,

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::ftp::{Failure, RemoteEntry, Stamp, Uploaded};
+use crate::ftp::{Failure, RemoteEntry, Uploaded};
+use crate::localfs::Stamp;
 use crate::relpath::RelPath;
 
 /// A filesystem change, with absolute paths.

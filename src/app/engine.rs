@@ -12,9 +12,9 @@ use log::{debug, error, info, warn};
 use super::{App, Awaiting, Retry};
 use crate::config::ASIDE_SUFFIX;
 use crate::event::{Done, Job, Outcome};
-use crate::ftp::{Failure, Kind, RemoteEntry, Stamp};
+use crate::ftp::{Failure, Kind, RemoteEntry};
 use crate::journal::{Op, Synced, mtime_ns};
-use crate::localfs::{FileKind, Found, Meta, Tree};
+use crate::localfs::{FileKind, Found, Meta, Stamp, Tree};
 use crate::relpath::{BadName, Escaped, EscapedPath, RelPath};
 use crate::watcher::{Change, Watcher};
 

@@ -59,8 +59,21 @@ pub struct Meta {
 
 impl Meta {
     /// The identity the uploader compares before and after reading.
-    pub fn stamp(&self) -> crate::ftp::Stamp {
-        crate::ftp::Stamp { len: self.len, mtime: self.modified }
+    pub fn stamp(&self) -> Stamp {
+        Stamp { len: self.len, mtime: self.modified }
+    }
+}
+
+/// A file's identity for "did it change while we read it".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub len: u64,
+    pub mtime: Option<SystemTime>,
+}
+
+impl Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        Self { len: meta.len(), mtime: meta.modified().ok() }
     }
 }
 
