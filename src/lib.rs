@@ -16,6 +16,7 @@ pub mod journal;
 pub mod localfs;
 pub mod logging;
 pub mod mounts;
+pub mod planner;
 pub mod relpath;
 pub mod signals;
 pub mod status;
