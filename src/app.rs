@@ -406,6 +406,11 @@ struct App {
     progress: Progress,
     /// systemd watchdog: ping period and the next ping.
     watchdog: Option<(Duration, Instant)>,
+    /// `--bwlimit`: the shared bucket, its rate now, and when the timetable
+    /// changes it next.
+    limiter: crate::bwlimit::Limiter,
+    rate: Option<crate::bwlimit::Rate>,
+    rate_change_at: Option<Instant>,
 }
 
 impl App {
@@ -498,10 +503,14 @@ impl App {
             hangup_is_stop,
             progress: Progress::new(cfg.foreground),
             watchdog: crate::systemd::watchdog_every().map(|d| (d, now)),
+            limiter: connector.limiter().clone(),
+            rate: None,
+            rate_change_at: None,
             args,
             cfg,
         };
         app.resume_uploads(uploads);
+        app.apply_bwlimit();
         let queued = if app.synced.is_empty() {
             app.compare_with_server("first sync of this job")
         } else {
@@ -620,6 +629,7 @@ impl App {
         consider(self.progress.next_tick());
         consider(self.watchdog.map(|(_, t)| t));
         consider(self.journal_due);
+        consider(self.rate_change_at);
         consider(self.moves.first().map(|(_, t)| *t));
         d
     }
@@ -669,6 +679,9 @@ impl App {
             if n > 0 {
                 info!("periodic rescan: {n} new or changed files queued");
             }
+        }
+        if self.rate_change_at.is_some_and(|t| t <= now) {
+            self.apply_bwlimit();
         }
         if self.root_check_at.is_some_and(|t| t <= now) {
             self.root_check_at = None;
@@ -755,6 +768,10 @@ impl App {
         self.cfg.delete = new.delete;
         self.cfg.max_delete = new.max_delete;
         self.cfg.publish_changing = new.publish_changing;
+        if self.cfg.bwlimit != new.bwlimit {
+            self.cfg.bwlimit = new.bwlimit;
+            self.apply_bwlimit();
+        }
         if self.cfg.rescan_interval != new.rescan_interval {
             self.cfg.rescan_interval = new.rescan_interval;
             self.next_rescan = new.rescan_interval.map(|d| Instant::now() + d);
@@ -765,6 +782,23 @@ impl App {
             let n = self.reconcile("new configuration");
             info!("reconcile after reload: {n} files queued");
         }
+    }
+
+    /// Sets the upload rate the timetable gives for now (logged when it
+    /// changes; transfers in flight go on at the new rate) and schedules the
+    /// next change.
+    fn apply_bwlimit(&mut self) {
+        let second = crate::bwlimit::local_second_of_day();
+        let rate = self.cfg.bwlimit.rate_at(second);
+        if self.rate != Some(rate) {
+            if self.rate.is_some() || rate.is_some() {
+                info!("upload rate: {}", crate::bwlimit::describe(rate));
+            }
+            self.limiter.set(rate);
+            self.rate = Some(rate);
+        }
+        // Measured from the start of this second: the change lands just after the boundary.
+        self.rate_change_at = self.cfg.bwlimit.next_change(second).map(|d| Instant::now() + d);
     }
 
     fn shutdown(&mut self) -> ExitCode {

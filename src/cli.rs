@@ -152,6 +152,9 @@ pub struct SyncArgs {
     /// Publish a copy of a file that never holds still (a growing log) even if it changed while it was read
     #[arg(long)]
     pub publish_changing: bool,
+    /// Total upload rate over all connections: 500k, 10M, off, or a timetable "08:00,512k 18:00,10M 23:00,off" (local time) [default: off]
+    #[arg(long, value_name = "RATE", env = "FTPMONITOR_BWLIMIT", allow_hyphen_values = true)]
+    pub bwlimit: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -150,6 +150,8 @@ pub struct Config {
     /// Publish copies that changed while they were read (snapshots of files
     /// that never hold still).
     pub publish_changing: bool,
+    /// `--bwlimit`: the total upload rate by time of day.
+    pub bwlimit: crate::bwlimit::Timetable,
 
     pub config_file: Option<PathBuf>,
     /// Where the local files' paths came from, for errors found at start-up.
@@ -274,6 +276,12 @@ impl Config {
                 Error::usage(format!("{}: {e}", cli("--max-delete", Some("FTPMONITOR_MAX_DELETE"), p.as_ref())))
             })?,
             None => file.max_delete.unwrap_or(50),
+        };
+        let bwlimit = match &y.bwlimit {
+            Some(b) => crate::bwlimit::Timetable::parse(b).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--bwlimit", Some("FTPMONITOR_BWLIMIT"), b.as_ref())))
+            })?,
+            None => file.bwlimit.clone().unwrap_or_else(crate::bwlimit::Timetable::off),
         };
         let log_level = match &d.log_level {
             Some(l) => parse_log_level(l).map_err(|e| {
@@ -429,6 +437,7 @@ impl Config {
             once,
             dry_run: y.dry_run || file.dry_run.unwrap_or(false),
             publish_changing: y.publish_changing || file.publish_changing.unwrap_or(false),
+            bwlimit,
             config_file,
             origins: Origins { state_dir: state_origin, pid_file: pid_origin, log_file: log_origin },
         })
@@ -799,6 +808,7 @@ struct FileConfig {
     once: Option<bool>,
     dry_run: Option<bool>,
     publish_changing: Option<bool>,
+    bwlimit: Option<crate::bwlimit::Timetable>,
 
     /// For each key given: how it was written and its 1-based line.
     keys: HashMap<&'static str, (String, usize)>,
@@ -833,6 +843,7 @@ const FILE_KEYS: &[&str] = &[
     "once",
     "dry-run",
     "publish-changing",
+    "bwlimit",
 ];
 
 /// What to write instead of a malformed `password` value. Says nothing of the
@@ -928,6 +939,7 @@ impl FileConfig {
             "once" => self.once = Some(bool_value(v)?),
             "dry-run" => self.dry_run = Some(bool_value(v)?),
             "publish-changing" => self.publish_changing = Some(bool_value(v)?),
+            "bwlimit" => self.bwlimit = Some(crate::bwlimit::Timetable::parse(&number_text(v, "\"10M\"")?)?),
             _ => return Err("not a key of the config file".to_string()),
         }
         Ok(())

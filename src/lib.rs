@@ -4,6 +4,7 @@
 //! example can run the real daemon in-process.
 
 pub mod app;
+pub mod bwlimit;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -11,6 +11,7 @@
 mod support;
 
 mod badinput;
+mod bwlimit;
 mod changing;
 mod check;
 mod cli;
