@@ -41,7 +41,7 @@ _ftpmonitor() {
 
     case "${cmd}" in
         ftpmonitor)
-            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --help --version check status help"
+            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --help --version check status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -115,6 +115,10 @@ _ftpmonitor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --poll)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -123,7 +127,7 @@ _ftpmonitor() {
             return 0
             ;;
         ftpmonitor__subcmd__check)
-            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --help"
+            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -194,6 +198,10 @@ _ftpmonitor() {
                     return 0
                     ;;
                 --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --poll)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Job};
 use crate::ftp::{Connector, Kind, Session};
 use crate::journal::{Batch, JobKey, Journal, Synced};
-use crate::relpath::{EscapedPath, RelPath};
+use crate::relpath::{Escaped, EscapedPath, RelPath};
 use crate::signals::{self, SignalThread};
 use crate::transfer::Pool;
 use crate::watcher::Watcher;
@@ -441,7 +441,7 @@ impl App {
         let watcher = if cfg.once {
             None
         } else {
-            Some(Watcher::start(&cfg.watch_dir, cfg.recursive, tx.clone()).map_err(|e| {
+            Some(Watcher::start(&cfg.watch_dir, cfg.recursive, cfg.poll, tx.clone()).map_err(|e| {
                 Error::runtime(format!(
                     "cannot watch {}: {}",
                     EscapedPath(&cfg.watch_dir),
@@ -449,6 +449,18 @@ impl App {
                 ))
             })?)
         };
+        let mounts = crate::mounts::Snapshot::take(&cfg.watch_dir);
+        if let Some(m) = mounts.holding.as_ref().filter(|m| crate::mounts::misses_remote_changes(&m.fstype))
+            && cfg.poll.is_none()
+            && !cfg.once
+        {
+            warn!(
+                "warning: the watch directory {} is on a {} file system, where files written by other machines \
+                 raise no events here: add --poll 30s (poll = \"30s\" in the config file) to find them by polling",
+                EscapedPath(&cfg.watch_dir),
+                Escaped(&m.fstype)
+            );
+        }
         let busy = synced.is_empty() || !leftovers.is_empty();
         let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx, session, busy)
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
@@ -489,7 +501,7 @@ impl App {
             partial: HashMap::new(),
             changed_streak: HashMap::new(),
             root_held: false,
-            mounts: crate::mounts::Snapshot::take(&cfg.watch_dir),
+            mounts,
             root_unmounted: false,
             lost_mounts: Vec::new(),
             unreadable: Vec::new(),
@@ -768,6 +780,10 @@ impl App {
         self.cfg.delete = new.delete;
         self.cfg.max_delete = new.max_delete;
         self.cfg.publish_changing = new.publish_changing;
+        if self.cfg.poll != new.poll {
+            self.cfg.poll = new.poll;
+            self.rewatch();
+        }
         if self.cfg.bwlimit != new.bwlimit {
             self.cfg.bwlimit = new.bwlimit;
             self.apply_bwlimit();

@@ -155,6 +155,9 @@ pub struct SyncArgs {
     /// Total upload rate over all connections: 500k, 10M, off, or a timetable "08:00,512k 18:00,10M 23:00,off" (local time) [default: off]
     #[arg(long, value_name = "RATE", env = "FTPMONITOR_BWLIMIT", allow_hyphen_values = true)]
     pub bwlimit: Option<String>,
+    /// Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines' writes raise no events)
+    #[arg(long, value_name = "DUR", env = "FTPMONITOR_POLL", allow_hyphen_values = true)]
+    pub poll: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

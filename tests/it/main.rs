@@ -26,6 +26,7 @@ mod listing;
 mod localfiles;
 mod login;
 mod pipeline;
+mod poll;
 mod privdrop;
 mod renames;
 mod root;
