@@ -53,6 +53,8 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -s h -l help -d 'Pri
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -s V -l version -d 'Print version'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "check" -d 'Validate the configuration, test the server, print a report and exit'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "status" -d 'Tell whether the daemon runs, with its PID and what it has synced'
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "pause" -d 'Stop starting transfers (running ones finish); watching and queueing go on, also across a restart'
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "resume" -d 'Start transfers again after `ftpmonitor pause`'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -s c -l config -d 'TOML config file; command-line values override it' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l pid-file -d 'PID file [default: /var/run/ftpmonitor.pid as root, else $XDG_RUNTIME_DIR/ftpmonitor.pid]' -r -F
@@ -84,6 +86,14 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l pid-fil
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l state-dir -d 'State directory of the daemon to ask about' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l json -d 'Print one JSON object'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -s h -l help -d 'Print help'
-complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status help" -f -a "check" -d 'Validate the configuration, test the server, print a report and exit'
-complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status help" -f -a "status" -d 'Tell whether the daemon runs, with its PID and what it has synced'
-complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand pause" -l pid-file -d 'PID file of the daemon' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand pause" -l state-dir -d 'State directory of the daemon' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand pause" -s h -l help -d 'Print help'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand resume" -l pid-file -d 'PID file of the daemon' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand resume" -l state-dir -d 'State directory of the daemon' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand resume" -s h -l help -d 'Print help'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status pause resume help" -f -a "check" -d 'Validate the configuration, test the server, print a report and exit'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status pause resume help" -f -a "status" -d 'Tell whether the daemon runs, with its PID and what it has synced'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status pause resume help" -f -a "pause" -d 'Stop starting transfers (running ones finish); watching and queueing go on, also across a restart'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status pause resume help" -f -a "resume" -d 'Start transfers again after `ftpmonitor pause`'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status pause resume help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

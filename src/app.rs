@@ -30,7 +30,7 @@ use crate::relpath::{Escaped, EscapedPath, RelPath};
 use crate::signals::{self, SignalThread};
 use crate::transfer::Pool;
 use crate::watcher::Watcher;
-use crate::{check, logging, status};
+use crate::{check, logging, pause, status};
 
 use progress::Progress;
 
@@ -50,6 +50,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Check(args)) => check::run(&args),
         Some(Command::Status(args)) => status::run(&args),
+        Some(Command::Pause(args)) => pause::run(&args, true),
+        Some(Command::Resume(args)) => pause::run(&args, false),
         None => run_daemon(cli.run),
     };
     match result {
@@ -408,6 +410,9 @@ struct App {
     watchdog: Option<(Duration, Instant)>,
     /// `--bwlimit`: the shared bucket, its rate now, and when the timetable
     /// changes it next.
+    /// `ftpmonitor pause` / SIGUSR2: no new transfer starts; events are
+    /// still taken and queued. Kept in the journal across restarts.
+    paused: bool,
     limiter: crate::bwlimit::Limiter,
     rate: Option<crate::bwlimit::Rate>,
     rate_change_at: Option<Instant>,
@@ -437,6 +442,12 @@ impl App {
         let created_dirs = journal.load_dirs().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
         let leftovers = journal.load_queue().map_err(|e| Error::runtime(e.to_string()))?;
         let uploads = journal.load_uploads().map_err(|e| Error::runtime(e.to_string()))?;
+        let paused = journal.paused().map_err(|e| Error::runtime(e.to_string()))?;
+        if paused && cfg.once {
+            return Err(Error::runtime(
+                "this job is paused (ftpmonitor pause): run ftpmonitor resume with the same --state-dir first",
+            ));
+        }
 
         let watcher = if cfg.once {
             None
@@ -515,6 +526,7 @@ impl App {
             hangup_is_stop,
             progress: Progress::new(cfg.foreground),
             watchdog: crate::systemd::watchdog_every().map(|d| (d, now)),
+            paused,
             limiter: connector.limiter().clone(),
             rate: None,
             rate_change_at: None,
@@ -536,6 +548,9 @@ impl App {
             EscapedPath(&app.cfg.watch_dir),
             app.synced.len()
         );
+        if app.paused {
+            info!("paused: no transfer starts until ftpmonitor resume (or SIGUSR2); changes are queued meanwhile");
+        }
         Ok(app)
     }
 
@@ -717,6 +732,7 @@ impl App {
             signals::TERM | signals::INT => self.begin_stop(signals::name(sig)),
             signals::HUP if self.hangup_is_stop => self.begin_stop("SIGHUP (terminal hang-up)"),
             signals::HUP => self.reload(),
+            signals::USR2 => self.toggle_pause(),
             signals::USR1 => {
                 // The journal says what changed here; the listings say what
                 // the server lost or holds differently.
@@ -797,6 +813,25 @@ impl App {
         if rescan {
             let n = self.reconcile("new configuration");
             info!("reconcile after reload: {n} files queued");
+        }
+    }
+
+    /// Pauses or resumes the starting of transfers (SIGUSR2, which `ftpmonitor
+    /// pause` and `resume` send). Transfers running go on; the state is written
+    /// to the journal at once, where `status` and those commands read it.
+    fn toggle_pause(&mut self) {
+        self.paused = !self.paused;
+        if let Err(e) = self.journal.set_paused(self.paused) {
+            warn!("warning: cannot record the pause in the journal: {e}");
+        }
+        if self.paused {
+            info!(
+                "paused: no new transfer starts ({} running go on); changes are still watched and queued",
+                self.in_flight.len()
+            );
+        } else {
+            let waiting = self.pending.len() + self.pending_large.len();
+            info!("resumed: transfers start again ({waiting} waiting)");
         }
     }
 

@@ -43,6 +43,10 @@ pub enum Command {
     Check(RunArgs),
     /// Tell whether the daemon runs, with its PID and what it has synced.
     Status(StatusArgs),
+    /// Stop starting transfers (running ones finish); watching and queueing go on, also across a restart.
+    Pause(ControlArgs),
+    /// Start transfers again after `ftpmonitor pause`.
+    Resume(ControlArgs),
 }
 
 /// The arguments of a normal run (and of `check`).
@@ -171,6 +175,17 @@ pub struct StatusArgs {
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which daemon `pause` and `resume` talk to.
+#[derive(Debug, Clone, Args)]
+pub struct ControlArgs {
+    /// PID file of the daemon
+    #[arg(long, value_name = "PATH", env = "FTPMONITOR_PID_FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// State directory of the daemon
+    #[arg(long, value_name = "DIR", env = "FTPMONITOR_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Prints a clap error as one line (help and version as they are) and

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod localfs;
 pub mod logging;
 pub mod mounts;
+pub mod pause;
 pub mod relpath;
 pub mod signals;
 pub mod status;

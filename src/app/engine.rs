@@ -890,7 +890,7 @@ impl App {
     }
 
     pub(super) fn dispatch(&mut self) {
-        if self.stop.is_some() {
+        if self.stop.is_some() || self.paused {
             return;
         }
         let now = Instant::now();

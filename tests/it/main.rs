@@ -25,6 +25,7 @@ mod kinds;
 mod listing;
 mod localfiles;
 mod login;
+mod pause;
 mod pipeline;
 mod poll;
 mod privdrop;
