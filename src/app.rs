@@ -31,11 +31,11 @@ use crate::journal::{Batch, JobKey, Journal};
 use crate::mounts::Snapshot;
 use crate::planner::retry::SystemRandom;
 use crate::planner::{Planner, Rules};
-use crate::relpath::EscapedPath;
+use crate::relpath::{Escaped, EscapedPath};
 use crate::signals::{self, SignalThread};
 use crate::transfer::Pool;
 use crate::watcher::Watcher;
-use crate::{check, logging, status};
+use crate::{check, logging, pause, status};
 
 use progress::Progress;
 
@@ -51,6 +51,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Check(args)) => check::run(&args),
         Some(Command::Status(args)) => status::run(&args),
+        Some(Command::Pause(args)) => pause::run(&args, true),
+        Some(Command::Resume(args)) => pause::run(&args, false),
         None => startup::run_daemon(cli.run),
     };
     match result {
@@ -91,6 +93,14 @@ struct App {
     progress: Progress,
     /// systemd watchdog: ping period and the next ping.
     watchdog: Option<(Duration, Instant)>,
+    /// `ftpmonitor pause` / SIGUSR2: no new transfer starts; events are
+    /// still taken and queued. Kept in the journal across restarts.
+    paused: bool,
+    /// `--bwlimit`: the shared bucket, its rate now, and when the timetable
+    /// changes it next.
+    limiter: crate::bwlimit::Limiter,
+    rate: Option<crate::bwlimit::Rate>,
+    rate_change_at: Option<Instant>,
 }
 
 impl App {
@@ -117,11 +127,17 @@ impl App {
         let created_dirs = journal.load_dirs().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
         let leftovers = journal.load_queue().map_err(|e| Error::runtime(e.to_string()))?;
         let uploads = journal.load_uploads().map_err(|e| Error::runtime(e.to_string()))?;
+        let paused = journal.paused().map_err(|e| Error::runtime(e.to_string()))?;
+        if paused && cfg.once {
+            return Err(Error::runtime(
+                "this job is paused (ftpmonitor pause): run ftpmonitor resume with the same --state-dir first",
+            ));
+        }
 
         let watcher = if cfg.once {
             None
         } else {
-            Some(Watcher::start(&cfg.watch_dir, cfg.recursive, tx.clone()).map_err(|e| {
+            Some(Watcher::start(&cfg.watch_dir, cfg.recursive, cfg.poll, tx.clone()).map_err(|e| {
                 Error::runtime(format!(
                     "cannot watch {}: {}",
                     EscapedPath(&cfg.watch_dir),
@@ -129,20 +145,33 @@ impl App {
                 ))
             })?)
         };
+        let mounts = Snapshot::take(&cfg.watch_dir);
+        if let Some(m) = mounts.holding.as_ref().filter(|m| crate::mounts::misses_remote_changes(&m.fstype))
+            && cfg.poll.is_none()
+            && !cfg.once
+        {
+            warn!(
+                "warning: the watch directory {} is on a {} file system, where files written by other machines \
+                 raise no events here: add --poll 30s (poll = \"30s\" in the config file) to find them by polling",
+                EscapedPath(&cfg.watch_dir),
+                Escaped(&m.fstype)
+            );
+        }
         let busy = synced.is_empty() || !leftovers.is_empty();
         let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx, session, busy)
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
         let hangup_is_stop = cfg.foreground && daemon::has_controlling_terminal();
         let now = Instant::now();
-        let planner = Planner::new(
+        let mut planner = Planner::new(
             Rules::of(&cfg),
             cfg.cooldown,
             pool.size(),
             synced,
             created_dirs,
-            Snapshot::take(&cfg.watch_dir),
+            mounts,
             Box::new(SystemRandom),
         );
+        planner.set_paused(paused);
         let mut app = Self {
             next_rescan: cfg.rescan_interval.map(|d| now + d),
             exited: 0,
@@ -159,10 +188,15 @@ impl App {
             hangup_is_stop,
             progress: Progress::new(cfg.foreground),
             watchdog: crate::systemd::watchdog_every().map(|d| (d, now)),
+            paused,
+            limiter: connector.limiter().clone(),
+            rate: None,
+            rate_change_at: None,
             args,
             cfg,
         };
         app.resume_uploads(uploads);
+        app.apply_bwlimit();
         let queued = if app.planner.synced_count() == 0 {
             app.compare_with_server("first sync of this job")
         } else {
@@ -177,6 +211,9 @@ impl App {
             EscapedPath(&app.cfg.watch_dir),
             app.planner.synced_count()
         );
+        if app.paused {
+            info!("paused: no transfer starts until ftpmonitor resume (or SIGUSR2); changes are queued meanwhile");
+        }
         Ok(app)
     }
 
@@ -282,6 +319,7 @@ impl App {
             self.progress.next_tick(),
             self.watchdog.map(|(_, t)| t),
             self.journal_due,
+            self.rate_change_at,
         ]
         .into_iter()
         .flatten()
@@ -320,6 +358,9 @@ impl App {
                 info!("periodic rescan: {n} new or changed files queued");
             }
         }
+        if self.rate_change_at.is_some_and(|t| t <= now) {
+            self.apply_bwlimit();
+        }
         if self.planner.root_check_due(now) {
             let root = self.look_root();
             self.planner.root_checked(root, now);
@@ -343,6 +384,7 @@ impl App {
             signals::TERM | signals::INT => self.begin_stop(signals::name(sig)),
             signals::HUP if self.hangup_is_stop => self.begin_stop("SIGHUP (terminal hang-up)"),
             signals::HUP => self.reload(),
+            signals::USR2 => self.toggle_pause(),
             signals::USR1 => {
                 // The journal says what changed here; the listings say what
                 // the server lost or holds differently.
@@ -401,6 +443,14 @@ impl App {
         self.cfg.max_delete = new.max_delete;
         self.cfg.publish_changing = new.publish_changing;
         self.planner.set_rules(Rules::of(&self.cfg), self.cfg.cooldown);
+        if self.cfg.poll != new.poll {
+            self.cfg.poll = new.poll;
+            self.rewatch();
+        }
+        if self.cfg.bwlimit != new.bwlimit {
+            self.cfg.bwlimit = new.bwlimit;
+            self.apply_bwlimit();
+        }
         if self.cfg.rescan_interval != new.rescan_interval {
             self.cfg.rescan_interval = new.rescan_interval;
             self.next_rescan = new.rescan_interval.map(|d| Instant::now() + d);
@@ -411,6 +461,42 @@ impl App {
             let n = self.reconcile("new configuration");
             info!("reconcile after reload: {n} files queued");
         }
+    }
+
+    /// Pauses or resumes the starting of transfers (SIGUSR2, which `ftpmonitor
+    /// pause` and `resume` send). Transfers running go on; the state is written
+    /// to the journal at once, where `status` and those commands read it.
+    fn toggle_pause(&mut self) {
+        self.paused = !self.paused;
+        self.planner.set_paused(self.paused);
+        if let Err(e) = self.journal.set_paused(self.paused) {
+            warn!("warning: cannot record the pause in the journal: {e}");
+        }
+        if self.paused {
+            info!(
+                "paused: no new transfer starts ({} running go on); changes are still watched and queued",
+                self.planner.running()
+            );
+        } else {
+            info!("resumed: transfers start again ({} waiting)", self.planner.waiting());
+        }
+    }
+
+    /// Sets the upload rate the timetable gives for now (logged when it
+    /// changes; transfers in flight go on at the new rate) and schedules the
+    /// next change.
+    fn apply_bwlimit(&mut self) {
+        let second = crate::bwlimit::local_second_of_day();
+        let rate = self.cfg.bwlimit.rate_at(second);
+        if self.rate != Some(rate) {
+            if self.rate.is_some() || rate.is_some() {
+                info!("upload rate: {}", crate::bwlimit::describe(rate));
+            }
+            self.limiter.set(rate);
+            self.rate = Some(rate);
+        }
+        // Measured from the start of this second: the change lands just after the boundary.
+        self.rate_change_at = self.cfg.bwlimit.next_change(second).map(|d| Instant::now() + d);
     }
 
     fn shutdown(&mut self) -> ExitCode {

@@ -28,6 +28,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         None => println!("  log file:        (stderr only)"),
     }
     println!("  state directory: {}", EscapedPath(&cfg.state_dir));
+    println!("  upload rate:     {}", cfg.bwlimit.describe());
     check_local_paths(&cfg, &mut problems);
 
     let connector = Connector::new(&cfg).map_err(|f| Error::usage(f.message))?;

@@ -150,6 +150,10 @@ pub struct Config {
     /// Publish copies that changed while they were read (snapshots of files
     /// that never hold still).
     pub publish_changing: bool,
+    /// `--bwlimit`: the total upload rate by time of day.
+    pub bwlimit: crate::bwlimit::Timetable,
+    /// `--poll`: watch by polling at this interval.
+    pub poll: Option<Duration>,
 
     pub config_file: Option<PathBuf>,
     /// Where the local files' paths came from, for errors found at start-up.
@@ -275,6 +279,19 @@ impl Config {
             })?,
             None => file.max_delete.unwrap_or(50),
         };
+        let bwlimit = match &y.bwlimit {
+            Some(b) => crate::bwlimit::Timetable::parse(b).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--bwlimit", Some("FTPMONITOR_BWLIMIT"), b.as_ref())))
+            })?,
+            None => file.bwlimit.clone().unwrap_or_else(crate::bwlimit::Timetable::off),
+        };
+        let poll =
+            match &y.poll {
+                Some(p) => Some(parse_poll(p).map_err(|e| {
+                    Error::usage(format!("{}: {e}", cli("--poll", Some("FTPMONITOR_POLL"), p.as_ref())))
+                })?),
+                None => file.poll,
+            };
         let log_level = match &d.log_level {
             Some(l) => parse_log_level(l).map_err(|e| {
                 Error::usage(format!("{}: {e}", cli("--log-level", Some("FTPMONITOR_LOG_LEVEL"), l.as_ref())))
@@ -429,6 +446,8 @@ impl Config {
             once,
             dry_run: y.dry_run || file.dry_run.unwrap_or(false),
             publish_changing: y.publish_changing || file.publish_changing.unwrap_or(false),
+            bwlimit,
+            poll,
             config_file,
             origins: Origins { state_dir: state_origin, pid_file: pid_origin, log_file: log_origin },
         })
@@ -671,6 +690,15 @@ fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
     }
 }
 
+/// `--poll`: at least a tenth of a second (each poll stats every file).
+fn parse_poll(s: &str) -> std::result::Result<Duration, String> {
+    match parse_duration(s) {
+        Ok(d) if d >= Duration::from_millis(100) => Ok(d),
+        Ok(_) => Err(format!("{s:?} is too short: use at least 0.1 s, e.g. 30s (each poll looks at every file)")),
+        Err(e) => Err(e),
+    }
+}
+
 fn parse_parallel(s: &str) -> std::result::Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if (1..=64).contains(&n) => Ok(n),
@@ -799,6 +827,8 @@ struct FileConfig {
     once: Option<bool>,
     dry_run: Option<bool>,
     publish_changing: Option<bool>,
+    bwlimit: Option<crate::bwlimit::Timetable>,
+    poll: Option<Duration>,
 
     /// For each key given: how it was written and its 1-based line.
     keys: HashMap<&'static str, (String, usize)>,
@@ -833,6 +863,8 @@ const FILE_KEYS: &[&str] = &[
     "once",
     "dry-run",
     "publish-changing",
+    "bwlimit",
+    "poll",
 ];
 
 /// What to write instead of a malformed `password` value. Says nothing of the
@@ -928,6 +960,8 @@ impl FileConfig {
             "once" => self.once = Some(bool_value(v)?),
             "dry-run" => self.dry_run = Some(bool_value(v)?),
             "publish-changing" => self.publish_changing = Some(bool_value(v)?),
+            "poll" => self.poll = Some(parse_poll(&number_text(v, "\"30s\"")?)?),
+            "bwlimit" => self.bwlimit = Some(crate::bwlimit::Timetable::parse(&number_text(v, "\"10M\"")?)?),
             _ => return Err("not a key of the config file".to_string()),
         }
         Ok(())

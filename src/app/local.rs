@@ -105,12 +105,12 @@ impl App {
 
     /// Watches the tree anew (a new inotify instance, every directory walked
     /// again): after an overflow, an unmount or a remount.
-    fn rewatch(&mut self) {
+    pub(super) fn rewatch(&mut self) {
         if self.cfg.once {
             return;
         }
         self.watcher = None;
-        match Watcher::start(&self.cfg.watch_dir, self.cfg.recursive, self.tx.clone()) {
+        match Watcher::start(&self.cfg.watch_dir, self.cfg.recursive, self.cfg.poll, self.tx.clone()) {
             Ok(w) => self.watcher = Some(w),
             Err(e) => warn!(
                 "warning: cannot watch {} again: {}",

@@ -197,6 +197,8 @@ pub struct Planner {
     uploaded_files: u64,
     uploaded_bytes: u64,
     stopping: bool,
+    /// `ftpmonitor pause`: no job starts.
+    paused: bool,
     batch: Batch,
     needs: VecDeque<Need>,
     tallies: Vec<Tally>,
@@ -234,6 +236,7 @@ impl Planner {
             uploaded_files: 0,
             uploaded_bytes: 0,
             stopping: false,
+            paused: false,
             batch: Batch::default(),
             needs: VecDeque::new(),
             tallies: Vec::new(),
@@ -298,10 +301,11 @@ impl Planner {
         }
     }
 
-    /// The next job for a worker, if one may start now. While the server is
-    /// down one job at a time probes it, once its back-off ran out.
+    /// The next job for a worker, if one may start now: none while paused
+    /// or stopping; while the server is down one job at a time probes it,
+    /// once its back-off ran out.
     pub fn next_job(&mut self, now: Instant) -> Option<Job> {
-        if self.stopping {
+        if self.stopping || self.paused {
             return None;
         }
         loop {
@@ -323,6 +327,16 @@ impl Planner {
     pub fn stop(&mut self) {
         self.stopping = true;
         self.queue.drain();
+    }
+
+    /// `ftpmonitor pause` (true) or `resume`: whether jobs may start.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// Jobs queued, not yet started.
+    pub fn waiting(&self) -> usize {
+        self.queue.waiting()
     }
 
     /// Jobs running on the workers.

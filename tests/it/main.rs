@@ -11,6 +11,7 @@
 mod support;
 
 mod badinput;
+mod bwlimit;
 mod changing;
 mod check;
 mod cli;
@@ -24,7 +25,9 @@ mod kinds;
 mod listing;
 mod localfiles;
 mod login;
+mod pause;
 mod pipeline;
+mod poll;
 mod privdrop;
 mod renames;
 mod root;
