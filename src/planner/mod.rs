@@ -28,6 +28,8 @@ mod queue;
 pub mod retry;
 mod root;
 mod scope;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};

@@ -206,3 +206,99 @@ impl Server {
         !self.is_down() || (running == 0 && self.resume_at.is_none_or(|t| t <= now))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    struct Fixed(u64);
+
+    impl Random for Fixed {
+        fn next_u64(&mut self) -> u64 {
+            self.0
+        }
+    }
+
+    #[test]
+    fn the_file_back_off_doubles_from_a_second_to_five_minutes() {
+        let table = [(1, S), (2, 2 * S), (3, 4 * S), (9, 256 * S), (10, 300 * S), (1000, 300 * S)];
+        for (attempt, delay) in table {
+            assert_eq!(backoff(RETRY_FIRST, RETRY_CAP, attempt), delay, "attempt {attempt}");
+        }
+    }
+
+    #[test]
+    fn jitter_spreads_a_delay_over_75_to_125_percent() {
+        let table = [(0, 3000), (500, 4000), (999, 4998), (1000, 3000), (u64::MAX, 4230)];
+        for (r, ms) in table {
+            assert_eq!(jitter(4 * S, r).as_millis(), ms, "random {r}");
+        }
+        for _ in 0..100 {
+            let j = jitter(4 * S, SystemRandom.next_u64());
+            assert!(j >= 3 * S && j <= 5 * S, "{j:?}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_failure_is_logged_first_on_a_new_reason_and_every_10_minutes() {
+        let t0 = Instant::now();
+        let mut r = Retries::default();
+        let mut random = Fixed(500);
+        let mut fail = |msg: &str, after: Duration| match r.failed("a", msg, false, t0 + after, &mut random) {
+            Verdict::Retry { loud, .. } => loud,
+            Verdict::GiveUp { .. } => panic!("gave up without --once"),
+        };
+        let table = [
+            ("first failure", "451 busy", Duration::ZERO, true),
+            ("same reason", "451 busy", S, false),
+            ("new reason", "553 denied", 2 * S, true),
+            ("same again", "553 denied", 3 * S, false),
+            ("10 minutes after the last warning", "553 denied", 2 * S + RELOG, true),
+        ];
+        for (what, msg, after, loud) in table {
+            assert_eq!(fail(msg, after), loud, "{what}");
+        }
+    }
+
+    #[test]
+    fn once_gives_up_at_the_fifth_attempt() {
+        let t0 = Instant::now();
+        let mut r = Retries::default();
+        let verdicts: Vec<Verdict> = (0..5).map(|_| r.failed("a", "no", true, t0, &mut Fixed(500))).collect();
+        assert_eq!(verdicts[3], Verdict::Retry { attempts: 4, delay: 8 * S, loud: false });
+        assert_eq!(verdicts[4], Verdict::GiveUp { attempts: 5 });
+        assert_eq!(r.forget("a"), Some(5));
+    }
+
+    #[test]
+    fn retries_come_due_in_time_order() {
+        let t0 = Instant::now();
+        let mut r = Retries::default();
+        r.schedule(Job::Delete(crate::relpath::RelPath::parse("late").unwrap()), t0 + 2 * S);
+        r.schedule(Job::Delete(crate::relpath::RelPath::parse("soon").unwrap()), t0 + S);
+        assert_eq!(r.next_due(), Some(t0 + S));
+        assert_eq!(r.pop_due(t0), None);
+        let due: Vec<String> = std::iter::from_fn(|| r.pop_due(t0 + 2 * S)).map(|j| j.name()).collect();
+        assert_eq!(due, ["soon", "late"]);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_server_down_lets_one_probe_start_once_its_back_off_ran_out() {
+        let t0 = Instant::now();
+        let mut s = Server::default();
+        assert!(s.lets_start(t0, 3), "up: everything starts");
+        assert_eq!(s.down(t0, &mut Fixed(500)), Some(Outage { backoff: S, loud: true }));
+        assert_eq!(s.down(t0, &mut Fixed(500)), None, "the same outage, reported by another session");
+        let table = [("backing off", t0, 0, false), ("a probe runs", t0 + S, 1, false), ("probe", t0 + S, 0, true)];
+        for (what, now, running, starts) in table {
+            assert_eq!(s.lets_start(now, running), starts, "{what}");
+        }
+        assert_eq!(s.down(t0 + S, &mut Fixed(500)).map(|o| o.backoff), Some(2 * S));
+        assert_eq!(s.failures(), 2);
+        assert_eq!(s.up(t0 + 3 * S), Some(3 * S));
+        assert!(!s.is_down());
+    }
+}
