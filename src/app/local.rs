@@ -120,18 +120,24 @@ impl App {
         }
     }
 
-    /// The whole tree against the journal (see [`crate::planner::Planner::reconcile`]).
-    pub(super) fn reconcile(&mut self, why: &str) -> usize {
+    /// A look at the watch directory and, if it looks like itself (see
+    /// [`crate::planner::Planner::root_ok`]), a walk of the whole tree.
+    fn whole_tree(&self) -> (Root, Vec<Found>) {
         let root = self.look_root();
         let found = if self.planner.root_ok(root) { self.walk(None) } else { Vec::new() };
+        (root, found)
+    }
+
+    /// The whole tree against the journal (see [`crate::planner::Planner::reconcile`]).
+    pub(super) fn reconcile(&mut self, why: &str) -> usize {
+        let (root, found) = self.whole_tree();
         self.planner.reconcile(why, root, found, Instant::now())
     }
 
     /// The whole tree against the server's listings (see
     /// [`crate::planner::Planner::compare_with_server`]).
     pub(super) fn compare_with_server(&mut self, why: &str) -> usize {
-        let root = self.look_root();
-        let found = if self.planner.root_ok(root) { self.walk(None) } else { Vec::new() };
+        let (root, found) = self.whole_tree();
         self.planner.compare_with_server(why, root, found, Instant::now())
     }
 

@@ -45,17 +45,30 @@ pub(super) fn check_host(host: &str, port: u16, origin: &Origin) -> Result<()> {
     }
 }
 
+/// A value that goes into one FTP command line (`CWD dir`, `USER name`):
+/// neither empty nor holding a line break (which would end the command and
+/// start another) or a NUL. The errors say `if_empty`, or name `what` and
+/// the `fix`.
+fn check_command_text(value: &str, origin: &Origin, if_empty: &str, what: &str, fix: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::usage(format!("{origin}: {if_empty}")));
+    }
+    if value.contains(['\r', '\n', '\0']) {
+        return Err(Error::usage(format!(
+            "{origin}: {what} contains a line break or NUL, which FTP cannot carry: {fix}"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn normalize_remote_dir(dir: &str, origin: &Origin) -> Result<String> {
-    if dir.is_empty() {
-        return Err(Error::usage(format!(
-            "{origin}: is empty: give the directory on the server, such as /incoming (or . for the login directory)"
-        )));
-    }
-    if dir.contains(['\r', '\n', '\0']) {
-        return Err(Error::usage(format!(
-            "{origin}: the remote directory contains a line break or NUL, which FTP cannot carry: rename it"
-        )));
-    }
+    check_command_text(
+        dir,
+        origin,
+        "is empty: give the directory on the server, such as /incoming (or . for the login directory)",
+        "the remote directory",
+        "rename it",
+    )?;
     let trimmed = dir.trim_end_matches('/');
     if trimmed.is_empty() {
         return Ok("/".into());
@@ -66,17 +79,13 @@ pub(super) fn normalize_remote_dir(dir: &str, origin: &Origin) -> Result<String>
 /// A login name goes into `USER name\r\n`: it must not be empty nor carry a
 /// line break (which would end the command and start another).
 pub(super) fn check_user(user: &str, origin: &Origin) -> Result<()> {
-    if user.is_empty() {
-        return Err(Error::usage(format!(
-            "{origin}: the login name is empty: give a name, or leave it out for anonymous"
-        )));
-    }
-    if user.contains(['\r', '\n', '\0']) {
-        return Err(Error::usage(format!(
-            "{origin}: the login name contains a line break or NUL, which FTP cannot carry: fix the name"
-        )));
-    }
-    Ok(())
+    check_command_text(
+        user,
+        origin,
+        "the login name is empty: give a name, or leave it out for anonymous",
+        "the login name",
+        "fix the name",
+    )
 }
 
 /// The same for the password, whose value no message may show.

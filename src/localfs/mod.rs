@@ -178,11 +178,10 @@ impl Tree {
     /// `keep` sees each entry's absolute path before it is reported or
     /// entered: false leaves it out silently (excludes).
     pub fn walk<F: FnMut(&Path) -> bool>(&self, start: &Path, recursive: bool, keep: F) -> Walk<F> {
-        let inner = match check_relative(start) {
-            Ok(()) => sys::Walk::new(self, start, recursive),
-            Err(e) => sys::Walk::failed(self.root.join(start), e),
-        };
-        Walk { inner, keep }
+        match check_relative(start) {
+            Ok(()) => Walk { inner: Some(sys::Walk::new(self, start, recursive)), failed: None, keep },
+            Err(e) => Walk { inner: None, failed: Some(Found::Unreadable(self.root.join(start), e)), keep },
+        }
     }
 
     /// Whether the watch directory is a directory (not a link to one).
@@ -198,7 +197,10 @@ impl Tree {
 
 /// The iterator [`Tree::walk`] returns.
 pub struct Walk<F> {
-    inner: sys::Walk,
+    /// `None` for a start that is no plain relative path.
+    inner: Option<sys::Walk>,
+    /// Why such a start cannot be walked: the only thing reported.
+    failed: Option<Found>,
     keep: F,
 }
 
@@ -206,7 +208,10 @@ impl<F: FnMut(&Path) -> bool> Iterator for Walk<F> {
     type Item = Found;
 
     fn next(&mut self) -> Option<Found> {
-        self.inner.next(&mut self.keep)
+        if let Some(found) = self.failed.take() {
+            return Some(found);
+        }
+        self.inner.as_mut()?.next(&mut self.keep)
     }
 }
 

@@ -70,8 +70,7 @@ fn cooldown() {
             rule: "C1 a touched file whose bytes the journal has is not sent",
             given: || Given::new().synced("a", 3, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
             },
             then: &[],
         },
@@ -92,12 +91,11 @@ fn new_directories() {
         },
         Row {
             rule: "C3 with --no-recursive only the top level is synced",
-            given: || Given::new().no_recursive().file("top", 1, 100).file("d/x", 1, 100),
+            given: || Given::new().with(|r| r.scope.recursive = false).file("top", 1, 100).file("d/x", 1, 100),
             when: |h| {
                 h.change(Change::DirAppeared(abs("d")));
                 h.touched("d/x");
-                h.touched("top");
-                h.quiet();
+                h.changed("top");
             },
             then: &["upload top"],
         },
@@ -119,7 +117,7 @@ fn moves() {
         },
         Row {
             rule: "C4 a move out of the tree is a removal (with --delete, a delete)",
-            given: || Given::new().delete().synced("keep", 1, 100).journal("out", 1, 100),
+            given: || Given::deleting().journal("out", 1, 100),
             when: |h| {
                 h.change(Change::MovedOut(abs("out")));
                 h.advance(super::super::changes::MOVE_PAIRING);
@@ -129,7 +127,7 @@ fn moves() {
         },
         Row {
             rule: "C4 the two halves of a rename are one rename, not a removal and a new file",
-            given: || Given::new().delete().synced("keep", 1, 100).file("new", 1, 100).journal("old", 1, 100),
+            given: || Given::deleting().file("new", 1, 100).journal("old", 1, 100),
             when: |h| {
                 h.change(Change::MovedOut(abs("old")));
                 h.change(Change::MovedIn(abs("new")));
@@ -147,13 +145,13 @@ fn renames() {
     run(&[
         Row {
             rule: "C5 with --delete a rename of a synced file is one remote rename",
-            given: || Given::new().delete().synced("keep", 1, 100).file("b", 1, 100).journal("a", 1, 100),
+            given: || Given::deleting().file("b", 1, 100).journal("a", 1, 100),
             when: |h| h.change(Change::Renamed { from: abs("a"), to: abs("b") }),
             then: &["rename a -> b"],
         },
         Row {
             rule: "C5 a directory rename is one remote rename too",
-            given: || Given::new().delete().synced("keep", 1, 100).file("e/x", 1, 100).journal("d/x", 1, 100),
+            given: || Given::deleting().file("e/x", 1, 100).journal("d/x", 1, 100),
             when: |h| h.change(Change::Renamed { from: abs("d"), to: abs("e") }),
             then: &["rename d -> e"],
         },
@@ -168,7 +166,7 @@ fn renames() {
         },
         Row {
             rule: "C5 a rename of a file in its cooldown is a delete plus an upload",
-            given: || Given::new().delete().synced("keep", 1, 100).file("b", 1, 100).journal("a", 1, 100),
+            given: || Given::deleting().file("b", 1, 100).journal("a", 1, 100),
             when: |h| {
                 h.touched("a");
                 h.change(Change::Renamed { from: abs("a"), to: abs("b") });
@@ -178,7 +176,7 @@ fn renames() {
         },
         Row {
             rule: "C5 a rename of a file the server does not have is an upload",
-            given: || Given::new().delete().synced("keep", 1, 100).file("b", 1, 100),
+            given: || Given::deleting().file("b", 1, 100),
             when: |h| {
                 h.change(Change::Renamed { from: abs("a"), to: abs("b") });
                 h.quiet();
@@ -187,7 +185,7 @@ fn renames() {
         },
         Row {
             rule: "C5 a rename onto a synced name is a delete plus an upload",
-            given: || Given::new().delete().synced("keep", 1, 100).synced("b", 9, 50).journal("a", 1, 100),
+            given: || Given::deleting().synced("b", 9, 50).journal("a", 1, 100),
             when: |h| {
                 h.fs.put("b", Fake::File { len: 1, mtime: 100 });
                 h.change(Change::Renamed { from: abs("a"), to: abs("b") });
@@ -223,35 +221,31 @@ fn deletes() {
             rule: "C5 without --delete a removal changes nothing on the server",
             given: || Given::new().synced("keep", 1, 100).journal("a", 1, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
             },
             then: &[],
         },
         Row {
             rule: "C5 with --delete a removed file is deleted",
-            given: || Given::new().delete().synced("keep", 1, 100).journal("a", 1, 100),
+            given: || Given::deleting().journal("a", 1, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
             },
             then: &["delete a"],
         },
         Row {
             rule: "C5 with --delete a removed directory deletes every file synced below it",
-            given: || Given::new().delete().synced("keep", 1, 100).journal("d/a", 1, 100).journal("d/e/b", 1, 100),
+            given: || Given::deleting().journal("d/a", 1, 100).journal("d/e/b", 1, 100),
             when: |h| {
-                h.touched("d");
-                h.quiet();
+                h.changed("d");
             },
             then: &["delete d/a", "delete d/e/b"],
         },
         Row {
             rule: "C6 a directory swapped for a link is gone: what was below it is deleted, nothing is followed",
-            given: || Given::new().delete().synced("keep", 1, 100).journal("d/a", 1, 100).put("d", Fake::Link),
+            given: || Given::deleting().journal("d/a", 1, 100).put("d", Fake::Link),
             when: |h| {
-                h.touched("d/a");
-                h.quiet();
+                h.changed("d/a");
             },
             then: &["delete d/a"],
         },
@@ -265,8 +259,7 @@ fn skipped() {
             rule: "C6 a symbolic link is never uploaded",
             given: || Given::new().put("l", Fake::Link),
             when: |h| {
-                h.touched("l");
-                h.quiet();
+                h.changed("l");
             },
             then: &[],
         },
@@ -274,8 +267,7 @@ fn skipped() {
             rule: "C6 a FIFO is never uploaded",
             given: || Given::new().put("p", Fake::Fifo),
             when: |h| {
-                h.touched("p");
-                h.quiet();
+                h.changed("p");
             },
             then: &[],
         },
@@ -283,8 +275,7 @@ fn skipped() {
             rule: "C6 an unreadable path is skipped",
             given: || Given::new().put("u", Fake::Unreadable),
             when: |h| {
-                h.touched("u");
-                h.quiet();
+                h.changed("u");
             },
             then: &[],
         },
@@ -293,8 +284,7 @@ fn skipped() {
             given: || Given::new().exclude("*.log").file("a.log", 1, 100).file(".a.swp", 1, 100),
             when: |h| {
                 h.touched("a.log");
-                h.touched(".a.swp");
-                h.quiet();
+                h.changed(".a.swp");
             },
             then: &[],
         },
@@ -302,8 +292,7 @@ fn skipped() {
             rule: "C6 a name with a line break is skipped",
             given: || Given::new().file("a\nb", 1, 100),
             when: |h| {
-                h.touched("a\nb");
-                h.quiet();
+                h.changed("a\nb");
             },
             then: &[],
         },
@@ -333,33 +322,26 @@ fn scope_at_dispatch() {
             given: || Given::new().file("a.log", 1, 100).file("b", 1, 100),
             when: |h| {
                 h.touched("a.log");
-                h.touched("b");
-                h.quiet();
-                let mut rules = h.p.rules().clone();
-                rules.scope.excludes = crate::config::Excludes::new(&["*.log".into()]).unwrap();
-                h.p.set_rules(rules, COOLDOWN);
+                h.changed("b");
+                h.exclude_now("*.log");
             },
             then: &["upload b"],
         },
         Row {
             rule: "C6 a rename queued before its new name was excluded becomes the delete of the old name",
-            given: || Given::new().delete().synced("keep", 1, 100).file("b.log", 1, 100).journal("a", 1, 100),
+            given: || Given::deleting().file("b.log", 1, 100).journal("a", 1, 100),
             when: |h| {
                 h.change(Change::Renamed { from: abs("a"), to: abs("b.log") });
-                let mut rules = h.p.rules().clone();
-                rules.scope.excludes = crate::config::Excludes::new(&["*.log".into()]).unwrap();
-                h.p.set_rules(rules, COOLDOWN);
+                h.exclude_now("*.log");
             },
             then: &["delete a"],
         },
         Row {
             rule: "C6 a rename queued before its old name was excluded becomes the upload of the new name",
-            given: || Given::new().delete().synced("keep", 1, 100).file("b", 1, 100).journal("a.log", 1, 100),
+            given: || Given::deleting().file("b", 1, 100).journal("a.log", 1, 100),
             when: |h| {
                 h.change(Change::Renamed { from: abs("a.log"), to: abs("b") });
-                let mut rules = h.p.rules().clone();
-                rules.scope.excludes = crate::config::Excludes::new(&["*.log".into()]).unwrap();
-                h.p.set_rules(rules, COOLDOWN);
+                h.exclude_now("*.log");
             },
             then: &["upload b"],
         },
@@ -370,8 +352,7 @@ fn scope_at_dispatch() {
 #[test]
 fn jobs_are_handed_out_once() {
     let mut h: H = Given::new().file("a", 1, 100).start();
-    h.touched("a");
-    h.quiet();
+    h.changed("a");
     assert_eq!(h.jobs(), ["upload a"]);
     assert!(h.jobs().is_empty());
 }

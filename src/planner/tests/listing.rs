@@ -16,96 +16,40 @@ const HOUR: u64 = 3600;
 
 #[test]
 fn first_sync() {
+    // The local file `a` (3 bytes, modified at T) and the listing of REMOTE_DIR.
+    let table: Vec<(&str, Vec<RemoteEntry>, &[&str])> = vec![
+        ("L1 same size and the same mtime (MLSD): synced, not sent", vec![remote("a", 3, T)], &[]),
+        ("L1 a remote copy newer than the local file counts as synced", vec![remote("a", 3, T + 60)], &[]),
+        ("L1 a remote copy a second older is sent again", vec![remote("a", 3, T - 1)], &["upload a"]),
+        ("L1 another size is sent", vec![remote("a", 4, T)], &["upload a"]),
+        ("L1 a file missing on the server is sent", vec![remote("b", 3, T)], &["upload a"]),
+        ("L1 a directory of the file's name is no copy of it", vec![remote_dir("a")], &["upload a"]),
+        (
+            "L1 LIST: a time up to 15 hours newer may be an older copy in a zone east of UTC: sent",
+            vec![list_entry("a", 3, T + 14 * HOUR)],
+            &["upload a"],
+        ),
+        ("L1 LIST: 15 hours newer or more counts as synced", vec![list_entry("a", 3, T + 15 * HOUR)], &[]),
+    ];
+    for (rule, listing, then) in table {
+        let mut h = Given::new().file("a", 3, T).start();
+        h.list_top(listing);
+        assert_eq!(h.jobs(), then, "rule: {rule}");
+    }
     run(&[
         Row {
-            rule: "L1 same size and the same mtime (MLSD): synced, not sent",
-            given: || Given::new().file("a", 3, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![remote("a", 3, T)]);
-                assert_eq!(h.journal(), ["a"]);
-            },
-            then: &[],
-        },
-        Row {
-            rule: "L1 a remote copy newer than the local file counts as synced",
-            given: || Given::new().file("a", 3, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![remote("a", 3, T + 60)]);
-            },
-            then: &[],
-        },
-        Row {
-            rule: "L1 a remote copy a second older is sent again",
-            given: || Given::new().file("a", 3, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![remote("a", 3, T - 1)]);
-            },
-            then: &["upload a"],
-        },
-        Row {
-            rule: "L1 another size is sent",
-            given: || Given::new().file("a", 3, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![remote("a", 4, T)]);
-            },
-            then: &["upload a"],
-        },
-        Row {
-            rule: "L1 a file missing on the server is sent",
+            rule: "L1 a file that counts as synced is in the journal from then on",
             given: || Given::new().file("a", 3, T).file("b", 1, T),
             when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![remote("a", 3, T)]);
+                h.list_top(vec![remote("a", 3, T)]);
+                assert_eq!(h.journal(), ["a"]);
             },
             then: &["upload b"],
         },
         Row {
-            rule: "L1 a directory of the file's name on the server is no copy of it",
-            given: || Given::new().file("a", 0, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![remote_dir("a")]);
-            },
-            then: &["upload a"],
-        },
-        Row {
-            rule: "L1 LIST: a time up to 15 hours newer may be an older copy in a zone east of UTC: sent",
-            given: || Given::new().file("a", 3, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![list_entry("a", 3, T + 14 * HOUR)]);
-            },
-            then: &["upload a"],
-        },
-        Row {
-            rule: "L1 LIST: 15 hours newer or more counts as synced",
-            given: || Given::new().file("a", 3, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![list_entry("a", 3, T + 15 * HOUR)]);
-            },
-            then: &[],
-        },
-        Row {
             rule: "L1 SIGUSR1: a file the journal knows but the server lost is sent again",
             given: || Given::new().synced("a", 3, T).synced("b", 3, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![remote("a", 3, T)]);
-            },
+            when: |h| h.list_top(vec![remote("a", 3, T)]),
             then: &["upload b"],
         },
     ]);
@@ -166,9 +110,7 @@ fn top_down() {
 
     // L2 LIST may hide dot-names: a hidden directory is listed anyway.
     let mut h: H = Given::new().file(".hidden/x", 1, T).start();
-    h.compare();
-    h.jobs();
-    h.listed("list /", vec![]);
+    h.list_top(vec![]);
     assert_eq!(h.jobs(), ["list .hidden"]);
 
     // A comparison under way is not started twice.
@@ -179,46 +121,39 @@ fn top_down() {
 
 #[test]
 fn leftovers() {
-    run(&[
-        Row {
-            rule: "L3 a temporary upload left by a crash is removed",
-            given: || Given::new().file("a", 3, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![remote("a", 3, T), remote(".gone.ftpmonitor-part", 2, T)]);
-            },
-            then: &["remove temp .gone.ftpmonitor-part"],
-        },
-        Row {
-            rule: "L3 the temporary upload of a file being sent is kept (it may resume)",
-            given: || Given::new().file("a", 3, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![remote(".a.ftpmonitor-part", 2, T)]);
-            },
-            then: &["upload a"],
-        },
-        Row {
-            rule: "L3 an old copy a crash left renamed aside is renamed back (without --delete the server keeps what it had)",
-            given: || Given::new().file("a", 3, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![remote("a", 3, T), remote("b.ftpmonitor-old", 2, T)]);
-            },
-            then: &["aside b restore"],
-        },
-        Row {
-            rule: "L3 with --delete an old copy renamed aside of a file gone locally is dropped",
-            given: || Given::new().delete().file("a", 3, T),
-            when: |h| {
-                h.compare();
-                h.jobs();
-                h.listed("list /", vec![remote("a", 3, T), remote("b.ftpmonitor-old", 2, T)]);
-            },
-            then: &["aside b drop"],
-        },
-    ]);
+    // The local file `a` (3 bytes, modified at T), with or without --delete,
+    // and the listing of REMOTE_DIR.
+    let a = || remote("a", 3, T);
+    let table: Vec<(&str, bool, Vec<RemoteEntry>, &[&str])> = vec![
+        (
+            "L3 a temporary upload left by a crash is removed",
+            false,
+            vec![a(), remote(".gone.ftpmonitor-part", 2, T)],
+            &["remove temp .gone.ftpmonitor-part"],
+        ),
+        (
+            "L3 the temporary upload of a file being sent is kept (it may resume)",
+            false,
+            vec![remote(".a.ftpmonitor-part", 2, T)],
+            &["upload a"],
+        ),
+        (
+            "L3 an old copy a crash left renamed aside is renamed back (without --delete the server keeps what it had)",
+            false,
+            vec![a(), remote("b.ftpmonitor-old", 2, T)],
+            &["aside b restore"],
+        ),
+        (
+            "L3 with --delete an old copy renamed aside of a file gone locally is dropped",
+            true,
+            vec![a(), remote("b.ftpmonitor-old", 2, T)],
+            &["aside b drop"],
+        ),
+    ];
+    for (rule, delete, listing, then) in table {
+        let given = Given::new().file("a", 3, T);
+        let mut h = if delete { given.delete() } else { given }.start();
+        h.list_top(listing);
+        assert_eq!(h.jobs(), then, "rule: {rule}");
+    }
 }

@@ -257,28 +257,20 @@ impl Given {
         }
     }
 
+    /// With `--delete`, and one file synced that stays: the watch directory
+    /// does not look unmounted to the delete guard.
+    pub fn deleting() -> Self {
+        Self::new().delete().synced("keep", 1, 100)
+    }
+
+    /// Options: `.with(|r| r.once = true)`.
+    pub fn with(mut self, set: fn(&mut Rules)) -> Self {
+        set(&mut self.rules);
+        self
+    }
+
     pub fn delete(mut self) -> Self {
         self.rules.delete = true;
-        self
-    }
-
-    pub fn once(mut self) -> Self {
-        self.rules.once = true;
-        self
-    }
-
-    pub fn dry_run(mut self) -> Self {
-        self.rules.dry_run = true;
-        self
-    }
-
-    pub fn publish_changing(mut self) -> Self {
-        self.rules.publish_changing = true;
-        self
-    }
-
-    pub fn no_recursive(mut self) -> Self {
-        self.rules.scope.recursive = false;
         self
     }
 
@@ -416,24 +408,46 @@ impl H {
         self.settle();
     }
 
+    /// An event on `path`, and its cooldown.
+    pub fn changed(&mut self, path: &str) {
+        self.touched(path);
+        self.quiet();
+    }
+
+    /// An event on `path`, its cooldown, and the workers take their jobs.
+    pub fn send(&mut self, path: &str) -> Vec<String> {
+        self.changed(path);
+        self.jobs()
+    }
+
+    /// SIGHUP added an exclude.
+    pub fn exclude_now(&mut self, glob: &str) {
+        let mut rules = self.p.rules().clone();
+        rules.scope.excludes = Excludes::new(&[glob.to_string()]).unwrap();
+        self.p.set_rules(rules, COOLDOWN);
+    }
+
     /// Until every cooldown has ended.
     pub fn quiet(&mut self) {
         self.advance(COOLDOWN + Duration::from_millis(1));
     }
 
-    pub fn reconcile(&mut self) -> usize {
+    /// A look at the watch directory and, if it looks like itself, a walk of it.
+    fn whole_tree(&self) -> (Root, Vec<Found>) {
         let root = self.fs.root();
-        let scope = self.p.rules().scope.clone();
-        let found = if self.p.root_ok(root) { self.fs.walk(None, &scope) } else { Vec::new() };
+        let found = if self.p.root_ok(root) { self.fs.walk(None, &self.p.rules().scope) } else { Vec::new() };
+        (root, found)
+    }
+
+    pub fn reconcile(&mut self) -> usize {
+        let (root, found) = self.whole_tree();
         let n = self.p.reconcile("test", root, found, self.now);
         self.settle();
         n
     }
 
     pub fn compare(&mut self) -> usize {
-        let root = self.fs.root();
-        let scope = self.p.rules().scope.clone();
-        let found = if self.p.root_ok(root) { self.fs.walk(None, &scope) } else { Vec::new() };
+        let (root, found) = self.whole_tree();
         let n = self.p.compare_with_server("test", root, found, self.now);
         self.settle();
         n
@@ -491,6 +505,14 @@ impl H {
     /// The listing `name` (`list /`, `list d`) shows `entries`.
     pub fn listed(&mut self, name: &str, entries: Vec<RemoteEntry>) {
         self.finish(name, Ok(Done::Listed(entries)));
+    }
+
+    /// A comparison with the server starts, and the listing of REMOTE_DIR
+    /// shows `entries`.
+    pub fn list_top(&mut self, entries: Vec<RemoteEntry>) {
+        self.compare();
+        assert_eq!(self.jobs(), ["list /"]);
+        self.listed("list /", entries);
     }
 
     /// What the journal says the server holds.

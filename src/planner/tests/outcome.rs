@@ -16,8 +16,7 @@ const S: Duration = Duration::from_secs(1);
 /// `a` uploading, as planned.
 fn uploading() -> H {
     let mut h = Given::new().file("a", 3, 100).file("b", 1, 100).start();
-    h.touched("a");
-    h.quiet();
+    h.changed("a");
     assert_eq!(h.jobs(), ["upload a"]);
     h
 }
@@ -29,9 +28,7 @@ fn changing() {
             rule: "O1 a copy that changed while it was read is not published: the file waits for its cooldown",
             given: || Given::new().file("a", 3, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
-                h.jobs();
+                h.send("a");
                 h.fail("upload a", Kind::Changed, "a changed while it was read");
                 assert!(h.jobs().is_empty(), "tried again before the cooldown");
                 h.quiet();
@@ -43,9 +40,7 @@ fn changing() {
             given: || Given::new().file("a", 3, 100),
             when: |h| {
                 for _ in 0..3 {
-                    h.touched("a");
-                    h.quiet();
-                    h.jobs();
+                    h.send("a");
                     h.fail("upload a", Kind::Changed, "changed");
                 }
                 h.quiet();
@@ -54,12 +49,10 @@ fn changing() {
         },
         Row {
             rule: "O1 with --publish-changing the second such copy is published as read, at once",
-            given: || Given::new().publish_changing().file("a", 3, 100),
+            given: || Given::new().with(|r| r.publish_changing = true).file("a", 3, 100),
             when: |h| {
                 for _ in 0..2 {
-                    h.touched("a");
-                    h.quiet();
-                    h.jobs();
+                    h.send("a");
                     h.fail("upload a", Kind::Changed, "changed");
                 }
             },
@@ -72,9 +65,7 @@ fn changing() {
     let mut warned = Vec::new();
     for wait in [S, S, S, RELOG] {
         h.advance(wait);
-        h.touched("a");
-        h.quiet();
-        h.jobs();
+        h.send("a");
         h.fail("upload a", Kind::Changed, "changed");
         warned.push(h.p.changed_streak[&rel("a")].warned.map(|t| t.duration_since(h.t0)));
     }
@@ -91,9 +82,7 @@ fn failures() {
             rule: "O2 a failed upload is retried after 1 s",
             given: || Given::new().file("a", 3, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
-                h.jobs();
+                h.send("a");
                 h.fail("upload a", Kind::Transient, "451 try later");
                 h.advance(S - MS);
                 assert!(h.jobs().is_empty(), "retried before its back-off");
@@ -105,9 +94,7 @@ fn failures() {
             rule: "O2 the back-off doubles: 2 s after the second failure",
             given: || Given::new().file("a", 3, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
-                h.jobs();
+                h.send("a");
                 h.fail("upload a", Kind::Transient, "451 try later");
                 h.advance(S);
                 h.jobs();
@@ -122,9 +109,7 @@ fn failures() {
             rule: "O2 jitter spreads the delay from 75 % (the random source gives 0) ...",
             given: || Given::new().random(&[0]).file("a", 3, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
-                h.jobs();
+                h.send("a");
                 h.fail("upload a", Kind::Refused, "553 no");
                 h.advance(S * 3 / 4 - MS);
                 assert!(h.jobs().is_empty());
@@ -136,9 +121,7 @@ fn failures() {
             rule: "O2 ... to 125 % (it gives 999)",
             given: || Given::new().random(&[999]).file("a", 3, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
-                h.jobs();
+                h.send("a");
                 h.fail("upload a", Kind::Refused, "553 no");
                 h.advance(S * 1249 / 1000);
                 assert!(h.jobs().is_empty());
@@ -150,16 +133,13 @@ fn failures() {
             rule: "O2 one failing file never blocks the others",
             given: || Given::new().file("a", 3, 100).file("b", 1, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
-                h.jobs();
+                h.send("a");
                 h.fail("upload a", Kind::Refused, "553 no");
                 h.advance(S);
                 h.jobs();
                 // Its second failure: 2 s before a's next attempt.
                 h.fail("upload a", Kind::Refused, "553 no");
-                h.touched("b");
-                h.quiet();
+                h.changed("b");
             },
             then: &["upload b"],
         },
@@ -167,9 +147,7 @@ fn failures() {
             rule: "O2 a file that cannot be read is skipped until it changes again",
             given: || Given::new().file("a", 3, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
-                h.jobs();
+                h.send("a");
                 h.fail("upload a", Kind::Local, "a: permission denied");
                 h.advance(RELOG);
             },
@@ -177,11 +155,9 @@ fn failures() {
         },
         Row {
             rule: "O2 a file that vanished while it was sent is looked at again (with --delete: deleted)",
-            given: || Given::new().delete().synced("keep", 1, 100).journal("a", 1, 50).file("a", 3, 100),
+            given: || Given::deleting().journal("a", 1, 50).file("a", 3, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
-                h.jobs();
+                h.send("a");
                 h.fs.remove("a");
                 h.fail("upload a", Kind::Vanished, "a is gone");
             },
@@ -189,7 +165,7 @@ fn failures() {
         },
         Row {
             rule: "O3 a rename the server refuses becomes an upload of the new name and a delete of the old",
-            given: || Given::new().delete().synced("keep", 1, 100).file("b", 1, 100).journal("a", 1, 100),
+            given: || Given::deleting().file("b", 1, 100).journal("a", 1, 100),
             when: |h| {
                 h.change(Change::Renamed { from: abs("a"), to: abs("b") });
                 h.jobs();
@@ -201,9 +177,8 @@ fn failures() {
     ]);
 
     // O2 --once gives a file 5 attempts, then reports it.
-    let mut h = Given::new().once().file("a", 3, 100).start();
-    h.touched("a");
-    h.quiet();
+    let mut h = Given::new().with(|r| r.once = true).file("a", 3, 100).start();
+    h.changed("a");
     for attempt in 1..=5 {
         assert_eq!(h.jobs(), ["upload a"], "attempt {attempt}");
         h.fail("upload a", Kind::Refused, "553 no");
@@ -219,8 +194,7 @@ fn server_down() {
     // O2 a lost connection: the job goes back first in line and the whole
     // server backs off; then one job at a time probes it.
     let mut h = uploading();
-    h.touched("b");
-    h.quiet();
+    h.changed("b");
     assert_eq!(h.jobs(), ["upload b"]);
     h.fail("upload a", Kind::Connection, "connection refused");
     h.fail("upload b", Kind::Connection, "connection refused");
@@ -244,7 +218,8 @@ fn server_down() {
     assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
 
     // O2 --once: a server unreachable 5 times in a row gives up everything.
-    let mut h = Given::new().once().workers(1).file("a", 3, 100).file("b", 1, 100).file("c", 1, 100).start();
+    let mut h =
+        Given::new().with(|r| r.once = true).workers(1).file("a", 3, 100).file("b", 1, 100).file("c", 1, 100).start();
     h.reconcile();
     assert_eq!(h.jobs(), ["upload a", "upload b"]);
     h.fail("upload b", Kind::Connection, "timed out");
@@ -267,19 +242,15 @@ fn success() {
     let s = h.p.synced[&rel("a")];
     assert_eq!((s.size, s.mtime_ns, s.hash), (3, mtime_ns(Some(at(100))), Some([1; 32])));
     assert_eq!(h.p.uploaded(), (1, 3));
-    h.touched("a");
-    h.quiet();
+    h.changed("a");
     assert!(h.jobs().is_empty(), "sent again though nothing changed");
 
     // O4 an mtime as recent as the read is not trusted: the next look compares fingerprints.
     let mut h = Given::new().file("a", 3, 2_000_000_000).start();
-    h.touched("a");
-    h.quiet();
-    h.jobs();
+    h.send("a");
     h.succeed("upload a");
     assert_eq!(h.p.synced[&rel("a")].mtime_ns, 0);
-    h.touched("a");
-    h.quiet();
+    h.changed("a");
     assert_eq!(h.jobs(), ["upload a (compare)"]);
     h.finish("upload a (compare)", Ok(Done::Unchanged(Stamp { len: 3, mtime: Some(at(2_000_000_000)) })));
     assert_eq!(h.p.uploaded(), (1, 3), "a file found unchanged was counted as uploaded");
@@ -287,47 +258,34 @@ fn success() {
     run(&[
         Row {
             rule: "O4 a delete removes the remote directory the tool created, once empty",
-            given: || Given::new().delete().synced("keep", 1, 100).journal("d/a", 1, 100).created_dir("/r/d"),
+            given: || Given::deleting().journal("d/a", 1, 100).created_dir("/r/d"),
             when: |h| {
-                h.touched("d/a");
-                h.quiet();
-                h.jobs();
+                h.send("d/a");
                 h.succeed("delete d/a");
             },
             then: &["rmdir /r/d"],
         },
         Row {
             rule: "O4 ... but not one it did not create",
-            given: || Given::new().delete().synced("keep", 1, 100).journal("d/a", 1, 100),
+            given: || Given::deleting().journal("d/a", 1, 100),
             when: |h| {
-                h.touched("d/a");
-                h.quiet();
-                h.jobs();
+                h.send("d/a");
                 h.succeed("delete d/a");
             },
             then: &[],
         },
         Row {
             rule: "O4 ... nor one that still exists locally",
-            given: || {
-                Given::new()
-                    .delete()
-                    .synced("keep", 1, 100)
-                    .journal("d/a", 1, 100)
-                    .created_dir("/r/d")
-                    .put("d", Fake::Dir)
-            },
+            given: || Given::deleting().journal("d/a", 1, 100).created_dir("/r/d").put("d", Fake::Dir),
             when: |h| {
-                h.touched("d/a");
-                h.quiet();
-                h.jobs();
+                h.send("d/a");
                 h.succeed("delete d/a");
             },
             then: &[],
         },
         Row {
             rule: "O4 a rename moves what the journal knows: nothing is sent again",
-            given: || Given::new().delete().synced("keep", 1, 100).file("e/x", 1, 100).journal("d/x", 1, 100),
+            given: || Given::deleting().file("e/x", 1, 100).journal("d/x", 1, 100),
             when: |h| {
                 h.change(Change::Renamed { from: abs("d"), to: abs("e") });
                 h.jobs();

@@ -16,8 +16,7 @@ fn by_content() {
             rule: "P1 size and mtime as in the journal: nothing is read or sent",
             given: || Given::new().synced("a", 3, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
             },
             then: &[],
         },
@@ -25,8 +24,7 @@ fn by_content() {
             rule: "P1 same size, new mtime: the worker compares fingerprints first",
             given: || Given::new().journal("a", 3, 100).file("a", 3, 200),
             when: |h| {
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
             },
             then: &["upload a (compare)"],
         },
@@ -34,8 +32,7 @@ fn by_content() {
             rule: "P1 another size: uploaded",
             given: || Given::new().journal("a", 3, 100).file("a", 4, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
             },
             then: &["upload a"],
         },
@@ -43,8 +40,7 @@ fn by_content() {
             rule: "P1 a new file: uploaded",
             given: || Given::new().file("a", 3, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
             },
             then: &["upload a"],
         },
@@ -143,8 +139,7 @@ fn root_guard() {
             rule: "P4 an empty watch directory while files are synced deletes nothing",
             given: || Given::new().delete().journal("a", 1, 100).journal("b", 1, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
                 h.reconcile();
             },
             then: &[],
@@ -155,8 +150,7 @@ fn root_guard() {
             when: |h| {
                 h.fs.root_gone = true;
                 h.touched("");
-                h.touched("b");
-                h.quiet();
+                h.changed("b");
             },
             then: &[],
         },
@@ -164,8 +158,7 @@ fn root_guard() {
             rule: "P4 deletes queued before the watch directory vanished are dropped",
             given: || Given::new().delete().synced("a", 1, 100).journal("b", 1, 100),
             when: |h| {
-                h.touched("b");
-                h.quiet();
+                h.changed("b");
                 h.fs.root_gone = true;
                 h.touched("");
             },
@@ -177,8 +170,7 @@ fn root_guard() {
             when: |h| {
                 h.fs.root_gone = true;
                 h.touched("");
-                h.touched("b");
-                h.quiet();
+                h.changed("b");
                 h.fs.root_gone = false;
                 h.advance(crate::planner::root::ROOT_RECHECK);
                 assert_eq!(h.rescans, [crate::planner::Rescan::RootBack]);
@@ -208,8 +200,7 @@ fn mounts() {
     h.p.mounts_changed(snapshot(&[(7, "disk")]), h.now);
     // P4 the disk below the watch directory is unmounted: its files are not gone.
     h.p.mounts_changed(snapshot(&[]), h.now);
-    h.touched("disk/x");
-    h.quiet();
+    h.changed("disk/x");
     assert_eq!(h.reconcile(), 0);
     assert!(h.jobs().is_empty(), "a file of an unmounted disk was deleted");
     // Mounted again: a file really gone from it is deleted.
@@ -222,8 +213,7 @@ fn mounts() {
     h.p.mounts_changed(snapshot(&[]), h.now);
     h.p.mounts_changed(Snapshot { holding: None, below: Vec::new() }, h.now);
     assert!(h.p.root_held());
-    h.touched("b");
-    h.quiet();
+    h.changed("b");
     assert!(h.jobs().is_empty(), "a delete went out while the watch directory's disk was away");
 }
 
@@ -234,8 +224,7 @@ fn kind_changes() {
             rule: "P5 a file where the server has a directory: with --delete its files go first",
             given: || Given::new().delete().journal("d/x", 1, 100).file("d", 5, 100),
             when: |h| {
-                h.touched("d");
-                h.quiet();
+                h.changed("d");
             },
             then: &["delete d/x"],
         },
@@ -243,9 +232,7 @@ fn kind_changes() {
             rule: "P5 ... then the empty directory, then the file",
             given: || Given::new().delete().journal("d/x", 1, 100).file("d", 5, 100),
             when: |h| {
-                h.touched("d");
-                h.quiet();
-                h.jobs();
+                h.send("d");
                 h.succeed("delete d/x");
                 h.jobs();
                 h.succeed("rmdir /r/d");
@@ -256,8 +243,7 @@ fn kind_changes() {
             rule: "P5 a directory where the server has a file: with --delete the file goes first",
             given: || Given::new().delete().journal("d", 5, 100).file("d/x", 1, 100),
             when: |h| {
-                h.touched("d/x");
-                h.quiet();
+                h.changed("d/x");
             },
             then: &["delete d"],
         },
@@ -265,8 +251,7 @@ fn kind_changes() {
             rule: "P5 without --delete the path cannot be published and is skipped",
             given: || Given::new().journal("d/x", 1, 100).file("d", 5, 100),
             when: |h| {
-                h.touched("d");
-                h.quiet();
+                h.changed("d");
             },
             then: &[],
         },
@@ -298,7 +283,7 @@ fn crash_leftovers() {
     );
 
     // P6 the journal's queue is planned again; a path gone has its temporary file removed.
-    let mut h: H = Given::new().delete().synced("keep", 1, 100).file("a", 1, 100).journal("b", 1, 100).start();
+    let mut h: H = Given::deleting().file("a", 1, 100).journal("b", 1, 100).start();
     let scope = h.p.rules().scope.clone();
     let leftovers = ["a", "b"].map(|p| (rel(p), h.fs.look(p, true, &scope))).into();
     h.p.resume_leftovers(leftovers, h.now);

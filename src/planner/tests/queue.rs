@@ -18,12 +18,10 @@ fn intent() {
                 h.touched("keep");
                 h.touched("b");
                 h.fs.put("a", Fake::File { len: 2, mtime: 100 });
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
                 assert_eq!(h.jobs(), ["upload keep", "upload b"]);
                 h.fs.remove("a");
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
                 h.all_succeed();
             },
             then: &["delete a"],
@@ -35,12 +33,10 @@ fn intent() {
                 h.fs.put("keep", Fake::File { len: 2, mtime: 100 });
                 h.touched("keep");
                 h.touched("b");
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
                 assert_eq!(h.jobs(), ["upload keep", "upload b"]);
                 h.fs.put("a", Fake::File { len: 5, mtime: 100 });
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
                 h.all_succeed();
             },
             then: &["upload a"],
@@ -51,15 +47,12 @@ fn intent() {
             when: |h| {
                 h.fs.put("keep", Fake::File { len: 2, mtime: 100 });
                 h.touched("keep");
-                h.touched("c");
-                h.quiet();
-                h.jobs();
+                h.send("c");
                 h.fs.remove("a");
                 h.fs.put("b", Fake::File { len: 1, mtime: 100 });
                 h.change(Change::Renamed { from: abs("a"), to: abs("b") });
                 h.fs.put("b", Fake::File { len: 7, mtime: 100 });
-                h.touched("b");
-                h.quiet();
+                h.changed("b");
                 h.all_succeed();
                 assert_eq!(h.jobs(), ["rename a -> b"]);
                 h.succeed("rename a -> b");
@@ -71,12 +64,10 @@ fn intent() {
             rule: "Q1 a path changed while its upload runs is looked at again when it ends",
             given: || Given::new().file("a", 1, 100),
             when: |h| {
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
                 assert_eq!(h.jobs(), ["upload a"]);
                 h.fs.put("a", Fake::File { len: 2, mtime: 200 });
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
                 assert!(h.jobs().is_empty(), "a second job ran on a path whose job runs");
                 h.succeed("upload a");
                 h.quiet();
@@ -85,13 +76,12 @@ fn intent() {
         },
         Row {
             rule: "Q1 a rename holds its old name: a new file there waits until the server moved the old one",
-            given: || Given::new().delete().synced("keep", 1, 100).file("b", 1, 100).journal("a", 1, 100),
+            given: || Given::deleting().file("b", 1, 100).journal("a", 1, 100),
             when: |h| {
                 h.change(Change::Renamed { from: abs("a"), to: abs("b") });
                 assert_eq!(h.jobs(), ["rename a -> b"]);
                 h.fs.put("a", Fake::File { len: 3, mtime: 300 });
-                h.touched("a");
-                h.quiet();
+                h.changed("a");
                 assert!(h.jobs().is_empty(), "a new a went up before the rename moved the old one");
                 h.succeed("rename a -> b");
                 h.quiet();
@@ -138,7 +128,14 @@ fn dry_run() {
     run(&[
         Row {
             rule: "Q3 --dry-run uploads, deletes and renames nothing",
-            given: || Given::new().dry_run().delete().synced("keep", 1, 100).file("a", 1, 100).journal("gone", 1, 100),
+            given: || {
+                Given::new()
+                    .with(|r| r.dry_run = true)
+                    .delete()
+                    .synced("keep", 1, 100)
+                    .file("a", 1, 100)
+                    .journal("gone", 1, 100)
+            },
             when: |h| {
                 h.reconcile();
                 h.change(Change::Renamed { from: abs("keep"), to: abs("moved") });
@@ -147,7 +144,7 @@ fn dry_run() {
         },
         Row {
             rule: "Q3 --dry-run still reads the listings",
-            given: || Given::new().dry_run().file("a", 1, 100),
+            given: || Given::new().with(|r| r.dry_run = true).file("a", 1, 100),
             when: |h| {
                 h.compare();
             },
