@@ -19,6 +19,7 @@ pub mod logging;
 pub mod mounts;
 pub mod pause;
 pub mod relpath;
+pub mod scope;
 pub mod signals;
 pub mod status;
 pub mod systemd;
