@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_ftpmonitor_global_optspecs
-    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= parallel= rescan-interval= max-delete= once dry-run publish-changing bwlimit= poll= h/help V/version
+    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= include= parallel= rescan-interval= max-delete= once dry-run publish-changing bwlimit= poll= h/help V/version
 end
 
 function __fish_ftpmonitor_needs_command
@@ -36,6 +36,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l ca-file -d 'Extra
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l timeout -d 'Connect, reply and data timeout: a server silent this long is given up and retried [default: 30s]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l cooldown -d 'Quiet period before a changed file is uploaded: 5, 0.5, 500ms, 2s [default: 5]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l exclude -d 'Skip paths matching GLOB (relative to WATCH_DIR); repeatable' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l include -d 'Sync only paths matching GLOB (excludes still win); repeatable [default: everything]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l parallel -d 'FTP connections used for transfers [default: 4]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l rescan-interval -d 'Safety reconcile period, 0 turns it off [default: 1h]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l max-delete -d 'With --delete, hold a reconcile that would delete more than this share of synced files [default: 50]' -r
@@ -68,6 +69,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l ca-file 
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l timeout -d 'Connect, reply and data timeout: a server silent this long is given up and retried [default: 30s]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l cooldown -d 'Quiet period before a changed file is uploaded: 5, 0.5, 500ms, 2s [default: 5]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l exclude -d 'Skip paths matching GLOB (relative to WATCH_DIR); repeatable' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l include -d 'Sync only paths matching GLOB (excludes still win); repeatable [default: everything]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l parallel -d 'FTP connections used for transfers [default: 4]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l rescan-interval -d 'Safety reconcile period, 0 turns it off [default: 1h]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l max-delete -d 'With --delete, hold a reconcile that would delete more than this share of synced files [default: 50]' -r

@@ -433,12 +433,12 @@ impl App {
                  server, login, TLS, mode or connections): restart ftpmonitor to apply that part"
             );
         }
-        let rescan = new.excludes.patterns() != self.cfg.excludes.patterns()
+        let rescan = new.scope.patterns() != self.cfg.scope.patterns()
             || new.delete != self.cfg.delete
             || new.max_delete != self.cfg.max_delete;
         self.cfg.cooldown = new.cooldown;
         self.cfg.log_level = new.log_level;
-        self.cfg.excludes = new.excludes;
+        self.cfg.scope = new.scope;
         self.cfg.delete = new.delete;
         self.cfg.max_delete = new.max_delete;
         self.cfg.publish_changing = new.publish_changing;

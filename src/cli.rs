@@ -138,6 +138,9 @@ pub struct SyncArgs {
     /// Skip paths matching GLOB (relative to WATCH_DIR); repeatable
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Sync only paths matching GLOB (excludes still win); repeatable [default: everything]
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
     /// FTP connections used for transfers [default: 4]
     #[arg(long, value_name = "N", env = "FTPMONITOR_PARALLEL", allow_hyphen_values = true)]
     pub parallel: Option<String>,

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::Glob;
 use log::LevelFilter;
 use toml::de::DeValue;
 
@@ -22,27 +22,10 @@ use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::relpath::EscapedPath;
 
-/// Names the tool gives its own temporary remote files; local files with these
-/// names are never uploaded.
-pub const TEMP_SUFFIX: &str = ".ftpmonitor-part";
-pub const ASIDE_SUFFIX: &str = ".ftpmonitor-old";
+pub use crate::scope::{ASIDE_SUFFIX, DEFAULT_EXCLUDES, Scope, TEMP_SUFFIX};
 
 /// Connect, greeting, control-reply and data timeout, unless `--timeout` says.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Excluded whatever the user says: editor swap, backup and lock files, and
-/// the tool's own temporary names.
-pub const DEFAULT_EXCLUDES: &[&str] = &[
-    "**/*.swp",
-    "**/*.swx",
-    "**/*~",
-    "**/.#*",
-    "**/#*#",
-    "**/.*.kate-swp",
-    "**/.~lock.*#",
-    "**/*.ftpmonitor-part",
-    "**/*.ftpmonitor-old",
-];
 
 /// A password: never printed by `Debug` or `Display`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -74,46 +57,6 @@ pub enum PasswordSource {
     None,
 }
 
-/// Paths matched against the path relative to WATCH_DIR.
-#[derive(Clone, Debug)]
-pub struct Excludes {
-    set: GlobSet,
-    patterns: Vec<String>,
-}
-
-impl Excludes {
-    pub fn new(user: &[String]) -> Result<Self> {
-        let mut builder = GlobSetBuilder::new();
-        let mut patterns = Vec::new();
-        for pat in DEFAULT_EXCLUDES.iter().copied().map(str::to_string).chain(user.iter().cloned()) {
-            let glob = Glob::new(&pat).map_err(|e| {
-                Error::usage(format!(
-                    "--exclude {pat:?} is not a valid glob ({}): use *, ?, [abc] and ** for any depth",
-                    e.kind()
-                ))
-            })?;
-            builder.add(glob);
-            // A pattern without a slash matches a name at any depth, as in .gitignore.
-            if !pat.contains('/') {
-                builder.add(Glob::new(&format!("**/{pat}")).map_err(|e| Error::usage(e.to_string()))?);
-            }
-            patterns.push(pat);
-        }
-        let set = builder.build().map_err(|e| Error::usage(format!("--exclude patterns: {e}")))?;
-        Ok(Self { set, patterns })
-    }
-
-    /// Whether `rel` or one of its parent directories is excluded (an
-    /// excluded directory excludes everything below it).
-    pub fn is_match(&self, rel: &str) -> bool {
-        self.set.is_match(rel) || rel.match_indices('/').any(|(i, _)| self.set.is_match(&rel[..i]))
-    }
-
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
-    }
-}
-
 /// Everything a run needs, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -141,7 +84,8 @@ pub struct Config {
     pub cooldown: Duration,
     pub recursive: bool,
     pub delete: bool,
-    pub excludes: Excludes,
+    /// `--exclude` and `--include`.
+    pub scope: Scope,
     pub parallel: usize,
     pub rescan_interval: Option<Duration>,
     pub max_delete: u8,
@@ -402,7 +346,9 @@ impl Config {
 
         let mut exclude = file.exclude.clone().unwrap_or_default();
         exclude.extend(y.exclude.iter().cloned());
-        let excludes = Excludes::new(&exclude)?;
+        let mut include = file.include.clone().unwrap_or_default();
+        include.extend(y.include.iter().cloned());
+        let scope = Scope::new(&exclude, &include)?;
 
         let once = y.once || file.once.unwrap_or(false);
         let run_as = text_of(&d.run_as, "--run-as", Some("FTPMONITOR_RUN_AS"))
@@ -439,7 +385,7 @@ impl Config {
             cooldown,
             recursive: !(y.no_recursive || file.no_recursive.unwrap_or(false)),
             delete: y.delete || file.delete.unwrap_or(false),
-            excludes,
+            scope,
             parallel,
             rescan_interval: (!rescan_interval.is_zero()).then_some(rescan_interval),
             max_delete,

@@ -20,6 +20,7 @@ pub mod mounts;
 pub mod pause;
 pub mod planner;
 pub mod relpath;
+pub mod scope;
 pub mod signals;
 pub mod status;
 pub mod systemd;

@@ -46,16 +46,16 @@ impl App {
         }
     }
 
-    /// What lies below `dir` (`None`: the whole tree), within the scope: an
-    /// excluded directory is not entered, and with `--no-recursive` nothing
-    /// below the top level is read.
+    /// What lies below `dir` (`None`: the whole tree), within the selection: an
+    /// excluded directory (or one nothing below which can be included) is not
+    /// entered, and with `--no-recursive` nothing below the top level is read.
     fn walk(&self, dir: Option<&RelPath>) -> Vec<Found> {
-        let scope = &self.planner.rules().scope;
-        if !scope.walks_into(dir) {
+        let selection = &self.planner.rules().selection;
+        if !selection.walks_into(dir) {
             return Vec::new();
         }
         let start = dir.map_or_else(PathBuf::new, |d| PathBuf::from(d.as_str()));
-        self.tree().walk(&start, scope.recursive, |p| scope.keeps(p)).collect()
+        self.tree().walk(&start, selection.recursive, |p, kind| selection.keeps(p, kind)).collect()
     }
 
     /// Answers what the planner needs, until it needs nothing more, and

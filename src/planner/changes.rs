@@ -22,7 +22,7 @@ impl Planner {
     /// A path relative to the watch directory, or `None` (logged) if it is
     /// not synced.
     pub(super) fn rel(&mut self, path: &Path) -> Option<RelPath> {
-        match self.rules.scope.rel(path) {
+        match self.rules.selection.rel(path) {
             Ok(rel) => Some(rel),
             Err(Some((name, why))) => {
                 self.skip_once(&name, why);
@@ -39,7 +39,7 @@ impl Planner {
         }
         match change {
             Change::Touched(p) | Change::Removed(p) => {
-                if p == self.rules.scope.watch_dir {
+                if p == self.rules.selection.watch_dir {
                     self.needs.push_back(Need::Root);
                 } else if let Some(rel) = self.rel(&p) {
                     self.touch(rel, now);

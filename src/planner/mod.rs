@@ -18,7 +18,7 @@
 //! reconciles, crash leftovers), `listing` (the first sync), `outcome` (what
 //! a finished job changes), `root` (the watch directory and its mounts, the
 //! guards on deletes), `queue` (the queue discipline), `retry` (back-off),
-//! `scope` (what this run syncs).
+//! `selection` (what this run syncs).
 
 mod changes;
 mod listing;
@@ -27,7 +27,7 @@ mod plan;
 mod queue;
 pub mod retry;
 mod root;
-mod scope;
+mod selection;
 #[cfg(test)]
 mod tests;
 
@@ -50,7 +50,7 @@ use retry::{Random, Retries, Server};
 use root::RootGuard;
 
 pub use root::Root;
-pub use scope::Scope;
+pub use selection::Selection;
 
 /// A file that never goes quiet is still uploaded this often.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -58,7 +58,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// The options the rules depend on (SIGHUP may change some of them).
 #[derive(Debug, Clone)]
 pub struct Rules {
-    pub scope: Scope,
+    pub selection: Selection,
     pub remote_dir: String,
     /// `--delete`: deletes and renames are propagated.
     pub delete: bool,
@@ -72,7 +72,11 @@ pub struct Rules {
 impl Rules {
     pub fn of(cfg: &Config) -> Self {
         Self {
-            scope: Scope { watch_dir: cfg.watch_dir.clone(), recursive: cfg.recursive, excludes: cfg.excludes.clone() },
+            selection: Selection {
+                watch_dir: cfg.watch_dir.clone(),
+                recursive: cfg.recursive,
+                globs: cfg.scope.clone(),
+            },
             remote_dir: cfg.remote_dir.clone(),
             delete: cfg.delete,
             max_delete: cfg.max_delete,

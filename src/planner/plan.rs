@@ -15,6 +15,7 @@ use crate::event::Job;
 use crate::journal::{Op, mtime_ns};
 use crate::localfs::{FileKind, Found, Stamp};
 use crate::relpath::{EscapedPath, RelPath};
+use crate::scope::Out;
 
 /// After this many uploads in a row that the file outran, it is reported (and,
 /// with `--publish-changing`, the next copy is published as it was read).
@@ -51,7 +52,7 @@ impl Planner {
                 Found::Unreadable(path, e) => {
                     self.skip_once(&EscapedPath(&path).to_string(), &format!("cannot read: {e}"));
                     // What lies below an unreadable directory is unknown, not gone.
-                    match RelPath::from_local(&self.rules.scope.watch_dir, &path) {
+                    match RelPath::from_local(&self.rules.selection.watch_dir, &path) {
                         Ok(rel) => out.unreadable.push(rel),
                         Err(_) => out.unreadable_root = true,
                     }
@@ -73,9 +74,21 @@ impl Planner {
     /// now. Below a directory that became a link (or a file), it is gone.
     pub fn plan(&mut self, rel: RelPath, local: Local, now: Instant) {
         match local {
-            Local::File(stamp) => {
-                self.plan_file(rel, stamp);
-            }
+            // Planned from the queue, a retry or an event's directory: what
+            // is out of scope now is dropped here.
+            Local::File(stamp) => match self.rules.selection.globs.file(rel.as_str()) {
+                Some(Out::Excluded) => {
+                    self.skip_once(rel.as_str(), "excluded now; dropped from the queue");
+                    self.batch.dequeue(rel);
+                }
+                Some(Out::NotIncluded) => {
+                    debug!("{rel}: not matched by any --include");
+                    self.batch.dequeue(rel);
+                }
+                None => {
+                    self.plan_file(rel, stamp);
+                }
+            },
             Local::Dir(found) => {
                 self.batch.dequeue(rel);
                 for (file, stamp) in self.files_of(found).files {
@@ -235,7 +248,7 @@ impl Planner {
             let gone: Vec<RelPath> = self
                 .synced
                 .keys()
-                .filter(|k| !seen.contains(*k) && self.rules.scope.contains(k))
+                .filter(|k| !seen.contains(*k) && self.rules.selection.contains(k))
                 .filter(|k| !walked.unreadable_root && !walked.unreadable.iter().any(|u| k.starts_with(u)))
                 .filter(|k| !self.root.on_lost_mount(k))
                 .filter(|k| !self.debouncer.contains(k) && !self.queue.is_running(k.as_str()))
@@ -317,12 +330,15 @@ impl Planner {
     /// one is the upload of the new one.
     pub(super) fn scoped(&mut self, job: Job) -> Option<Job> {
         let (rel, why) = match &job {
-            Job::Upload { rel, .. } | Job::Delete(rel) => match self.rules.scope.out_of_scope(rel) {
+            Job::Upload { rel, .. } | Job::Delete(rel) => match self.rules.selection.out_of_scope(rel, true) {
                 Some(why) => (rel.clone(), why),
                 None => return Some(job),
             },
             Job::Rename { from, to } => {
-                let decision = (self.rules.scope.out_of_scope(from), self.rules.scope.out_of_scope(to));
+                // A rename of a synced file, else of a directory.
+                let file = self.synced.contains_key(from);
+                let selection = &self.rules.selection;
+                let decision = (selection.out_of_scope(from, file), selection.out_of_scope(to, file));
                 if decision != (None, None) {
                     self.queue.rename_over(from);
                 }

@@ -82,7 +82,7 @@ impl Planner {
             error!(
                 "error: the watch directory {} is missing or empty while {} files are synced: \
                  holding all deletes (nothing is deleted on the server) until it is back",
-                EscapedPath(&self.rules.scope.watch_dir),
+                EscapedPath(&self.rules.selection.watch_dir),
                 self.synced.len()
             );
             self.root.held = true;
@@ -122,7 +122,7 @@ impl Planner {
             return;
         }
         if self.root.held {
-            info!("the watch directory {} is back; reconciling", EscapedPath(&self.rules.scope.watch_dir));
+            info!("the watch directory {} is back; reconciling", EscapedPath(&self.rules.selection.watch_dir));
             self.root.held = false;
         }
         // The old watch died with the directory.
@@ -139,7 +139,7 @@ impl Planner {
         if snapshot == self.root.mounts {
             return;
         }
-        let root: PathBuf = self.rules.scope.watch_dir.clone();
+        let root: PathBuf = self.rules.selection.watch_dir.clone();
         let old = std::mem::replace(&mut self.root.mounts, snapshot);
         let lost: Vec<RelPath> = old
             .lost_in(&self.root.mounts)

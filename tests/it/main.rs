@@ -20,6 +20,7 @@ mod daemon;
 mod dataconn;
 mod engine;
 mod hostile;
+mod include;
 mod ipv6;
 mod kinds;
 mod listing;

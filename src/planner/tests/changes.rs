@@ -91,7 +91,7 @@ fn new_directories() {
         },
         Row {
             rule: "C3 with --no-recursive only the top level is synced",
-            given: || Given::new().with(|r| r.scope.recursive = false).file("top", 1, 100).file("d/x", 1, 100),
+            given: || Given::new().with(|r| r.selection.recursive = false).file("top", 1, 100).file("d/x", 1, 100),
             when: |h| {
                 h.change(Change::DirAppeared(abs("d")));
                 h.touched("d/x");
@@ -344,6 +344,61 @@ fn scope_at_dispatch() {
                 h.exclude_now("*.log");
             },
             then: &["upload b"],
+        },
+    ]);
+}
+
+#[test]
+fn includes() {
+    run(&[
+        Row {
+            rule: "C7 with --include only matching files are synced",
+            given: || Given::new().globs(&[], &["*.pdf"]).file("a.pdf", 1, 100).file("a.txt", 1, 100),
+            when: |h| {
+                h.touched("a.pdf");
+                h.changed("a.txt");
+            },
+            then: &["upload a.pdf"],
+        },
+        Row {
+            rule: "C7 a matching directory includes everything below it",
+            given: || Given::new().globs(&[], &["scans"]).file("scans/2026/x.tif", 1, 100).file("other/y", 1, 100),
+            when: |h| {
+                h.reconcile();
+            },
+            then: &["upload scans/2026/x.tif"],
+        },
+        Row {
+            rule: "C7 excludes win over includes",
+            given: || Given::new().globs(&["*.tmp"], &["scans"]).file("scans/x.tmp", 1, 100).file("scans/y", 1, 100),
+            when: |h| {
+                h.reconcile();
+            },
+            then: &["upload scans/y"],
+        },
+        Row {
+            rule: "C7 a directory nothing below which can match is not walked",
+            given: || {
+                Given::new()
+                    .globs(&[], &["in/*.pdf"])
+                    .file("in/a.pdf", 1, 100)
+                    .file("out/b.pdf", 1, 100)
+                    .put("out", Fake::Unreadable)
+            },
+            when: |h| {
+                h.reconcile();
+                assert!(!h.p.skipped.iter().any(|s| s.starts_with("/w/out")), "an unmatchable directory was read");
+            },
+            then: &["upload in/a.pdf"],
+        },
+        Row {
+            rule: "C7 an upload queued before an --include was added (SIGHUP) that it does not match never leaves",
+            given: || Given::new().file("a.pdf", 1, 100).file("a.txt", 1, 100),
+            when: |h| {
+                h.reconcile();
+                h.globs_now(&[], &["*.pdf"]);
+            },
+            then: &["upload a.pdf"],
         },
     ]);
 }

@@ -26,6 +26,9 @@
 //!   FIFOs, devices, unreadable files, excluded paths, names FTP cannot
 //!   carry; scope is checked again when a job is handed to a worker
 //!   (`changes::SKIPPED`, `changes::SCOPE_AT_DISPATCH`)
+//! - C7 `--include`: only matching paths are synced (a matching directory
+//!   includes everything below it), excludes still win, and a directory
+//!   nothing below which can match is not walked (`changes::INCLUDES`)
 //! - P1 comparison by content: size and mtime as in the journal → nothing;
 //!   same size, new mtime → fingerprint compared before sending; else
 //!   uploaded (`plan::BY_CONTENT`)
@@ -89,14 +92,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::retry::Random;
-use super::{Local, Need, Planner, Rescan, Root, Rules, Scope};
-use crate::config::Excludes;
+use super::{Local, Need, Planner, Rescan, Root, Rules, Selection};
 use crate::event::{Change, Done, Job, Outcome};
 use crate::ftp::{Failure, Kind, RemoteEntry, Uploaded};
 use crate::journal::{Synced, mtime_ns};
 use crate::localfs::{FileKind, Found, Meta, Stamp};
 use crate::mounts::Snapshot;
 use crate::relpath::RelPath;
+use crate::scope::Scope;
 
 pub const WATCH: &str = "/w";
 pub const REMOTE: &str = "/r";
@@ -166,7 +169,7 @@ impl Fs {
     }
 
     /// A look at `path` as localfs gives it: below a link or a file, gone.
-    fn look(&self, path: &str, walk: bool, scope: &Scope) -> Local {
+    fn look(&self, path: &str, walk: bool, scope: &Selection) -> Local {
         let blocked =
             std::iter::successors(path.rsplit_once('/').map(|(d, _)| d), |p| p.rsplit_once('/').map(|(d, _)| d))
                 .any(|a| !matches!(self.entries.get(a), Some(Fake::Dir) | None));
@@ -182,7 +185,7 @@ impl Fs {
 
     /// A walk as localfs gives it: directories entered (not reported), links
     /// and special files reported as skipped, excluded names left out.
-    fn walk(&self, dir: Option<&str>, scope: &Scope) -> Vec<Found> {
+    fn walk(&self, dir: Option<&str>, scope: &Selection) -> Vec<Found> {
         if self.root_gone || !scope.walks_into(dir.and_then(RelPath::parse).as_ref()) {
             return Vec::new();
         }
@@ -192,7 +195,13 @@ impl Fs {
             |p: &'_ str| std::iter::successors(Some(p.to_string()), |a| a.rsplit_once('/').map(|(d, _)| d.to_string()));
         for (path, what) in self.entries.range(prefix.clone()..) {
             let Some(inner) = path.strip_prefix(&prefix) else { break };
-            let excluded = ancestors(path).any(|a| !scope.keeps(&abs(&a)));
+            let kind = |p: &str| match self.entries.get(p) {
+                Some(Fake::File { .. }) => FileKind::File,
+                Some(Fake::Link) => FileKind::Symlink,
+                Some(Fake::Fifo) => FileKind::Special,
+                Some(Fake::Dir | Fake::Unreadable) | None => FileKind::Dir,
+            };
+            let excluded = ancestors(path).any(|a| !scope.keeps(&abs(&a), kind(&a)));
             let below_unreadable = ancestors(path).skip(1).any(|a| self.entries.get(&a) == Some(&Fake::Unreadable));
             if (!scope.recursive && inner.contains('/')) || excluded || below_unreadable {
                 continue;
@@ -236,10 +245,10 @@ impl Given {
     pub fn new() -> Self {
         Self {
             rules: Rules {
-                scope: Scope {
+                selection: Selection {
                     watch_dir: PathBuf::from(WATCH),
                     recursive: true,
-                    excludes: Excludes::new(&[]).unwrap(),
+                    globs: Scope::new(&[], &[]).unwrap(),
                 },
                 remote_dir: REMOTE.to_string(),
                 delete: false,
@@ -274,8 +283,13 @@ impl Given {
         self
     }
 
-    pub fn exclude(mut self, glob: &str) -> Self {
-        self.rules.scope.excludes = Excludes::new(&[glob.to_string()]).unwrap();
+    pub fn exclude(self, glob: &str) -> Self {
+        self.globs(&[glob], &[])
+    }
+
+    /// `--exclude` and `--include` globs.
+    pub fn globs(mut self, exclude: &[&str], include: &[&str]) -> Self {
+        self.rules.selection.globs = globs(exclude, include);
         self
     }
 
@@ -354,7 +368,7 @@ impl H {
     /// Answers what the planner needs, as `app::local` does.
     pub fn settle(&mut self) {
         while let Some(need) = self.p.poll_need() {
-            let scope = self.p.rules().scope.clone();
+            let scope = self.p.rules().selection.clone();
             let now = self.now;
             match need {
                 Need::Plan(r) => {
@@ -422,8 +436,13 @@ impl H {
 
     /// SIGHUP added an exclude.
     pub fn exclude_now(&mut self, glob: &str) {
+        self.globs_now(&[glob], &[]);
+    }
+
+    /// SIGHUP changed the `--exclude` and `--include` globs.
+    pub fn globs_now(&mut self, exclude: &[&str], include: &[&str]) {
         let mut rules = self.p.rules().clone();
-        rules.scope.excludes = Excludes::new(&[glob.to_string()]).unwrap();
+        rules.selection.globs = globs(exclude, include);
         self.p.set_rules(rules, COOLDOWN);
     }
 
@@ -435,7 +454,7 @@ impl H {
     /// A look at the watch directory and, if it looks like itself, a walk of it.
     fn whole_tree(&self) -> (Root, Vec<Found>) {
         let root = self.fs.root();
-        let found = if self.p.root_ok(root) { self.fs.walk(None, &self.p.rules().scope) } else { Vec::new() };
+        let found = if self.p.root_ok(root) { self.fs.walk(None, &self.p.rules().selection) } else { Vec::new() };
         (root, found)
     }
 
@@ -519,6 +538,11 @@ impl H {
     pub fn journal(&self) -> Vec<String> {
         self.p.synced.keys().map(ToString::to_string).collect()
     }
+}
+
+fn globs(exclude: &[&str], include: &[&str]) -> Scope {
+    let owned = |g: &[&str]| g.iter().map(ToString::to_string).collect::<Vec<_>>();
+    Scope::new(&owned(exclude), &owned(include)).unwrap()
 }
 
 /// A remote file as MLSD shows it.

@@ -262,7 +262,7 @@ fn kind_changes() {
 fn crash_leftovers() {
     let mut h: H = Given::new().workers(4).file("same", 10, 100).file("changed", 11, 200).start();
     let upload = |h: &mut H, path: &str, len: u64, mtime: u64| {
-        let local = h.fs.look(path, false, &h.p.rules().scope.clone());
+        let local = h.fs.look(path, false, &h.p.rules().selection.clone());
         h.p.resume_upload(rel(path), len, mtime_ns(Some(super::at(mtime))), &local);
     };
     // P6 an upload under way: the file did not change, changed, or is gone.
@@ -284,7 +284,7 @@ fn crash_leftovers() {
 
     // P6 the journal's queue is planned again; a path gone has its temporary file removed.
     let mut h: H = Given::deleting().file("a", 1, 100).journal("b", 1, 100).start();
-    let scope = h.p.rules().scope.clone();
+    let scope = h.p.rules().selection.clone();
     let leftovers = ["a", "b"].map(|p| (rel(p), h.fs.look(p, true, &scope))).into();
     h.p.resume_leftovers(leftovers, h.now);
     assert_eq!(h.jobs(), ["upload a", "remove temp b", "delete b"]);

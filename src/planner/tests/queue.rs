@@ -157,6 +157,6 @@ fn dry_run() {
 #[test]
 fn the_fake_tree_follows_no_link() {
     let h: H = Given::new().put("d", Fake::Link).start();
-    let scope = h.p.rules().scope.clone();
+    let scope = h.p.rules().selection.clone();
     assert!(matches!(h.fs.look("d/x", true, &scope), crate::planner::Local::Gone(_)));
 }
