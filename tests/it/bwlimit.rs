@@ -107,10 +107,20 @@ fn a_timetable_boundary_changes_the_rate_of_a_transfer_in_flight() {
 }
 
 #[test]
-fn check_reports_the_rate_and_a_bad_one_is_a_usage_error() {
-    let out = Test::new().subcommand("check").args(["--bwlimit", "08:00,512k 18:00,off"]).run();
+fn check_reports_rate_watching_and_scope_and_a_bad_rate_is_a_usage_error() {
+    let out = Test::new()
+        .subcommand("check")
+        .args(["--bwlimit", "08:00,512k 18:00,off", "--poll", "30s", "--include", "*.pdf", "--exclude", "drafts"])
+        .run();
     out.assert_exit(0);
-    assert!(out.stdout.contains("upload rate:     from 08:00 512.0 KiB/s, from 18:00 no limit"), "{}", out.stdout);
+    for line in [
+        "upload rate:     from 08:00 512.0 KiB/s, from 18:00 no limit",
+        "watching:        by polling every 30s",
+        "included:        only *.pdf",
+        "excluded:        drafts",
+    ] {
+        assert!(out.stdout.contains(line), "no {line:?} in\n{}", out.stdout);
+    }
     let bad = Test::new().args(["--bwlimit", "8:00,1M"]).run();
     bad.assert_usage_error(&["--bwlimit", "not a time of day"]);
 }
