@@ -1,5 +1,5 @@
 //! What a change means: cooldown, new directories, moves, renames, deletes,
-//! skipped names and scope (rules C1–C6).
+//! skipped names, scope and includes (rules C1–C7).
 
 use std::time::Duration;
 

@@ -6,79 +6,79 @@
 //! and a fixed random source for the jitter.
 //!
 //! The rules README.md ("Usage", "How it syncs") and SPEC.md §3 state, and
-//! the table that checks each (one row or more per rule):
+//! the test (a table) that checks each, one row or more per rule:
 //!
 //! - C1 cooldown: a changed path is uploaded once no event touched it for
 //!   the cooldown; events inside the cooldown are not dropped, they extend
-//!   it (`changes::COOLDOWN`)
+//!   it (`changes::cooldown`)
 //! - C2 a file that never goes quiet is still uploaded at least once a
-//!   minute (`changes::COOLDOWN`)
+//!   minute (`changes::cooldown`)
 //! - C3 a new directory is walked: files created inside before its watch
 //!   existed are uploaded; `--no-recursive` syncs the top level only
-//!   (`changes::NEW_DIRECTORIES`)
+//!   (`changes::new_directories`)
 //! - C4 a move out of the tree is a removal, a move into it new files; the
-//!   halves of a rename inside it are one rename (`changes::MOVES`)
+//!   halves of a rename inside it are one rename (`changes::moves`)
 //! - C5 deletes and renames reach the server only with `--delete`; a rename
 //!   is one RNFR/RNTO, not a delete plus an upload, unless something is
 //!   pending on either name or the old name is not on the server
-//!   (`changes::RENAMES`, `changes::DELETES`)
+//!   (`changes::renames`, `changes::deletes`)
 //! - C6 skipped, with one log line each: symlinks (never followed), sockets,
 //!   FIFOs, devices, unreadable files, excluded paths, names FTP cannot
 //!   carry; scope is checked again when a job is handed to a worker
-//!   (`changes::SKIPPED`, `changes::SCOPE_AT_DISPATCH`)
+//!   (`changes::skipped`, `changes::scope_at_dispatch`)
 //! - C7 `--include`: only matching paths are synced (a matching directory
 //!   includes everything below it), excludes still win, and a directory
-//!   nothing below which can match is not walked (`changes::INCLUDES`)
+//!   nothing below which can match is not walked (`changes::includes`)
 //! - P1 comparison by content: size and mtime as in the journal → nothing;
 //!   same size, new mtime → fingerprint compared before sending; else
-//!   uploaded (`plan::BY_CONTENT`)
+//!   uploaded (`plan::by_content`)
 //! - P2 reconcile (start, SIGUSR1, overflow, rescan): what is new or changed
 //!   is queued, with `--delete` what is gone is deleted; a restart with
-//!   nothing changed sends nothing (`plan::RECONCILE`)
+//!   nothing changed sends nothing (`plan::reconcile`)
 //! - P3 `--max-delete`: a reconcile that would delete more than that share
-//!   of the synced files holds the deletes (`plan::RECONCILE`)
+//!   of the synced files holds the deletes (`plan::reconcile`)
 //! - P4 a watch directory that vanishes or turns empty while files are
 //!   synced never empties the server: deletes are held (queued ones too)
 //!   until it is back, then it is reconciled; a disk unmounted below it
-//!   holds the deletes of its files (`plan::ROOT_GUARD`, `mounts`)
+//!   holds the deletes of its files (`plan::root_guard`, `plan::mounts`)
 //! - P5 an old kind in the way (a directory where a file must go, or a file
 //!   where its directory must be) is removed first with `--delete`, else
-//!   the path is skipped (`plan::KIND_CHANGES`)
+//!   the path is skipped (`plan::kind_changes`)
 //! - P6 after a crash, an upload under way resumes (REST) when the file did
 //!   not change, starts over when it did, and its temporary file is removed
 //!   when it is gone; old copies renamed aside are cleaned up; the
-//!   journal's queue is planned again (`plan::CRASH_LEFTOVERS`)
+//!   journal's queue is planned again (`plan::crash_leftovers`)
 //! - Q1 one job per path: the newer intent wins (a delete after a queued
 //!   upload, an upload after a queued delete), except over a rename; a path
 //!   changed while its job runs is looked at again when it ends
-//!   (`queue::INTENT`)
+//!   (`queue::intent`)
 //! - Q2 files of 8 MiB and more have their own queue, so small files never
-//!   wait behind them while a connection is free (`queue::LARGE`)
+//!   wait behind them while a connection is free (`queue::large`)
 //! - Q3 `--dry-run` sends and changes nothing on the server, but listings
-//!   are still read (`queue::DRY_RUN`)
+//!   are still read (`queue::dry_run`)
 //! - L1 first sync (empty journal): a remote file with the same size and an
 //!   mtime no older than the local one counts as synced (MLSD to the second,
 //!   LIST with 15 hours' slack), everything else is uploaded
-//!   (`listing::FIRST_SYNC`, `listing::remote_times`)
+//!   (`listing::first_sync`, `listing::remote_times`)
 //! - L2 listings go from the top down: a directory missing on the server is
 //!   not listed, nor anything below it; a failed listing tells nothing, and
-//!   hidden names are listed anyway (`listing::TOP_DOWN`)
+//!   hidden names are listed anyway (`listing::top_down`)
 //! - L3 left-over temporary names from a crash are removed, old copies
-//!   renamed aside dropped or renamed back (`listing::LEFTOVERS`)
+//!   renamed aside dropped or renamed back (`listing::leftovers`)
 //! - O1 a copy that changed while it was read is never published (unless
 //!   `--publish-changing`, from the second attempt); the file is tried again
-//!   once quiet, with a warning at most every 10 minutes (`outcome::CHANGING`)
+//!   once quiet, with a warning at most every 10 minutes (`outcome::changing`)
 //! - O2 failures are retried with exponential back-off (1 s doubling to
 //!   5 min) with jitter; one failing file never blocks the others; a lost
 //!   connection is retried for the whole server with its own back-off (to
 //!   1 min), one probe at a time; `--once` gives up after 5 attempts
-//!   (`outcome::FAILURES`, `outcome::SERVER_DOWN`, `retry` unit tests)
+//!   (`outcome::failures`, `outcome::server_down`, the tests in `planner/retry.rs`)
 //! - O3 a rename the server refuses becomes an upload under the new name and
-//!   a delete of the old one (`outcome::FAILURES`)
+//!   a delete of the old one (`outcome::failures`)
 //! - O4 after a verified upload the journal holds its size, mtime and
 //!   fingerprint, but an mtime as recent as the read is not trusted; a
 //!   delete removes the remote directories the tool created once they are
-//!   empty; a rename moves what the journal knows (`outcome::SUCCESS`,
+//!   empty; a rename moves what the journal knows (`outcome::success`,
 //!   `outcome::racy_mtime`)
 
 mod changes;
