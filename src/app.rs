@@ -197,7 +197,7 @@ impl App {
         };
         app.resume_uploads(uploads);
         app.apply_bwlimit();
-        let queued = if app.planner.synced_count() == 0 {
+        let queued = if app.planner.first_sync() {
             app.compare_with_server("first sync of this job")
         } else {
             app.reconcile("start")
@@ -433,16 +433,13 @@ impl App {
                  server, login, TLS, mode or connections): restart ftpmonitor to apply that part"
             );
         }
-        let rescan = new.scope.patterns() != self.cfg.scope.patterns()
-            || new.delete != self.cfg.delete
-            || new.max_delete != self.cfg.max_delete;
         self.cfg.cooldown = new.cooldown;
         self.cfg.log_level = new.log_level;
         self.cfg.scope = new.scope;
         self.cfg.delete = new.delete;
         self.cfg.max_delete = new.max_delete;
         self.cfg.publish_changing = new.publish_changing;
-        self.planner.set_rules(Rules::of(&self.cfg), self.cfg.cooldown);
+        let rescan = self.planner.set_rules(Rules::of(&self.cfg), self.cfg.cooldown);
         if self.cfg.poll != new.poll {
             self.cfg.poll = new.poll;
             self.rewatch();

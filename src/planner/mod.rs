@@ -253,10 +253,21 @@ impl Planner {
         &self.rules
     }
 
-    /// New options (SIGHUP); the caller reconciles if scope or deletes changed.
-    pub fn set_rules(&mut self, rules: Rules, cooldown: Duration) {
-        self.rules = rules;
+    /// New options (SIGHUP). Returns whether the tree must be reconciled:
+    /// when what is synced (the globs) or what is deleted (`--delete`,
+    /// `--max-delete`) changed; anything else takes effect without a rescan.
+    pub fn set_rules(&mut self, rules: Rules, cooldown: Duration) -> bool {
+        let old = std::mem::replace(&mut self.rules, rules);
         self.debouncer.set_cooldown(cooldown);
+        old.selection.globs.patterns() != self.rules.selection.globs.patterns()
+            || old.delete != self.rules.delete
+            || old.max_delete != self.rules.max_delete
+    }
+
+    /// A first sync of this job (the journal knows nothing): the tree is
+    /// compared with the server's listings, not with the journal.
+    pub fn first_sync(&self) -> bool {
+        self.synced.is_empty()
     }
 
     /// The next thing to look at or do, oldest first.

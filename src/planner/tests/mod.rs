@@ -34,7 +34,8 @@
 //!   uploaded (`plan::by_content`)
 //! - P2 reconcile (start, SIGUSR1, overflow, rescan): what is new or changed
 //!   is queued, with `--delete` what is gone is deleted; a restart with
-//!   nothing changed sends nothing (`plan::reconcile`)
+//!   nothing changed sends nothing; SIGHUP reconciles only when what is
+//!   synced or deleted changed (`plan::reconcile`, `plan::reload`)
 //! - P3 `--max-delete`: a reconcile that would delete more than that share
 //!   of the synced files holds the deletes (`plan::reconcile`)
 //! - P4 a watch directory that vanishes or turns empty while files are
@@ -443,7 +444,7 @@ impl H {
     pub fn globs_now(&mut self, exclude: &[&str], include: &[&str]) {
         let mut rules = self.p.rules().clone();
         rules.selection.globs = globs(exclude, include);
-        self.p.set_rules(rules, COOLDOWN);
+        let _ = self.p.set_rules(rules, COOLDOWN);
     }
 
     /// Until every cooldown has ended.
@@ -540,7 +541,7 @@ impl H {
     }
 }
 
-fn globs(exclude: &[&str], include: &[&str]) -> Scope {
+pub fn globs(exclude: &[&str], include: &[&str]) -> Scope {
     let owned = |g: &[&str]| g.iter().map(ToString::to_string).collect::<Vec<_>>();
     Scope::new(&owned(exclude), &owned(include)).unwrap()
 }

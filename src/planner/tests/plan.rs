@@ -294,3 +294,25 @@ fn crash_leftovers() {
     h.p.resume_upload(rel("b"), 1, 0, &local);
     assert_eq!(h.jobs(), ["aside b drop"]);
 }
+
+/// A change of the options, as SIGHUP makes it.
+type Edit = fn(&mut crate::planner::Rules);
+
+#[test]
+fn reload() {
+    // P2 SIGHUP reconciles only when what is synced or deleted changed.
+    let table: &[(&str, Edit, bool)] = &[
+        ("a new exclude", |r| r.selection.globs = super::globs(&["*.log"], &[]), true),
+        ("a new include", |r| r.selection.globs = super::globs(&[], &["*.pdf"]), true),
+        ("--delete turned on", |r| r.delete = true, true),
+        ("another --max-delete", |r| r.max_delete = 10, true),
+        ("--publish-changing", |r| r.publish_changing = true, false),
+        ("nothing", |_| {}, false),
+    ];
+    for (what, change, rescan) in table {
+        let mut h: H = Given::new().start();
+        let mut rules = h.p.rules().clone();
+        change(&mut rules);
+        assert_eq!(h.p.set_rules(rules, super::COOLDOWN), *rescan, "{what}");
+    }
+}
