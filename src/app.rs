@@ -101,6 +101,9 @@ struct App {
     limiter: crate::bwlimit::Limiter,
     rate: Option<crate::bwlimit::Rate>,
     rate_change_at: Option<Instant>,
+    /// `--poll`: files looked at in the second of their last write, to be
+    /// looked at again once that second is over (see `app::local`).
+    poll_rechecks: std::collections::BTreeMap<Instant, Vec<std::path::PathBuf>>,
 }
 
 impl App {
@@ -192,6 +195,7 @@ impl App {
             limiter: connector.limiter().clone(),
             rate: None,
             rate_change_at: None,
+            poll_rechecks: std::collections::BTreeMap::new(),
             args,
             cfg,
         };
@@ -320,6 +324,7 @@ impl App {
             self.watchdog.map(|(_, t)| t),
             self.journal_due,
             self.rate_change_at,
+            self.poll_rechecks.keys().next().copied(),
         ]
         .into_iter()
         .flatten()
@@ -346,6 +351,11 @@ impl App {
                 stop.grace_until = now + ABORT_WAIT;
             }
             return;
+        }
+        while let Some(entry) = self.poll_rechecks.first_entry().filter(|e| *e.key() <= now) {
+            for path in entry.remove() {
+                self.planner.on_change(crate::event::Change::Touched(path), now);
+            }
         }
         self.planner.tick(now);
         self.settle();

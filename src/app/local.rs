@@ -4,7 +4,7 @@
 //! for: watching the tree anew (a new watcher) and reconciling it.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 
@@ -32,6 +32,40 @@ impl App {
             },
             Ok(None) => Local::Gone(self.look_root()),
             Err(e) => Local::Unreadable(e.to_string()),
+        }
+    }
+
+    /// With `--poll`: notify's poll watcher keeps each file's mtime in whole
+    /// seconds and reports only a newer one, so a file written again within
+    /// the second of a look would never be reported. Files found in the
+    /// second of their last write (or the one before it, for the clocks'
+    /// sake) are looked at again once that second is over, as if an event
+    /// had come; an unchanged one then costs a stat.
+    fn recheck_if_fresh(&mut self, rel: &RelPath, local: &Local, now: Instant) {
+        if self.cfg.poll.is_none() {
+            return;
+        }
+        let wall = std::time::SystemTime::now();
+        let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let wall_secs = wall.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let mut fresh = |path: PathBuf, modified: Option<std::time::SystemTime>| {
+            let Some(m) = modified.map(secs) else { return };
+            if m + 1 >= secs(wall) {
+                // Just after the end of that second, by the wall clock.
+                let after = Duration::from_secs_f64((m as f64 + 1.1 - wall_secs).max(0.1));
+                self.poll_rechecks.entry(now + after).or_default().push(path);
+            }
+        };
+        match local {
+            Local::File(stamp) => fresh(rel.to_local(&self.cfg.watch_dir), stamp.mtime),
+            Local::Dir(found) => {
+                for f in found {
+                    if let Found::File(path, meta) = f {
+                        fresh(path.clone(), meta.stamp().mtime);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -68,14 +102,17 @@ impl App {
             match need {
                 Need::Plan(rel) => {
                     let local = self.look(&rel, true);
+                    self.recheck_if_fresh(&rel, &local, now);
                     self.planner.plan(rel, local, now);
                 }
                 Need::Appeared(rel) => {
                     let local = self.look(&rel, true);
+                    self.recheck_if_fresh(&rel, &local, now);
                     self.planner.appeared(rel, local, now);
                 }
                 Need::TouchInside(rel) => {
                     let local = self.look(&rel, true);
+                    self.recheck_if_fresh(&rel, &local, now);
                     self.planner.touch_inside(rel, local, now);
                 }
                 Need::DirLeft(rel) => {
