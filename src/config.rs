@@ -98,6 +98,10 @@ pub struct Config {
     pub bwlimit: crate::bwlimit::Timetable,
     /// `--poll`: watch by polling at this interval.
     pub poll: Option<Duration>,
+    /// `--min-age`: a file is uploaded once its mtime is this old.
+    pub min_age: Option<Duration>,
+    /// `--max-age`: a file whose mtime is older is left alone.
+    pub max_age: Option<Duration>,
 
     pub config_file: Option<PathBuf>,
     /// Where the local files' paths came from, for errors found at start-up.
@@ -236,6 +240,25 @@ impl Config {
                 })?),
                 None => file.poll,
             };
+        let age = |given: &Option<String>,
+                   option: &'static str,
+                   env: &'static str,
+                   from_file: Option<Option<Duration>>| match given {
+            Some(a) => parse_age(a).map_err(|e| Error::usage(format!("{}: {e}", cli(option, Some(env), a.as_ref())))),
+            None => Ok(from_file.flatten()),
+        };
+        let min_age = age(&y.min_age, "--min-age", "FTPMONITOR_MIN_AGE", file.min_age)?;
+        let max_age = age(&y.max_age, "--max-age", "FTPMONITOR_MAX_AGE", file.max_age)?;
+        if let (Some(min), Some(max)) = (min_age, max_age)
+            && min >= max
+        {
+            return Err(Error::usage(format!(
+                "--min-age {} is not less than --max-age {}: no file could ever be uploaded (it would never be old enough yet young enough); lower --min-age or \
+                 raise --max-age",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            )));
+        }
         let log_level = match &d.log_level {
             Some(l) => parse_log_level(l).map_err(|e| {
                 Error::usage(format!("{}: {e}", cli("--log-level", Some("FTPMONITOR_LOG_LEVEL"), l.as_ref())))
@@ -394,6 +417,8 @@ impl Config {
             publish_changing: y.publish_changing || file.publish_changing.unwrap_or(false),
             bwlimit,
             poll,
+            min_age,
+            max_age,
             config_file,
             origins: Origins { state_dir: state_origin, pid_file: pid_origin, log_file: log_origin },
         })

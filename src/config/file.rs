@@ -48,6 +48,9 @@ pub(super) struct FileConfig {
     pub(super) publish_changing: Option<bool>,
     pub(super) bwlimit: Option<crate::bwlimit::Timetable>,
     pub(super) poll: Option<Duration>,
+    /// `min-age` and `max-age`: `Some(None)` is an explicit "off".
+    pub(super) min_age: Option<Option<Duration>>,
+    pub(super) max_age: Option<Option<Duration>>,
 
     /// For each key given: how it was written and its 1-based line.
     pub(super) keys: HashMap<&'static str, (String, usize)>,
@@ -85,6 +88,8 @@ pub(super) const FILE_KEYS: &[&str] = &[
     "publish-changing",
     "bwlimit",
     "poll",
+    "min-age",
+    "max-age",
 ];
 
 /// What to write instead of a malformed `password` value. Says nothing of the
@@ -182,6 +187,8 @@ impl FileConfig {
             "dry-run" => self.dry_run = Some(bool_value(v)?),
             "publish-changing" => self.publish_changing = Some(bool_value(v)?),
             "poll" => self.poll = Some(parse_poll(&number_text(v, "\"30s\"")?)?),
+            "min-age" => self.min_age = Some(parse_age(&number_text(v, "\"10m\"")?)?),
+            "max-age" => self.max_age = Some(parse_age(&number_text(v, "\"30d\"")?)?),
             "bwlimit" => self.bwlimit = Some(crate::bwlimit::Timetable::parse(&number_text(v, "\"10M\"")?)?),
             _ => return Err("not a key of the config file".to_string()),
         }
