@@ -377,7 +377,7 @@ _ftpmonitor() {
             return 0
             ;;
         ftpmonitor__subcmd__status)
-            opts="-h --pid-file --state-dir --json --help"
+            opts="-h --pid-file --state-dir --json --max-pending-age --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -388,6 +388,10 @@ _ftpmonitor() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-pending-age)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -90,6 +90,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l publish-
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -s h -l help -d 'Print help'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l pid-file -d 'PID file of the daemon to ask about' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l state-dir -d 'State directory of the daemon to ask about' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l max-pending-age -d 'Exit 1 if an operation has been pending longer than DUR (for Nagios, Icinga, ExecCondition): 15m, 1h' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l json -d 'Print one JSON object'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -s h -l help -d 'Print help'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand pause" -l pid-file -d 'PID file of the daemon' -r -F

@@ -184,6 +184,9 @@ pub struct StatusArgs {
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
+    /// Exit 1 if an operation has been pending longer than DUR (for Nagios, Icinga, ExecCondition): 15m, 1h
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    pub max_pending_age: Option<String>,
 }
 
 /// Which daemon `pause` and `resume` talk to.

@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::relpath::EscapedPath;
 
 pub use crate::scope::{ASIDE_SUFFIX, DEFAULT_EXCLUDES, Scope, TEMP_SUFFIX};
+pub use checks::parse_duration;
 
 /// Connect, greeting, control-reply and data timeout, unless `--timeout` says.
 pub const TIMEOUT: Duration = Duration::from_secs(30);

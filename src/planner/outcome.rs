@@ -345,6 +345,8 @@ impl Planner {
             // Another session already reported this outage.
             return;
         };
+        // For `status`: since when it is down (the first report of an outage counts).
+        self.batch.server(false);
         let msg = format!(
             "{}: {f}; retrying in {}",
             if f.kind == Kind::Login { "error: login refused" } else { "warning: server unavailable" },
@@ -360,6 +362,7 @@ impl Planner {
 
     fn server_up(&mut self, now: Instant) {
         if let Some(down) = self.server.up(now) {
+            self.batch.server(true);
             info!("server reachable again after {}", humantime::format_duration(Duration::from_secs(down.as_secs())));
         }
     }

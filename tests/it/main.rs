@@ -20,6 +20,7 @@ mod crash;
 mod daemon;
 mod dataconn;
 mod engine;
+mod health;
 mod hostile;
 mod include;
 mod ipv6;
