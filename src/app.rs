@@ -26,11 +26,11 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Job};
 use crate::ftp::{Connector, Kind, Session};
 use crate::journal::{Batch, JobKey, Journal, Synced};
-use crate::relpath::{EscapedPath, RelPath};
+use crate::relpath::{Escaped, EscapedPath, RelPath};
 use crate::signals::{self, SignalThread};
 use crate::transfer::Pool;
 use crate::watcher::Watcher;
-use crate::{check, logging, status};
+use crate::{check, logging, pause, status};
 
 use progress::Progress;
 
@@ -50,6 +50,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Check(args)) => check::run(&args),
         Some(Command::Status(args)) => status::run(&args),
+        Some(Command::Pause(args)) => pause::run(&args, true),
+        Some(Command::Resume(args)) => pause::run(&args, false),
         None => run_daemon(cli.run),
     };
     match result {
@@ -406,6 +408,14 @@ struct App {
     progress: Progress,
     /// systemd watchdog: ping period and the next ping.
     watchdog: Option<(Duration, Instant)>,
+    /// `--bwlimit`: the shared bucket, its rate now, and when the timetable
+    /// changes it next.
+    /// `ftpmonitor pause` / SIGUSR2: no new transfer starts; events are
+    /// still taken and queued. Kept in the journal across restarts.
+    paused: bool,
+    limiter: crate::bwlimit::Limiter,
+    rate: Option<crate::bwlimit::Rate>,
+    rate_change_at: Option<Instant>,
 }
 
 impl App {
@@ -432,11 +442,17 @@ impl App {
         let created_dirs = journal.load_dirs().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
         let leftovers = journal.load_queue().map_err(|e| Error::runtime(e.to_string()))?;
         let uploads = journal.load_uploads().map_err(|e| Error::runtime(e.to_string()))?;
+        let paused = journal.paused().map_err(|e| Error::runtime(e.to_string()))?;
+        if paused && cfg.once {
+            return Err(Error::runtime(
+                "this job is paused (ftpmonitor pause): run ftpmonitor resume with the same --state-dir first",
+            ));
+        }
 
         let watcher = if cfg.once {
             None
         } else {
-            Some(Watcher::start(&cfg.watch_dir, cfg.recursive, tx.clone()).map_err(|e| {
+            Some(Watcher::start(&cfg.watch_dir, cfg.recursive, cfg.poll, tx.clone()).map_err(|e| {
                 Error::runtime(format!(
                     "cannot watch {}: {}",
                     EscapedPath(&cfg.watch_dir),
@@ -444,6 +460,18 @@ impl App {
                 ))
             })?)
         };
+        let mounts = crate::mounts::Snapshot::take(&cfg.watch_dir);
+        if let Some(m) = mounts.holding.as_ref().filter(|m| crate::mounts::misses_remote_changes(&m.fstype))
+            && cfg.poll.is_none()
+            && !cfg.once
+        {
+            warn!(
+                "warning: the watch directory {} is on a {} file system, where files written by other machines \
+                 raise no events here: add --poll 30s (poll = \"30s\" in the config file) to find them by polling",
+                EscapedPath(&cfg.watch_dir),
+                Escaped(&m.fstype)
+            );
+        }
         let busy = synced.is_empty() || !leftovers.is_empty();
         let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx, session, busy)
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
@@ -484,7 +512,7 @@ impl App {
             partial: HashMap::new(),
             changed_streak: HashMap::new(),
             root_held: false,
-            mounts: crate::mounts::Snapshot::take(&cfg.watch_dir),
+            mounts,
             root_unmounted: false,
             lost_mounts: Vec::new(),
             unreadable: Vec::new(),
@@ -498,10 +526,15 @@ impl App {
             hangup_is_stop,
             progress: Progress::new(cfg.foreground),
             watchdog: crate::systemd::watchdog_every().map(|d| (d, now)),
+            paused,
+            limiter: connector.limiter().clone(),
+            rate: None,
+            rate_change_at: None,
             args,
             cfg,
         };
         app.resume_uploads(uploads);
+        app.apply_bwlimit();
         let queued = if app.synced.is_empty() {
             app.compare_with_server("first sync of this job")
         } else {
@@ -515,6 +548,9 @@ impl App {
             EscapedPath(&app.cfg.watch_dir),
             app.synced.len()
         );
+        if app.paused {
+            info!("paused: no transfer starts until ftpmonitor resume (or SIGUSR2); changes are queued meanwhile");
+        }
         Ok(app)
     }
 
@@ -620,6 +656,7 @@ impl App {
         consider(self.progress.next_tick());
         consider(self.watchdog.map(|(_, t)| t));
         consider(self.journal_due);
+        consider(self.rate_change_at);
         consider(self.moves.first().map(|(_, t)| *t));
         d
     }
@@ -670,6 +707,9 @@ impl App {
                 info!("periodic rescan: {n} new or changed files queued");
             }
         }
+        if self.rate_change_at.is_some_and(|t| t <= now) {
+            self.apply_bwlimit();
+        }
         if self.root_check_at.is_some_and(|t| t <= now) {
             self.root_check_at = None;
             self.check_root_back();
@@ -692,6 +732,7 @@ impl App {
             signals::TERM | signals::INT => self.begin_stop(signals::name(sig)),
             signals::HUP if self.hangup_is_stop => self.begin_stop("SIGHUP (terminal hang-up)"),
             signals::HUP => self.reload(),
+            signals::USR2 => self.toggle_pause(),
             signals::USR1 => {
                 // The journal says what changed here; the listings say what
                 // the server lost or holds differently.
@@ -745,16 +786,24 @@ impl App {
                  server, login, TLS, mode or connections): restart ftpmonitor to apply that part"
             );
         }
-        let rescan = new.excludes.patterns() != self.cfg.excludes.patterns()
+        let rescan = new.scope.patterns() != self.cfg.scope.patterns()
             || new.delete != self.cfg.delete
             || new.max_delete != self.cfg.max_delete;
         self.debouncer.set_cooldown(new.cooldown);
         self.cfg.cooldown = new.cooldown;
         self.cfg.log_level = new.log_level;
-        self.cfg.excludes = new.excludes;
+        self.cfg.scope = new.scope;
         self.cfg.delete = new.delete;
         self.cfg.max_delete = new.max_delete;
         self.cfg.publish_changing = new.publish_changing;
+        if self.cfg.poll != new.poll {
+            self.cfg.poll = new.poll;
+            self.rewatch();
+        }
+        if self.cfg.bwlimit != new.bwlimit {
+            self.cfg.bwlimit = new.bwlimit;
+            self.apply_bwlimit();
+        }
         if self.cfg.rescan_interval != new.rescan_interval {
             self.cfg.rescan_interval = new.rescan_interval;
             self.next_rescan = new.rescan_interval.map(|d| Instant::now() + d);
@@ -765,6 +814,42 @@ impl App {
             let n = self.reconcile("new configuration");
             info!("reconcile after reload: {n} files queued");
         }
+    }
+
+    /// Pauses or resumes the starting of transfers (SIGUSR2, which `ftpmonitor
+    /// pause` and `resume` send). Transfers running go on; the state is written
+    /// to the journal at once, where `status` and those commands read it.
+    fn toggle_pause(&mut self) {
+        self.paused = !self.paused;
+        if let Err(e) = self.journal.set_paused(self.paused) {
+            warn!("warning: cannot record the pause in the journal: {e}");
+        }
+        if self.paused {
+            info!(
+                "paused: no new transfer starts ({} running go on); changes are still watched and queued",
+                self.in_flight.len()
+            );
+        } else {
+            let waiting = self.pending.len() + self.pending_large.len();
+            info!("resumed: transfers start again ({waiting} waiting)");
+        }
+    }
+
+    /// Sets the upload rate the timetable gives for now (logged when it
+    /// changes; transfers in flight go on at the new rate) and schedules the
+    /// next change.
+    fn apply_bwlimit(&mut self) {
+        let second = crate::bwlimit::local_second_of_day();
+        let rate = self.cfg.bwlimit.rate_at(second);
+        if self.rate != Some(rate) {
+            if self.rate.is_some() || rate.is_some() {
+                info!("upload rate: {}", crate::bwlimit::describe(rate));
+            }
+            self.limiter.set(rate);
+            self.rate = Some(rate);
+        }
+        // Measured from the start of this second: the change lands just after the boundary.
+        self.rate_change_at = self.cfg.bwlimit.next_change(second).map(|d| Instant::now() + d);
     }
 
     fn shutdown(&mut self) -> ExitCode {

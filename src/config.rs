@@ -14,7 +14,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::Glob;
 use log::LevelFilter;
 use toml::de::DeValue;
 
@@ -22,27 +22,10 @@ use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::relpath::EscapedPath;
 
-/// Names the tool gives its own temporary remote files; local files with these
-/// names are never uploaded.
-pub const TEMP_SUFFIX: &str = ".ftpmonitor-part";
-pub const ASIDE_SUFFIX: &str = ".ftpmonitor-old";
+pub use crate::scope::{ASIDE_SUFFIX, DEFAULT_EXCLUDES, Scope, TEMP_SUFFIX};
 
 /// Connect, greeting, control-reply and data timeout, unless `--timeout` says.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Excluded whatever the user says: editor swap, backup and lock files, and
-/// the tool's own temporary names.
-pub const DEFAULT_EXCLUDES: &[&str] = &[
-    "**/*.swp",
-    "**/*.swx",
-    "**/*~",
-    "**/.#*",
-    "**/#*#",
-    "**/.*.kate-swp",
-    "**/.~lock.*#",
-    "**/*.ftpmonitor-part",
-    "**/*.ftpmonitor-old",
-];
 
 /// A password: never printed by `Debug` or `Display`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -74,46 +57,6 @@ pub enum PasswordSource {
     None,
 }
 
-/// Paths matched against the path relative to WATCH_DIR.
-#[derive(Clone, Debug)]
-pub struct Excludes {
-    set: GlobSet,
-    patterns: Vec<String>,
-}
-
-impl Excludes {
-    pub fn new(user: &[String]) -> Result<Self> {
-        let mut builder = GlobSetBuilder::new();
-        let mut patterns = Vec::new();
-        for pat in DEFAULT_EXCLUDES.iter().copied().map(str::to_string).chain(user.iter().cloned()) {
-            let glob = Glob::new(&pat).map_err(|e| {
-                Error::usage(format!(
-                    "--exclude {pat:?} is not a valid glob ({}): use *, ?, [abc] and ** for any depth",
-                    e.kind()
-                ))
-            })?;
-            builder.add(glob);
-            // A pattern without a slash matches a name at any depth, as in .gitignore.
-            if !pat.contains('/') {
-                builder.add(Glob::new(&format!("**/{pat}")).map_err(|e| Error::usage(e.to_string()))?);
-            }
-            patterns.push(pat);
-        }
-        let set = builder.build().map_err(|e| Error::usage(format!("--exclude patterns: {e}")))?;
-        Ok(Self { set, patterns })
-    }
-
-    /// Whether `rel` or one of its parent directories is excluded (an
-    /// excluded directory excludes everything below it).
-    pub fn is_match(&self, rel: &str) -> bool {
-        self.set.is_match(rel) || rel.match_indices('/').any(|(i, _)| self.set.is_match(&rel[..i]))
-    }
-
-    pub fn patterns(&self) -> &[String] {
-        &self.patterns
-    }
-}
-
 /// Everything a run needs, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -141,7 +84,8 @@ pub struct Config {
     pub cooldown: Duration,
     pub recursive: bool,
     pub delete: bool,
-    pub excludes: Excludes,
+    /// `--exclude` and `--include`.
+    pub scope: Scope,
     pub parallel: usize,
     pub rescan_interval: Option<Duration>,
     pub max_delete: u8,
@@ -150,6 +94,10 @@ pub struct Config {
     /// Publish copies that changed while they were read (snapshots of files
     /// that never hold still).
     pub publish_changing: bool,
+    /// `--bwlimit`: the total upload rate by time of day.
+    pub bwlimit: crate::bwlimit::Timetable,
+    /// `--poll`: watch by polling at this interval.
+    pub poll: Option<Duration>,
 
     pub config_file: Option<PathBuf>,
     /// Where the local files' paths came from, for errors found at start-up.
@@ -275,6 +223,19 @@ impl Config {
             })?,
             None => file.max_delete.unwrap_or(50),
         };
+        let bwlimit = match &y.bwlimit {
+            Some(b) => crate::bwlimit::Timetable::parse(b).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--bwlimit", Some("FTPMONITOR_BWLIMIT"), b.as_ref())))
+            })?,
+            None => file.bwlimit.clone().unwrap_or_else(crate::bwlimit::Timetable::off),
+        };
+        let poll =
+            match &y.poll {
+                Some(p) => Some(parse_poll(p).map_err(|e| {
+                    Error::usage(format!("{}: {e}", cli("--poll", Some("FTPMONITOR_POLL"), p.as_ref())))
+                })?),
+                None => file.poll,
+            };
         let log_level = match &d.log_level {
             Some(l) => parse_log_level(l).map_err(|e| {
                 Error::usage(format!("{}: {e}", cli("--log-level", Some("FTPMONITOR_LOG_LEVEL"), l.as_ref())))
@@ -385,7 +346,9 @@ impl Config {
 
         let mut exclude = file.exclude.clone().unwrap_or_default();
         exclude.extend(y.exclude.iter().cloned());
-        let excludes = Excludes::new(&exclude)?;
+        let mut include = file.include.clone().unwrap_or_default();
+        include.extend(y.include.iter().cloned());
+        let scope = Scope::new(&exclude, &include)?;
 
         let once = y.once || file.once.unwrap_or(false);
         let run_as = text_of(&d.run_as, "--run-as", Some("FTPMONITOR_RUN_AS"))
@@ -422,13 +385,15 @@ impl Config {
             cooldown,
             recursive: !(y.no_recursive || file.no_recursive.unwrap_or(false)),
             delete: y.delete || file.delete.unwrap_or(false),
-            excludes,
+            scope,
             parallel,
             rescan_interval: (!rescan_interval.is_zero()).then_some(rescan_interval),
             max_delete,
             once,
             dry_run: y.dry_run || file.dry_run.unwrap_or(false),
             publish_changing: y.publish_changing || file.publish_changing.unwrap_or(false),
+            bwlimit,
+            poll,
             config_file,
             origins: Origins { state_dir: state_origin, pid_file: pid_origin, log_file: log_origin },
         })
@@ -671,6 +636,15 @@ fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
     }
 }
 
+/// `--poll`: at least a tenth of a second (each poll stats every file).
+fn parse_poll(s: &str) -> std::result::Result<Duration, String> {
+    match parse_duration(s) {
+        Ok(d) if d >= Duration::from_millis(100) => Ok(d),
+        Ok(_) => Err(format!("{s:?} is too short: use at least 0.1 s, e.g. 30s (each poll looks at every file)")),
+        Err(e) => Err(e),
+    }
+}
+
 fn parse_parallel(s: &str) -> std::result::Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if (1..=64).contains(&n) => Ok(n),
@@ -793,12 +767,15 @@ struct FileConfig {
     no_recursive: Option<bool>,
     delete: Option<bool>,
     exclude: Option<Vec<String>>,
+    include: Option<Vec<String>>,
     parallel: Option<usize>,
     rescan_interval: Option<Duration>,
     max_delete: Option<u8>,
     once: Option<bool>,
     dry_run: Option<bool>,
     publish_changing: Option<bool>,
+    bwlimit: Option<crate::bwlimit::Timetable>,
+    poll: Option<Duration>,
 
     /// For each key given: how it was written and its 1-based line.
     keys: HashMap<&'static str, (String, usize)>,
@@ -827,12 +804,15 @@ const FILE_KEYS: &[&str] = &[
     "no-recursive",
     "delete",
     "exclude",
+    "include",
     "parallel",
     "rescan-interval",
     "max-delete",
     "once",
     "dry-run",
     "publish-changing",
+    "bwlimit",
+    "poll",
 ];
 
 /// What to write instead of a malformed `password` value. Says nothing of the
@@ -922,12 +902,15 @@ impl FileConfig {
             "no-recursive" => self.no_recursive = Some(bool_value(v)?),
             "delete" => self.delete = Some(bool_value(v)?),
             "exclude" => self.exclude = Some(glob_list(v)?),
+            "include" => self.include = Some(glob_list(v)?),
             "parallel" => self.parallel = Some(parse_parallel(&number_text(v, "4")?)?),
             "rescan-interval" => self.rescan_interval = Some(parse_duration(&number_text(v, "\"1h\"")?)?),
             "max-delete" => self.max_delete = Some(parse_percent(&number_text(v, "50")?)?),
             "once" => self.once = Some(bool_value(v)?),
             "dry-run" => self.dry_run = Some(bool_value(v)?),
             "publish-changing" => self.publish_changing = Some(bool_value(v)?),
+            "poll" => self.poll = Some(parse_poll(&number_text(v, "\"30s\"")?)?),
+            "bwlimit" => self.bwlimit = Some(crate::bwlimit::Timetable::parse(&number_text(v, "\"10M\"")?)?),
             _ => return Err("not a key of the config file".to_string()),
         }
         Ok(())
@@ -1208,19 +1191,7 @@ mod tests {
         assert_eq!(cfg.port, 21);
         assert_eq!(cfg.cooldown, Duration::from_millis(500));
         assert_eq!(cfg.state_dir, etc.join("state"));
-        assert!(cfg.excludes.is_match("deep/dir/x.tmp"));
-    }
-
-    #[test]
-    fn default_excludes_cover_editor_files_and_our_temp_names() {
-        let ex = Excludes::new(&[]).unwrap();
-        for name in ["a/.report.txt.swp", "notes.txt~", ".#lock", "x/.f.ftpmonitor-part", "#auto#"] {
-            assert!(ex.is_match(name), "{name}");
-        }
-        assert!(!ex.is_match("a/report.txt"));
-        let ex = Excludes::new(&["build".to_string(), "cache/**".to_string()]).unwrap();
-        assert!(ex.is_match("build/x.o") && ex.is_match("src/build/deep/y.o") && ex.is_match("cache/a"));
-        assert!(!ex.is_match("builder/x.o"));
+        assert!(cfg.scope.excluded("deep/dir/x.tmp"));
     }
 
     #[test]

@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS uploads (
     started_at INTEGER NOT NULL,
     PRIMARY KEY (job, path)
 ) WITHOUT ROWID;
+-- Jobs paused by `ftpmonitor pause` (or SIGUSR2): no transfer starts, also
+-- after a restart, until `ftpmonitor resume`.
+CREATE TABLE IF NOT EXISTS pauses (
+    job       INTEGER PRIMARY KEY REFERENCES jobs(id),
+    paused_at INTEGER NOT NULL
+);
 -- Remote directories this tool created (relative to the remote dir).
 CREATE TABLE IF NOT EXISTS dirs (
     job  INTEGER NOT NULL REFERENCES jobs(id),
@@ -359,6 +365,28 @@ impl Journal {
         Ok(out)
     }
 
+    /// Whether the job is paused.
+    pub fn paused(&self) -> Result<bool, JournalError> {
+        self.conn
+            .query_row("SELECT 1 FROM pauses WHERE job = ?1", params![self.job], |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a pause or its end at once (`status` and `pause`/`resume` read it).
+    pub fn set_paused(&mut self, paused: bool) -> Result<(), JournalError> {
+        let r = if paused {
+            self.conn.execute(
+                "INSERT OR REPLACE INTO pauses (job, paused_at) VALUES (?1, ?2)",
+                params![self.job, now_secs()],
+            )
+        } else {
+            self.conn.execute("DELETE FROM pauses WHERE job = ?1", params![self.job])
+        };
+        r.map(drop).map_err(|e| self.err(e))
+    }
+
     /// Remote directories this tool created.
     pub fn load_dirs(&self) -> Result<Vec<String>, JournalError> {
         let mut stmt = self.conn.prepare("SELECT path FROM dirs WHERE job = ?1").map_err(|e| self.err(e))?;
@@ -475,6 +503,7 @@ pub struct JobStatus {
     pub last_upload_path: Option<String>,
     pub last_error_at: Option<i64>,
     pub last_error: Option<String>,
+    pub paused: bool,
 }
 
 /// Reads every job's status from the journal in `state_dir`, without
@@ -492,7 +521,8 @@ pub fn read_status(state_dir: &Path) -> Result<Vec<JobStatus>, String> {
             "SELECT id, watch_dir, host, port, remote_dir, user, started_at, pid,
                     last_upload_at, last_upload_path, last_error_at, last_error,
                     (SELECT count(*) FROM files f WHERE f.job = jobs.id),
-                    (SELECT count(*) FROM queue q WHERE q.job = jobs.id)
+                    (SELECT count(*) FROM queue q WHERE q.job = jobs.id),
+                    EXISTS (SELECT 1 FROM pauses p WHERE p.job = jobs.id)
              FROM jobs ORDER BY started_at DESC",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -511,6 +541,7 @@ pub fn read_status(state_dir: &Path) -> Result<Vec<JobStatus>, String> {
                 last_error: r.get(11)?,
                 synced: r.get(12)?,
                 pending: r.get(13)?,
+                paused: r.get(14)?,
             })
         })?;
         rows.collect()

@@ -80,6 +80,11 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 /// the panic hook's time stamps.
 static LOCAL_OFFSET: OnceLock<time::UtcOffset> = OnceLock::new();
 
+/// The local time's offset from UTC read at start-up, in seconds.
+pub fn local_offset_secs() -> i32 {
+    LOCAL_OFFSET.get().map_or(0, |o| o.whole_seconds())
+}
+
 /// Values no line may show (the password).
 static HIDDEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 

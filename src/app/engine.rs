@@ -16,6 +16,7 @@ use crate::ftp::{Failure, Kind, RemoteEntry, Stamp};
 use crate::journal::{Op, Synced, mtime_ns};
 use crate::localfs::{FileKind, Found, Meta, Tree};
 use crate::relpath::{BadName, Escaped, EscapedPath, RelPath};
+use crate::scope::Out;
 use crate::watcher::{Change, Watcher};
 
 /// Per-file retry back-off: first delay and cap.
@@ -48,11 +49,15 @@ impl App {
                 if !self.cfg.recursive && rel.parent().is_some() {
                     return None;
                 }
-                if self.cfg.excludes.is_match(rel.as_str()) {
-                    self.skip_once(rel.as_str(), "excluded");
-                    return None;
+                match self.cfg.scope.path(rel.as_str()) {
+                    Some(Out::Excluded) => {
+                        self.skip_once(rel.as_str(), Out::Excluded.reason());
+                        None
+                    }
+                    // Most of a tree may not be included: not worth a line each.
+                    Some(Out::NotIncluded) => None,
+                    None => Some(rel),
                 }
-                Some(rel)
             }
             Err(BadName::Outside) => None,
             Err(BadName::NotUtf8(name)) => {
@@ -225,8 +230,14 @@ impl App {
             return Vec::new();
         }
         let root = self.cfg.watch_dir.clone();
-        let excludes = self.cfg.excludes.clone();
-        let keep = |p: &Path| !RelPath::from_local(&root, p).is_ok_and(|r| excludes.is_match(r.as_str()));
+        let scope = self.cfg.scope.clone();
+        // Left out silently: excluded, not included, or a directory nothing
+        // below which can be included.
+        let keep = |p: &Path, kind: FileKind| {
+            RelPath::from_local(&root, p).map_or(true, |r| {
+                if kind == FileKind::Dir { scope.dir(r.as_str()).is_none() } else { scope.file(r.as_str()).is_none() }
+            })
+        };
         let mut out = Vec::new();
         for found in tree.walk(&start, self.cfg.recursive, keep) {
             match found {
@@ -313,12 +324,12 @@ impl App {
 
     /// Watches the tree anew (a new inotify instance, every directory walked
     /// again): after an overflow, an unmount or a remount.
-    fn rewatch(&mut self) {
+    pub(super) fn rewatch(&mut self) {
         if self.cfg.once {
             return;
         }
         self.watcher = None;
-        match Watcher::start(&self.cfg.watch_dir, self.cfg.recursive, self.tx.clone()) {
+        match Watcher::start(&self.cfg.watch_dir, self.cfg.recursive, self.cfg.poll, self.tx.clone()) {
             Ok(w) => self.watcher = Some(w),
             Err(e) => warn!(
                 "warning: cannot watch {} again: {}",
@@ -439,17 +450,19 @@ impl App {
 
     /// Whether a journal entry is still within what this run syncs.
     fn in_scope(&self, rel: &RelPath) -> bool {
-        self.out_of_scope(rel).is_none()
+        self.out_of_scope(rel, true).is_none()
     }
 
-    /// Why `rel` is outside what this run syncs now, if it is.
-    fn out_of_scope(&self, rel: &RelPath) -> Option<&'static str> {
+    /// Why `rel` (a file, or with `file` false possibly a directory) is
+    /// outside what this run syncs now, if it is.
+    fn out_of_scope(&self, rel: &RelPath, file: bool) -> Option<&'static str> {
         if !self.cfg.recursive && rel.parent().is_some() {
-            Some("below the top level (--no-recursive) now; dropped from the queue")
-        } else if self.cfg.excludes.is_match(rel.as_str()) {
-            Some("excluded now; dropped from the queue")
-        } else {
-            None
+            return Some("below the top level (--no-recursive) now; dropped from the queue");
+        }
+        let out = if file { self.cfg.scope.file(rel.as_str()) } else { self.cfg.scope.path(rel.as_str()) };
+        match out? {
+            Out::Excluded => Some("excluded now; dropped from the queue"),
+            Out::NotIncluded => Some("not matched by any --include now; dropped from the queue"),
         }
     }
 
@@ -460,12 +473,14 @@ impl App {
     /// one is the upload of the new one.
     fn scoped(&mut self, job: Job) -> Option<Job> {
         let (rel, why) = match &job {
-            Job::Upload { rel, .. } | Job::Delete(rel) => match self.out_of_scope(rel) {
+            Job::Upload { rel, .. } | Job::Delete(rel) => match self.out_of_scope(rel, true) {
                 Some(why) => (rel.clone(), why),
                 None => return Some(job),
             },
             Job::Rename { from, to } => {
-                let decision = (self.out_of_scope(from), self.out_of_scope(to));
+                // A rename of a synced file, else of a directory.
+                let file = self.synced.contains_key(from);
+                let decision = (self.out_of_scope(from, file), self.out_of_scope(to, file));
                 if decision != (None, None) {
                     self.renaming.remove(from);
                 }
@@ -681,7 +696,21 @@ impl App {
     pub(super) fn plan(&mut self, rel: RelPath) {
         match self.tree().lstat(Path::new(rel.as_str())) {
             Ok(Some(m)) if m.kind == FileKind::File => {
-                self.plan_file(rel, m.stamp());
+                // Planned from the queue, a retry or an event's directory:
+                // what is out of scope now is dropped here.
+                match self.cfg.scope.file(rel.as_str()) {
+                    Some(Out::Excluded) => {
+                        self.skip_once(rel.as_str(), "excluded now; dropped from the queue");
+                        self.batch.dequeue(rel);
+                    }
+                    Some(Out::NotIncluded) => {
+                        debug!("{rel}: not matched by any --include");
+                        self.batch.dequeue(rel);
+                    }
+                    None => {
+                        self.plan_file(rel, m.stamp());
+                    }
+                }
             }
             Ok(Some(m)) if m.kind == FileKind::Dir => {
                 let local = rel.to_local(&self.cfg.watch_dir);
@@ -890,7 +919,7 @@ impl App {
     }
 
     pub(super) fn dispatch(&mut self) {
-        if self.stop.is_some() {
+        if self.stop.is_some() || self.paused {
             return;
         }
         let now = Instant::now();

@@ -233,6 +233,8 @@ pub struct Session {
     /// The job's "no dot in temporary names" switch (see [`Connector`]).
     visible_temp: Arc<std::sync::atomic::AtomicBool>,
     timeout: Duration,
+    /// `--bwlimit` (see [`crate::bwlimit`]).
+    limiter: crate::bwlimit::Limiter,
     /// Whether the server sends a TLS 1.3 ticket on upload data connections
     /// (`None`: not known yet).
     tickets_on_data: Option<bool>,

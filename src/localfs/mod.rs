@@ -162,9 +162,9 @@ impl Tree {
     /// Walks `start` (relative; empty for the root): the start itself if it
     /// is not a directory, else what lies below it, read through directory
     /// descriptors. With `recursive` false only the start's own entries.
-    /// `keep` sees each entry's absolute path before it is reported or
-    /// entered: false leaves it out silently (excludes).
-    pub fn walk<F: FnMut(&Path) -> bool>(&self, start: &Path, recursive: bool, keep: F) -> Walk<F> {
+    /// `keep` sees each entry's absolute path and kind before it is reported
+    /// or entered: false leaves it out silently (excludes, includes).
+    pub fn walk<F: FnMut(&Path, FileKind) -> bool>(&self, start: &Path, recursive: bool, keep: F) -> Walk<F> {
         let inner = match check_relative(start) {
             Ok(()) => sys::Walk::new(self, start, recursive),
             Err(e) => sys::Walk::failed(self.root.join(start), e),
@@ -189,7 +189,7 @@ pub struct Walk<F> {
     keep: F,
 }
 
-impl<F: FnMut(&Path) -> bool> Iterator for Walk<F> {
+impl<F: FnMut(&Path, FileKind) -> bool> Iterator for Walk<F> {
     type Item = Found;
 
     fn next(&mut self) -> Option<Found> {

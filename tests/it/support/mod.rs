@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod control;
 mod daemon;
 pub mod proc;
 pub mod proxy;

@@ -1,0 +1,38 @@
+//! `--poll`: watching by polling, for file systems where other machines' writes raise no
+//! events (NFS, SMB, FUSE). With it the daemon holds no inotify instance, so every change
+//! it finds was found by polling.
+
+use crate::support::{Daemon, Test};
+
+/// How many inotify instances the process holds.
+fn inotify_instances(d: &Daemon) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy() == "anon_inode:inotify"))
+        .count()
+}
+
+#[test]
+fn changes_are_found_by_polling_without_any_inotify_watch() {
+    let events = Test::new().start();
+    assert_eq!(inotify_instances(&events), 1, "the check below would prove nothing");
+
+    let t = Test::new().args(["--poll", "300ms", "--delete"]);
+    t.write("keep.txt", b"keeps the watch directory from looking unmounted");
+    let d = t.start();
+    assert_eq!(inotify_instances(&d), 0, "--poll still watches with inotify");
+    d.write("a.txt", b"new");
+    d.wait_remote("a.txt", b"new");
+    d.write("a.txt", b"changed, same directory");
+    d.wait_remote("a.txt", b"changed, same directory");
+    d.write("deep/er/b.txt", b"in a new directory");
+    d.wait_remote("deep/er/b.txt", b"in a new directory");
+    std::fs::remove_file(d.watch_dir().join("a.txt")).unwrap();
+    d.wait_until("a.txt is deleted on the server", || d.remote("a.txt").is_none());
+}
+
+#[test]
+fn a_poll_interval_below_a_tenth_of_a_second_is_a_usage_error() {
+    Test::new().args(["--poll", "10ms"]).run().assert_usage_error(&["--poll", "too short"]);
+}
