@@ -69,6 +69,7 @@ fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     let cfg = Config::from_args(&args)?;
     logging::hide(cfg.password.expose());
     logging::set_level(cfg.log_level);
+    logging::set_format(cfg.log_format);
     prepare_local_files(&cfg)?;
     if let Some(log) = &cfg.log_file {
         // From here on warnings (an unreachable server at start-up) reach the
@@ -780,6 +781,7 @@ impl App {
             }
         };
         logging::set_level(new.log_level);
+        logging::set_format(new.log_format);
         if !new.same_job(&self.cfg) {
             warn!(
                 "warning: SIGHUP: the new configuration changes what is synced where (watch directory, \

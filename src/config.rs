@@ -80,6 +80,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub run_as: Option<String>,
     pub log_level: LevelFilter,
+    pub log_format: crate::logging::LogFormat,
 
     pub cooldown: Duration,
     pub recursive: bool,
@@ -242,6 +243,12 @@ impl Config {
             })?,
             None => file.log_level.unwrap_or(LevelFilter::Info),
         };
+        let log_format = match &d.log_format {
+            Some(f) => f.parse().map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--log-format", Some("FTPMONITOR_LOG_FORMAT"), f.as_ref())))
+            })?,
+            None => file.log_format.unwrap_or_default(),
+        };
 
         let watch_dir = path_of(&args.watch_dir, "WATCH_DIR", None, &file.watch_dir, "watch-dir")?;
         let host = text_of(&args.host, "HOST", None).or_else(|| file.host.clone().map(|h| (h, from_file("host"))));
@@ -382,6 +389,7 @@ impl Config {
             state_dir,
             run_as,
             log_level,
+            log_format,
             cooldown,
             recursive: !(y.no_recursive || file.no_recursive.unwrap_or(false)),
             delete: y.delete || file.delete.unwrap_or(false),
@@ -754,6 +762,7 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     run_as: Option<String>,
     log_level: Option<LevelFilter>,
+    log_format: Option<crate::logging::LogFormat>,
 
     user: Option<String>,
     password: Option<Secret>,
@@ -793,6 +802,7 @@ const FILE_KEYS: &[&str] = &[
     "state-dir",
     "run-as",
     "log-level",
+    "log-format",
     "user",
     "password",
     "password-file",
@@ -888,6 +898,7 @@ impl FileConfig {
             "state-dir" => self.state_dir = Some(path_value(v)?),
             "run-as" => self.run_as = Some(string_value(v)?),
             "log-level" => self.log_level = Some(parse_log_level(&string_value(v)?)?),
+            "log-format" => self.log_format = Some(string_value(v)?.parse()?),
             "user" => self.user = Some(string_value(v)?),
             "password" => match v {
                 DeValue::String(s) => self.password = Some(Secret::new(s.as_ref())),

@@ -1010,7 +1010,8 @@ impl App {
                 self.uploaded_files += 1;
                 self.uploaded_bytes += u.bytes;
                 self.progress.done(u.bytes);
-                info!("uploaded {rel} ({}, {} ms)", super::human_bytes(u.bytes), elapsed.as_millis());
+                info!(path:% = rel, bytes = u.bytes, ms = elapsed.as_millis();
+                    "uploaded {rel} ({}, {} ms)", super::human_bytes(u.bytes), elapsed.as_millis());
             }
             (Job::Upload { rel, .. }, Done::Unchanged(stamp)) => {
                 debug!("{rel}: same content, new mtime; not sent again");
@@ -1025,7 +1026,7 @@ impl App {
             (Job::Delete(rel), _) => {
                 self.synced.remove(rel);
                 self.batch.forget(rel.clone());
-                info!("deleted {rel} on the server");
+                info!(path:% = rel; "deleted {rel} on the server");
                 self.remove_empty_dirs(rel.parent().and_then(RelPath::parse));
                 self.old_kind_gone(rel);
             }
@@ -1187,7 +1188,7 @@ impl App {
                 self.pending.push_front(job);
             }
             Kind::Local | Kind::LocalBroken => {
-                warn!("warning: {f}; skipped until it changes again");
+                warn!(path = job_name(&job), error = f.message; "warning: {f}; skipped until it changes again");
                 if self.cfg.once {
                     self.give_up(&job, &f.message);
                 }
@@ -1252,7 +1253,7 @@ impl App {
             self.batch.failed(p.clone(), attempts, f.message.clone());
         }
         if self.cfg.once && attempts >= ONCE_ATTEMPTS {
-            warn!("warning: {f}; giving up after {attempts} attempts");
+            warn!(path = job_name(&job), error = f.message; "warning: {f}; giving up after {attempts} attempts");
             self.give_up(&job, &f.message);
             return;
         }
@@ -1261,7 +1262,7 @@ impl App {
             return;
         };
         if attempts == 1 || r.last_message != f.message || now.duration_since(r.last_logged) >= RELOG {
-            warn!(
+            warn!(path = job_name(&job), error = f.message;
                 "warning: {f} (attempt {attempts}); retrying in {}",
                 humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
             );
@@ -1302,7 +1303,7 @@ impl App {
             humantime::format_duration(Duration::from_secs(s.backoff.as_secs().max(1)))
         );
         if loud {
-            warn!("{msg}");
+            warn!(error = f.message; "{msg}");
             s.last_logged = Some(now);
             self.batch.error(f.message.clone());
         } else {
