@@ -169,6 +169,12 @@ pub struct SyncArgs {
     /// Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines' writes raise no events)
     #[arg(long, value_name = "DUR", env = "FTPMONITOR_POLL", allow_hyphen_values = true)]
     pub poll: Option<String>,
+    /// Upload a file only once its mtime is DUR old (writers that pause without closing): 30s, 10m, off [default: off]
+    #[arg(long, value_name = "DUR", env = "FTPMONITOR_MIN_AGE", allow_hyphen_values = true)]
+    pub min_age: Option<String>,
+    /// Leave files whose mtime is older than DUR alone (the first sync of an old folder): 30d, off [default: off]
+    #[arg(long, value_name = "DUR", env = "FTPMONITOR_MAX_AGE", allow_hyphen_values = true)]
+    pub max_age: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,6 +10,7 @@
 
 mod support;
 
+mod ages;
 mod badinput;
 mod bwlimit;
 mod changing;
