@@ -440,6 +440,7 @@ impl App {
             }
         };
         logging::set_level(new.log_level);
+        logging::set_format(new.log_format);
         if !new.same_job(&self.cfg) {
             warn!(
                 "warning: SIGHUP: the new configuration changes what is synced where (watch directory, \

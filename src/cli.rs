@@ -98,6 +98,10 @@ pub struct DaemonArgs {
     /// error, warn, info or debug [default: info]
     #[arg(long, value_name = "LEVEL", env = "FTPMONITOR_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// text (`<timestamp> - <message>`) or json (one object a line: ts, level, msg, and path, bytes, ms or error
+    /// where they apply) [default: text]
+    #[arg(long, value_name = "FORMAT", env = "FTPMONITOR_LOG_FORMAT")]
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Args)]

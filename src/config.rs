@@ -81,6 +81,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub run_as: Option<String>,
     pub log_level: LevelFilter,
+    pub log_format: crate::logging::LogFormat,
 
     pub cooldown: Duration,
     pub recursive: bool,
@@ -266,6 +267,12 @@ impl Config {
             })?,
             None => file.log_level.unwrap_or(LevelFilter::Info),
         };
+        let log_format = match &d.log_format {
+            Some(f) => f.parse().map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--log-format", Some("FTPMONITOR_LOG_FORMAT"), f.as_ref())))
+            })?,
+            None => file.log_format.unwrap_or_default(),
+        };
 
         let watch_dir = path_of(&args.watch_dir, "WATCH_DIR", None, &file.watch_dir, "watch-dir")?;
         let host = text_of(&args.host, "HOST", None).or_else(|| file.host.clone().map(|h| (h, from_file("host"))));
@@ -406,6 +413,7 @@ impl Config {
             state_dir,
             run_as,
             log_level,
+            log_format,
             cooldown,
             recursive: !(y.no_recursive || file.no_recursive.unwrap_or(false)),
             delete: y.delete || file.delete.unwrap_or(false),

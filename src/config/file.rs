@@ -26,6 +26,7 @@ pub(super) struct FileConfig {
     pub(super) state_dir: Option<PathBuf>,
     pub(super) run_as: Option<String>,
     pub(super) log_level: Option<LevelFilter>,
+    pub(super) log_format: Option<crate::logging::LogFormat>,
 
     pub(super) user: Option<String>,
     pub(super) password: Option<Secret>,
@@ -68,6 +69,7 @@ pub(super) const FILE_KEYS: &[&str] = &[
     "state-dir",
     "run-as",
     "log-level",
+    "log-format",
     "user",
     "password",
     "password-file",
@@ -165,6 +167,7 @@ impl FileConfig {
             "state-dir" => self.state_dir = Some(path_value(v)?),
             "run-as" => self.run_as = Some(string_value(v)?),
             "log-level" => self.log_level = Some(parse_log_level(&string_value(v)?)?),
+            "log-format" => self.log_format = Some(string_value(v)?.parse()?),
             "user" => self.user = Some(string_value(v)?),
             "password" => match v {
                 DeValue::String(s) => self.password = Some(Secret::new(s.as_ref())),

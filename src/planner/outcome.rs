@@ -96,7 +96,8 @@ impl Planner {
                 self.uploaded_files += 1;
                 self.uploaded_bytes += u.bytes;
                 self.tallies.push(Tally::Done(u.bytes));
-                info!("uploaded {rel} ({}, {} ms)", crate::logging::human_bytes(u.bytes), elapsed.as_millis());
+                info!(path:% = rel, bytes = u.bytes, ms = elapsed.as_millis();
+                    "uploaded {rel} ({}, {} ms)", crate::logging::human_bytes(u.bytes), elapsed.as_millis());
             }
             (Job::Upload { rel, .. }, Done::Unchanged(stamp)) => {
                 debug!("{rel}: same content, new mtime; not sent again");
@@ -111,7 +112,7 @@ impl Planner {
             (Job::Delete(rel), _) => {
                 self.synced.remove(rel);
                 self.batch.forget(rel.clone());
-                info!("deleted {rel} on the server");
+                info!(path:% = rel; "deleted {rel} on the server");
                 self.remove_empty_dirs(rel.parent().and_then(RelPath::parse));
                 self.old_kind_gone(rel);
             }
@@ -235,7 +236,7 @@ impl Planner {
                 self.queue.push_front(job);
             }
             Kind::Local | Kind::LocalBroken => {
-                warn!("warning: {f}; skipped until it changes again");
+                warn!(path = job.name(), error = f.message; "warning: {f}; skipped until it changes again");
                 if self.rules.once {
                     self.give_up(&job, &f.message);
                 }
@@ -325,12 +326,13 @@ impl Planner {
         }
         match verdict {
             Verdict::GiveUp { attempts } => {
-                warn!("warning: {f}; giving up after {attempts} attempts");
+                warn!(path = job.name(), error = f.message; "warning: {f}; giving up after {attempts} attempts");
                 self.give_up(&job, &f.message);
             }
             Verdict::Retry { attempts, delay, loud } => {
                 if loud {
-                    warn!("warning: {f} (attempt {attempts}); retrying in {}", whole_seconds(delay));
+                    warn!(path = job.name(), error = f.message;
+                        "warning: {f} (attempt {attempts}); retrying in {}", whole_seconds(delay));
                 } else {
                     debug!("{f} (attempt {attempts})");
                 }
@@ -353,7 +355,7 @@ impl Planner {
             whole_seconds(outage.backoff)
         );
         if outage.loud {
-            warn!("{msg}");
+            warn!(error = f.message; "{msg}");
             self.batch.error(f.message.clone());
         } else {
             debug!("{msg}");

@@ -90,6 +90,7 @@ const OPTIONS: &[Row] = &[
     Row { name: "parallel word", args: &["--parallel", "many"], words: &["--parallel", "many"], ..D },
     Row { name: "parallel fraction", args: &["--parallel", "4.5"], words: &["--parallel", "4.5"], ..D },
     Row { name: "log level", args: &["--log-level", "loud"], words: &["--log-level", "loud", "warn"], ..D },
+    Row { name: "log format", args: &["--log-format", "xml"], words: &["--log-format", "xml", "text or json"], ..D },
     Row { name: "exclude glob", args: &["--exclude", "["], words: &["--exclude", "glob"], ..D },
     Row { name: "exclude open group", args: &["--exclude", "{a,b"], words: &["--exclude", "{a,b", "glob"], ..D },
     Row {
@@ -390,6 +391,12 @@ const CONFIG: &[Row] = &[
         name: "log level number",
         config: Some("{base}log-level = 3"),
         words: &["line 5", "log-level", "quoted"],
+        ..D
+    },
+    Row {
+        name: "log format word",
+        config: Some("{base}log-format = \"xml\""),
+        words: &["line 5", "log-format", "xml", "text or json"],
         ..D
     },
     Row {

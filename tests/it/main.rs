@@ -27,6 +27,7 @@ mod ipv6;
 mod kinds;
 mod listing;
 mod localfiles;
+mod logformat;
 mod login;
 mod pause;
 mod pipeline;
