@@ -1,5 +1,6 @@
-//! The log: `<timestamp> - <message>` lines, or one JSON object a line
-//! (`--log-format json`), into a file that SIGHUP reopens (for logrotate) and,
+//! The log: `<timestamp> - <message>` lines written by simplelog, or one
+//! JSON object a line (`--log-format json`, which simplelog cannot write:
+//! it has no key-values), into a file that SIGHUP reopens (for logrotate) and,
 //! in the foreground, onto stderr too.
 //!
 //! One logger is installed for the life of the process, writing into a
@@ -28,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use log::LevelFilter;
+use simplelog::{ConfigBuilder, WriteLogger};
 use time::macros::format_description;
 
 use crate::relpath::EscapedPath;
@@ -333,9 +335,11 @@ fn render(record: &log::Record<'_>, json: bool) -> String {
     format_line(json, record.level(), &msg, &fields.0)
 }
 
-/// The crate's logger: filters by target and level, formats, writes to the [`Sink`].
+/// The crate's logger: filters by target and level; text lines go through
+/// simplelog, JSON lines are formatted here; both reach the [`Sink`].
 struct Logger {
     sink: Sink,
+    text: Box<WriteLogger<Sink>>,
 }
 
 impl log::Log for Logger {
@@ -347,9 +351,18 @@ impl log::Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = render(record, JSON.load(Ordering::Relaxed));
-        // Best effort, like every log write: nowhere is left to report a failure.
-        let _ = self.sink.clone().write_all(line.as_bytes());
+        if JSON.load(Ordering::Relaxed) {
+            let line = render(record, true);
+            // Best effort, like every log write: nowhere is left to report a failure.
+            let _ = self.sink.clone().write_all(line.as_bytes());
+            return;
+        }
+        // The message redacted and its control characters escaped, then
+        // simplelog writes `<timestamp> - <message>`.
+        let msg = escape_controls(&redact(&record.args().to_string()));
+        self.text.log(
+            &log::Record::builder().args(format_args!("{msg}")).level(record.level()).target(record.target()).build(),
+        );
     }
 
     fn flush(&self) {
@@ -366,11 +379,21 @@ pub fn init(level: LevelFilter) {
         sink.lock().stderr = true;
         sink
     });
+    let mut builder = ConfigBuilder::new();
+    builder
+        .set_time_format_custom(simplelog::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] -"))
+        .set_max_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off);
+    // Without a known offset the lines are in UTC, which is still correct.
+    let _ = builder.set_time_offset_to_local();
     if let Ok(offset) = time::UtcOffset::current_local_offset() {
         let _ = LOCAL_OFFSET.set(offset);
     }
+    let text = WriteLogger::new(LevelFilter::Trace, builder.build(), sink.clone());
     // Installed once: a second call (a test, the demo) keeps the first logger.
-    let _ = log::set_boxed_logger(Box::new(Logger { sink: sink.clone() }));
+    let _ = log::set_boxed_logger(Box::new(Logger { sink: sink.clone(), text }));
     log::set_max_level(level);
     std::panic::set_hook(Box::new(on_panic));
 }
