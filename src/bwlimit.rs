@@ -153,7 +153,7 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
 
 /// A rate for a log line: `512.0 KiB/s`, `no limit`.
 pub fn describe(rate: Rate) -> String {
-    rate.map_or_else(|| "no limit".to_string(), |r| format!("{}/s", crate::app::human_bytes(u64::from(r))))
+    rate.map_or_else(|| "no limit".to_string(), |r| format!("{}/s", crate::logging::human_bytes(u64::from(r))))
 }
 
 /// The shared token bucket every upload takes its bytes from. Cheap to

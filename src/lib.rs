@@ -19,6 +19,7 @@ pub mod localfs;
 pub mod logging;
 pub mod mounts;
 pub mod pause;
+pub mod planner;
 pub mod relpath;
 pub mod scope;
 pub mod signals;

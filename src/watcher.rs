@@ -158,7 +158,7 @@ fn translate(res: notify::Result<notify::Event>, tree: &Tree) -> Vec<Change> {
 /// Something moved in under this name: a directory is walked, a file (or a
 /// link, even to a directory) waits. Looked at without following a link in
 /// any component.
-pub fn appeared(tree: &Tree, p: PathBuf) -> Change {
+fn appeared(tree: &Tree, p: PathBuf) -> Change {
     let dir =
         tree.relative(&p).is_some_and(|rel| tree.lstat(rel).is_ok_and(|m| m.is_some_and(|m| m.kind == FileKind::Dir)));
     if dir { Change::DirAppeared(p) } else { Change::Touched(p) }

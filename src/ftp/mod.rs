@@ -38,6 +38,7 @@ use std::time::{Duration, SystemTime};
 
 use suppaftp::{FtpError, RustlsFtpStream};
 
+use crate::localfs::Stamp;
 use crate::relpath::Escaped;
 
 pub use connect::Connector;
@@ -244,17 +245,4 @@ pub struct Session {
     data_opened: Arc<AtomicBool>,
     /// The job's "EPSV refused on IPv6 was logged" switch (see [`Connector`]).
     no_pasv_logged: Arc<AtomicBool>,
-}
-
-/// A file's identity for "did it change while we read it".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    pub len: u64,
-    pub mtime: Option<SystemTime>,
-}
-
-impl Stamp {
-    pub fn of(meta: &std::fs::Metadata) -> Self {
-        Self { len: meta.len(), mtime: meta.modified().ok() }
-    }
 }

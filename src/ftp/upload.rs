@@ -15,9 +15,9 @@ use super::names::temp_name;
 use super::reply::reply_line;
 use super::session::open_data;
 use super::tls::absorb_tickets;
-use super::{Failure, Kind, Session, Stamp, Uploaded, classify, describe_io};
+use super::{Failure, Kind, Session, Uploaded, classify, describe_io};
 use crate::config::TEMP_SUFFIX;
-use crate::localfs::{FileKind, OpenError, Tree};
+use crate::localfs::{FileKind, OpenError, Stamp, Tree};
 use crate::relpath::{Escaped, RelPath};
 
 /// How long a passive port asked for ahead of an upload is used (see

@@ -301,7 +301,7 @@ fn metadata_matches_what_std_reports_to_the_nanosecond() {
     ] {
         file.set_modified(t).unwrap();
         let std_meta = std::fs::symlink_metadata(&path).unwrap();
-        let std_stamp = crate::ftp::Stamp::of(&std_meta);
+        let std_stamp = crate::localfs::Stamp::of(&std_meta);
         for tree in both(&fx.w) {
             let looked = tree.lstat(Path::new("f.txt")).unwrap().unwrap();
             assert_eq!(looked.stamp(), std_stamp);

@@ -142,13 +142,6 @@ impl Walk {
         }
     }
 
-    pub(super) fn failed(path: PathBuf, e: io::Error) -> Self {
-        let mut walk = Self::new(&Tree::new(PathBuf::new()), Path::new(""), false);
-        walk.start = None;
-        walk.ready.push_back(Found::Unreadable(path, e));
-        walk
-    }
-
     pub(super) fn next(&mut self, keep: &mut dyn FnMut(&Path, FileKind) -> bool) -> Option<Found> {
         loop {
             if let Some(found) = self.ready.pop_front() {

@@ -36,3 +36,19 @@ fn changes_are_found_by_polling_without_any_inotify_watch() {
 fn a_poll_interval_below_a_tenth_of_a_second_is_a_usage_error() {
     Test::new().args(["--poll", "10ms"]).run().assert_usage_error(&["--poll", "too short"]);
 }
+
+#[test]
+fn a_file_written_again_within_the_same_second_is_not_missed() {
+    let t = Test::new().args(["--poll", "300ms"]);
+    let d = t.start();
+    let path = d.write("same.txt", b"aaaa");
+    d.wait_remote("same.txt", b"aaaa");
+    // The same size and the same whole second of mtime: the poll watcher, which keeps
+    // mtimes in seconds and ignores sizes, reports nothing.
+    let first = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::fs::write(&path, b"bbbb").unwrap();
+    let secs = first.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let same_second = std::time::UNIX_EPOCH + std::time::Duration::new(secs, 999_000_000);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(same_second).unwrap();
+    d.wait_remote("same.txt", b"bbbb");
+}
