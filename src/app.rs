@@ -104,6 +104,8 @@ struct App {
     /// `--poll`: files looked at in the second of their last write, to be
     /// looked at again once that second is over (see `app::local`).
     poll_rechecks: std::collections::BTreeMap<Instant, Vec<std::path::PathBuf>>,
+    /// `--on-upload`, `--on-failure`: run on threads of their own.
+    hooks: crate::hooks::Hooks,
 }
 
 impl App {
@@ -163,6 +165,8 @@ impl App {
         let busy = synced.is_empty() || !leftovers.is_empty();
         let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx, session, busy)
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
+        let hooks = crate::hooks::Hooks::start(cfg.on_upload.clone(), cfg.on_failure.clone(), cfg.password.expose())
+            .map_err(|e| Error::runtime(format!("cannot start the hook threads: {e}")))?;
         let hangup_is_stop = cfg.foreground && daemon::has_controlling_terminal();
         let now = Instant::now();
         let mut planner = Planner::new(
@@ -196,6 +200,7 @@ impl App {
             rate: None,
             rate_change_at: None,
             poll_rechecks: std::collections::BTreeMap::new(),
+            hooks,
             args,
             cfg,
         };
@@ -458,6 +463,12 @@ impl App {
             self.cfg.bwlimit = new.bwlimit;
             self.apply_bwlimit();
         }
+        if (&self.cfg.on_upload, &self.cfg.on_failure) != (&new.on_upload, &new.on_failure) {
+            match self.hooks.set_commands(new.on_upload.clone(), new.on_failure.clone()) {
+                Ok(()) => (self.cfg.on_upload, self.cfg.on_failure) = (new.on_upload, new.on_failure),
+                Err(e) => warn!("warning: SIGHUP: keeping the old hooks: cannot start the hook threads: {e}"),
+            }
+        }
         if self.cfg.rescan_interval != new.rescan_interval {
             self.cfg.rescan_interval = new.rescan_interval;
             self.next_rescan = new.rescan_interval.map(|d| Instant::now() + d);
@@ -508,6 +519,7 @@ impl App {
 
     fn shutdown(&mut self) -> ExitCode {
         self.watcher = None;
+        self.hooks.stop();
         self.pool.close();
         let deadline = Instant::now() + Duration::from_secs(3);
         while self.exited < self.pool.size() {

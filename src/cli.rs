@@ -165,6 +165,12 @@ pub struct SyncArgs {
     /// Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines' writes raise no events)
     #[arg(long, value_name = "DUR", env = "FTPMONITOR_POLL", allow_hyphen_values = true)]
     pub poll: Option<String>,
+    /// Program run (no shell) after each verified upload; the file is in FTPMONITOR_PATH, _RELPATH, _REMOTE_PATH, _SIZE
+    #[arg(long, value_name = "CMD", env = "FTPMONITOR_ON_UPLOAD", allow_hyphen_values = true)]
+    pub on_upload: Option<String>,
+    /// Program run (no shell) when a file's failure is first logged and when it is given up; FTPMONITOR_ERROR says why
+    #[arg(long, value_name = "CMD", env = "FTPMONITOR_ON_FAILURE", allow_hyphen_values = true)]
+    pub on_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

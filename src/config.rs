@@ -98,6 +98,9 @@ pub struct Config {
     pub bwlimit: crate::bwlimit::Timetable,
     /// `--poll`: watch by polling at this interval.
     pub poll: Option<Duration>,
+    /// `--on-upload`, `--on-failure`: the hooks' command lines, split.
+    pub on_upload: Option<crate::hooks::Argv>,
+    pub on_failure: Option<crate::hooks::Argv>,
 
     pub config_file: Option<PathBuf>,
     /// Where the local files' paths came from, for errors found at start-up.
@@ -362,6 +365,21 @@ impl Config {
             crate::daemon::lookup_user(name).map_err(|e| Error::usage(format!("{origin}: {e}")))?;
         }
         let run_as = run_as.map(|(u, _)| u);
+        let hook = |given: &Option<String>,
+                    flag: &'static str,
+                    var: &'static str,
+                    in_file: &Option<String>,
+                    key: &'static str|
+         -> Result<Option<crate::hooks::Argv>> {
+            let Some((cmd, origin)) =
+                text_of(given, flag, Some(var)).or_else(|| in_file.clone().map(|c| (c, from_file(key))))
+            else {
+                return Ok(None);
+            };
+            parse_hook(&cmd, env.path.as_deref()).map(Some).map_err(|e| Error::usage(format!("{origin}: {e}")))
+        };
+        let on_upload = hook(&y.on_upload, "--on-upload", "FTPMONITOR_ON_UPLOAD", &file.on_upload, "on-upload")?;
+        let on_failure = hook(&y.on_failure, "--on-failure", "FTPMONITOR_ON_FAILURE", &file.on_failure, "on-failure")?;
 
         Ok(Self {
             watch_dir,
@@ -394,6 +412,8 @@ impl Config {
             publish_changing: y.publish_changing || file.publish_changing.unwrap_or(false),
             bwlimit,
             poll,
+            on_upload,
+            on_failure,
             config_file,
             origins: Origins { state_dir: state_origin, pid_file: pid_origin, log_file: log_origin },
         })
@@ -448,6 +468,8 @@ struct Env {
     xdg_state_home: Option<PathBuf>,
     xdg_runtime_dir: Option<PathBuf>,
     password: Option<OsString>,
+    /// `PATH`, where a hook's bare program name is looked up.
+    path: Option<OsString>,
     /// Every `FTPMONITOR_*` variable, to tell an option's environment twin
     /// from the option itself in an error.
     vars: HashMap<String, OsString>,
@@ -463,6 +485,7 @@ impl Env {
             xdg_state_home: var("XDG_STATE_HOME").or_else(|| var("LOCALAPPDATA")).filter(|p| p.is_absolute()),
             xdg_runtime_dir: var("XDG_RUNTIME_DIR").filter(|p| p.is_absolute()),
             password: std::env::var_os("FTPMONITOR_PASSWORD"),
+            path: std::env::var_os("PATH"),
             vars: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
                 .filter(|(k, _)| k.starts_with("FTPMONITOR_"))

@@ -14,6 +14,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -65,6 +66,8 @@ struct Run {
 struct Shared {
     secret: String,
     limit: Duration,
+    /// Shutdown: hooks still queued are not started.
+    stopping: AtomicBool,
 }
 
 /// The hook runner. Dropping it lets the hooks queued and running finish
@@ -75,6 +78,7 @@ pub struct Hooks {
     tx: Option<SyncSender<Run>>,
     threads: Vec<JoinHandle<()>>,
     dropped: Arc<Mutex<(u64, Option<Instant>)>>,
+    shared: Arc<Shared>,
 }
 
 impl Hooks {
@@ -90,22 +94,33 @@ impl Hooks {
         secret: &str,
         limit: Duration,
     ) -> std::io::Result<Self> {
-        let mut hooks =
-            Self { on_upload, on_failure, tx: None, threads: Vec::new(), dropped: Arc::new(Mutex::new((0, None))) };
-        if hooks.on_upload.is_none() && hooks.on_failure.is_none() {
-            return Ok(hooks);
-        }
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Run>(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
-        let shared = Arc::new(Shared { secret: secret.to_string(), limit });
-        for i in 0..AT_ONCE {
-            let (rx, shared) = (Arc::clone(&rx), Arc::clone(&shared));
-            hooks
-                .threads
-                .push(std::thread::Builder::new().name(format!("hook-{i}")).spawn(move || worker(&rx, &shared))?);
-        }
-        hooks.tx = Some(tx);
+        let mut hooks = Self {
+            on_upload: None,
+            on_failure: None,
+            tx: None,
+            threads: Vec::new(),
+            dropped: Arc::new(Mutex::new((0, None))),
+            shared: Arc::new(Shared { secret: secret.to_string(), limit, stopping: AtomicBool::new(false) }),
+        };
+        hooks.set_commands(on_upload, on_failure)?;
         Ok(hooks)
+    }
+
+    /// New command lines (SIGHUP); the threads start with the first hook.
+    pub fn set_commands(&mut self, on_upload: Option<Argv>, on_failure: Option<Argv>) -> std::io::Result<()> {
+        if self.tx.is_none() && (on_upload.is_some() || on_failure.is_some()) {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Run>(QUEUE);
+            let rx = Arc::new(Mutex::new(rx));
+            for i in 0..AT_ONCE {
+                let (rx, shared) = (Arc::clone(&rx), Arc::clone(&self.shared));
+                self.threads
+                    .push(std::thread::Builder::new().name(format!("hook-{i}")).spawn(move || worker(&rx, &shared))?);
+            }
+            self.tx = Some(tx);
+        }
+        self.on_upload = on_upload;
+        self.on_failure = on_failure;
+        Ok(())
     }
 
     /// A verified upload.
@@ -138,6 +153,14 @@ impl Hooks {
     }
 }
 
+impl Hooks {
+    /// Shutdown: the hooks still queued are not started (each is logged);
+    /// those running finish, each within [`LIMIT`], when the runner drops.
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+    }
+}
+
 impl Drop for Hooks {
     fn drop(&mut self) {
         self.tx = None;
@@ -154,6 +177,10 @@ fn worker(rx: &Mutex<Receiver<Run>>, shared: &Shared) {
             rx.recv()
         };
         let Ok(run) = run else { return };
+        if shared.stopping.load(Ordering::SeqCst) {
+            info!("stopping: not running the hook for {}", run.event.rel);
+            continue;
+        }
         // A panic here must not end the worker: the next hook still runs.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(&run, shared)));
     }

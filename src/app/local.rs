@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use super::App;
+use crate::hooks::HookEvent;
 use crate::journal::Op;
 use crate::localfs::{FileKind, Found, Tree};
 use crate::mounts::Snapshot;
-use crate::planner::{Local, Need, Root, Tally};
+use crate::planner::{Local, Need, Notice, Root, Tally};
 use crate::relpath::{EscapedPath, RelPath};
 use crate::watcher::Watcher;
 
@@ -131,6 +132,7 @@ impl App {
                 }
             }
         }
+        self.run_hooks();
         for t in self.planner.take_tallies() {
             match t {
                 Tally::Queued(n) => self.progress.add(n),
@@ -138,6 +140,30 @@ impl App {
             }
         }
         any
+    }
+
+    /// Hands what the planner noticed to the hooks (their own threads: this
+    /// only queues).
+    fn run_hooks(&mut self) {
+        for notice in self.planner.take_notices() {
+            let (rel, failed, size, error) = match notice {
+                Notice::Uploaded { rel, size } => (rel, false, Some(size), None),
+                Notice::Failed { rel, size, error } => (rel, true, size, Some(error)),
+            };
+            let event = HookEvent {
+                failed,
+                local: rel.to_local(&self.cfg.watch_dir),
+                remote: rel.to_remote(&self.cfg.remote_dir),
+                rel,
+                size,
+                error,
+            };
+            if failed {
+                self.hooks.failed(event);
+            } else {
+                self.hooks.uploaded(event);
+            }
+        }
     }
 
     /// Watches the tree anew (a new inotify instance, every directory walked

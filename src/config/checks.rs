@@ -245,3 +245,34 @@ pub(super) fn parse_netrc(text: &str, host: &str, user: Option<&str>) -> Option<
     let default = entries.iter().position(|(m, e)| m.is_none() && fits(e));
     machine.or(default).map(|i| entries.swap_remove(i).1)
 }
+
+/// A hook's command line (`--on-upload`, `--on-failure`): split like a
+/// shell line, its program an executable file (a bare name is looked up in
+/// `PATH`, as the hook will be run).
+pub(super) fn parse_hook(cmd: &str, path_var: Option<&std::ffi::OsStr>) -> std::result::Result<Vec<String>, String> {
+    let argv = crate::hooks::parse(cmd)?;
+    let program = Path::new(&argv[0]);
+    let found = if argv[0].contains('/') {
+        Some(program.to_path_buf())
+    } else {
+        path_var.and_then(|p| std::env::split_paths(p).map(|d| d.join(program)).find(|c| is_executable(c)))
+    };
+    match found {
+        Some(p) if is_executable(&p) => Ok(argv),
+        Some(p) => Err(format!("{} is not an executable file: give the path of the program to run", EscapedPath(&p))),
+        None => {
+            Err(format!("{} is not found in PATH: give the program's full path", crate::relpath::Escaped(&argv[0])))
+        }
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    let Ok(meta) = fs::metadata(p) else { return false };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.is_file() && meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    meta.is_file()
+}

@@ -48,6 +48,8 @@ pub(super) struct FileConfig {
     pub(super) publish_changing: Option<bool>,
     pub(super) bwlimit: Option<crate::bwlimit::Timetable>,
     pub(super) poll: Option<Duration>,
+    pub(super) on_upload: Option<String>,
+    pub(super) on_failure: Option<String>,
 
     /// For each key given: how it was written and its 1-based line.
     pub(super) keys: HashMap<&'static str, (String, usize)>,
@@ -85,6 +87,8 @@ pub(super) const FILE_KEYS: &[&str] = &[
     "publish-changing",
     "bwlimit",
     "poll",
+    "on-upload",
+    "on-failure",
 ];
 
 /// What to write instead of a malformed `password` value. Says nothing of the
@@ -183,6 +187,8 @@ impl FileConfig {
             "publish-changing" => self.publish_changing = Some(bool_value(v)?),
             "poll" => self.poll = Some(parse_poll(&number_text(v, "\"30s\"")?)?),
             "bwlimit" => self.bwlimit = Some(crate::bwlimit::Timetable::parse(&number_text(v, "\"10M\"")?)?),
+            "on-upload" => self.on_upload = Some(string_value(v)?),
+            "on-failure" => self.on_failure = Some(string_value(v)?),
             _ => return Err("not a key of the config file".to_string()),
         }
         Ok(())

@@ -11,7 +11,8 @@
 //! that passed ([`Planner::tick`]). Every output is polled: the jobs for the
 //! workers ([`Planner::next_job`]), the looks and rescans it needs
 //! ([`Planner::poll_need`]), the journal's next batch
-//! ([`Planner::batch_mut`]), progress ([`Planner::take_tallies`]) and the
+//! ([`Planner::batch_mut`]), progress ([`Planner::take_tallies`]), what the
+//! hooks hear of ([`Planner::take_notices`]) and the
 //! next deadline ([`Planner::next_deadline`]). It logs what it decides.
 //!
 //! Its parts: `changes` (events, moves, renames), `plan` (quiet paths,
@@ -166,6 +167,15 @@ pub enum Tally {
     Done(u64),
 }
 
+/// What a hook (`--on-upload`, `--on-failure`) is told about a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Verified on the server (size checked, renamed into place).
+    Uploaded { rel: RelPath, size: u64 },
+    /// A failure logged for the first time, or given up.
+    Failed { rel: RelPath, size: Option<u64>, error: String },
+}
+
 /// A file that changed while it was read, uploads in a row.
 #[derive(Debug, Default)]
 struct Changing {
@@ -208,6 +218,7 @@ pub struct Planner {
     batch: Batch,
     needs: VecDeque<Need>,
     tallies: Vec<Tally>,
+    notices: Vec<Notice>,
 }
 
 impl Planner {
@@ -246,6 +257,7 @@ impl Planner {
             batch: Batch::default(),
             needs: VecDeque::new(),
             tallies: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -282,6 +294,11 @@ impl Planner {
 
     pub fn take_tallies(&mut self) -> Vec<Tally> {
         std::mem::take(&mut self.tallies)
+    }
+
+    /// What the hooks are to hear of, oldest first.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
     }
 
     /// The earliest of the planner's deadlines: a cooldown ending, a retry,

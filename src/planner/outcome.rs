@@ -12,7 +12,7 @@ use log::{debug, info, warn};
 
 use super::plan::SNAPSHOT_AFTER;
 use super::retry::{ONCE_ATTEMPTS, RELOG, Verdict};
-use super::{Local, Need, Planner, Tally};
+use super::{Local, Need, Notice, Planner, Tally};
 use crate::event::{Done, Job, Outcome};
 use crate::ftp::{Failure, Kind};
 use crate::journal::{Synced, mtime_ns};
@@ -96,6 +96,7 @@ impl Planner {
                 self.uploaded_files += 1;
                 self.uploaded_bytes += u.bytes;
                 self.tallies.push(Tally::Done(u.bytes));
+                self.notices.push(Notice::Uploaded { rel: rel.clone(), size: u.stamp.len });
                 info!("uploaded {rel} ({}, {} ms)", crate::logging::human_bytes(u.bytes), elapsed.as_millis());
             }
             (Job::Upload { rel, .. }, Done::Unchanged(stamp)) => {
@@ -238,6 +239,8 @@ impl Planner {
                 warn!("warning: {f}; skipped until it changes again");
                 if self.rules.once {
                     self.give_up(&job, &f.message);
+                } else {
+                    self.failure_notice(&job, &f.message);
                 }
                 if let Some(p) = job.path() {
                     self.batch.dequeue(p.clone());
@@ -311,7 +314,19 @@ impl Planner {
             self.listing_given_up(&job.key(), why);
             return;
         }
+        self.failure_notice(job, why);
         self.failed_for_good.push((job.name(), why.to_string()));
+    }
+
+    /// Tells the `--on-failure` hook of a file job's failure.
+    fn failure_notice(&mut self, job: &Job, why: &str) {
+        if let Some(rel) = job.path() {
+            let size = match job {
+                Job::Upload { stamp, .. } => Some(stamp.len),
+                _ => None,
+            };
+            self.notices.push(Notice::Failed { rel: rel.clone(), size, error: why.to_string() });
+        }
     }
 
     fn retry_later(&mut self, job: Job, f: &Failure, now: Instant) {
@@ -329,6 +344,9 @@ impl Planner {
                 self.give_up(&job, &f.message);
             }
             Verdict::Retry { attempts, delay, loud } => {
+                if attempts == 1 {
+                    self.failure_notice(&job, &f.message);
+                }
                 if loud {
                     warn!("warning: {f} (attempt {attempts}); retrying in {}", whole_seconds(delay));
                 } else {

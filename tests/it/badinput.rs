@@ -204,6 +204,25 @@ const OPTIONS: &[Row] = &[
     Row { name: "option twice", args: &["--cooldown", "1", "--cooldown", "2"], words: &["--cooldown"], ..D },
     Row { name: "empty login", args: &["--user", ""], words: &["--user", "empty"], ..D },
     Row { name: "login with CRLF", args: &["--user", "alice\r\nDELE x"], words: &["--user", "line break"], ..D },
+    Row { name: "empty hook", args: &["--on-upload", " "], words: &["--on-upload", "empty", "program"], ..D },
+    Row {
+        name: "hook with an unclosed quote",
+        args: &["--on-failure", "/bin/echo 'oops"],
+        words: &["--on-failure", "unclosed quote"],
+        ..D
+    },
+    Row {
+        name: "hook program missing",
+        args: &["--on-upload", "/nonexistent/notify --x"],
+        words: &["--on-upload", "/nonexistent/notify", "not an executable file"],
+        ..D
+    },
+    Row {
+        name: "hook program not in PATH",
+        args: &["--on-upload", "no-such-notifier-xyz"],
+        words: &["--on-upload", "not found in PATH", "full path"],
+        ..D
+    },
 ];
 
 const CONFLICTS: &[Row] = &[
@@ -545,6 +564,18 @@ const CONFIG: &[Row] = &[
         ..D
     },
     Row { name: "empty config file", config: Some(""), words: &["WATCH_DIR", "required"], ..D },
+    Row {
+        name: "hook not a string",
+        config: Some("{base}on-upload = 1"),
+        words: &["line 5", "on-upload", "quoted string"],
+        ..D
+    },
+    Row {
+        name: "hook program missing in the config",
+        config: Some("{base}on-failure = \"/nonexistent/alert\""),
+        words: &["line 5", "on-failure", "not an executable file"],
+        ..D
+    },
 ];
 
 const ENV_TWINS: &[Row] = &[
@@ -643,6 +674,12 @@ const ENV_TWINS: &[Row] = &[
         name: "empty FTPMONITOR_COOLDOWN",
         env: &[("FTPMONITOR_COOLDOWN", "")],
         words: &["FTPMONITOR_COOLDOWN"],
+        ..D
+    },
+    Row {
+        name: "FTPMONITOR_ON_UPLOAD",
+        env: &[("FTPMONITOR_ON_UPLOAD", "/nonexistent/notify")],
+        words: &["FTPMONITOR_ON_UPLOAD", "not an executable file"],
         ..D
     },
     Row {

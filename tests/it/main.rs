@@ -19,6 +19,7 @@ mod crash;
 mod daemon;
 mod dataconn;
 mod engine;
+mod hooks;
 mod hostile;
 mod include;
 mod ipv6;

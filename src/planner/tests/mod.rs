@@ -81,6 +81,9 @@
 //!   delete removes the remote directories the tool created once they are
 //!   empty; a rename moves what the journal knows (`outcome::success`,
 //!   `outcome::racy_mtime`)
+//! - O5 the hooks hear of each verified upload, of a file's first failure
+//!   (not of each retry), of a local failure and of a `--once` give-up
+//!   (`outcome::hook_notices`)
 
 mod changes;
 mod listing;
