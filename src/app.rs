@@ -122,7 +122,13 @@ impl App {
             humantime::format_duration(cfg.cooldown),
             cfg.parallel,
             if cfg.recursive { "" } else { ", top level only" },
-            if cfg.delete { ", deletes propagated" } else { "" },
+            match &cfg.hand_off {
+                _ if cfg.delete => ", deletes propagated".to_string(),
+                Some(crate::config::HandOff::Remove) => ", files removed once uploaded".to_string(),
+                Some(crate::config::HandOff::Archive(d)) =>
+                    format!(", files moved to {} once uploaded", EscapedPath(d)),
+                None => String::new(),
+            },
             if cfg.dry_run { ", dry run" } else { "" },
         );
         let journal = Journal::open(&cfg.state_dir, &JobKey::of(&cfg))
@@ -132,6 +138,7 @@ impl App {
         let created_dirs = journal.load_dirs().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
         let leftovers = journal.load_queue().map_err(|e| Error::runtime(e.to_string()))?;
         let uploads = journal.load_uploads().map_err(|e| Error::runtime(e.to_string()))?;
+        let handoffs = journal.load_handoffs().map_err(|e| Error::runtime(e.to_string()))?;
         let paused = journal.paused().map_err(|e| Error::runtime(e.to_string()))?;
         if paused && cfg.once {
             return Err(Error::runtime(
@@ -204,6 +211,9 @@ impl App {
             args,
             cfg,
         };
+        // Hand-offs a crash interrupted, before the tree is compared.
+        app.planner.resume_handoffs(handoffs);
+        app.settle();
         app.resume_uploads(uploads);
         app.apply_bwlimit();
         let queued = if app.planner.first_sync() {

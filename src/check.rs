@@ -41,6 +41,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if !exclude.is_empty() {
         println!("  excluded:        {} (and editor and temporary files)", list(exclude));
     }
+    match &cfg.hand_off {
+        Some(crate::config::HandOff::Remove) => {
+            println!("  after upload:    the local file is deleted (--remove-source)")
+        }
+        Some(crate::config::HandOff::Archive(dir)) => {
+            println!("  after upload:    the local file is moved to {} (--archive-dir)", EscapedPath(dir));
+        }
+        None => {}
+    }
     for (name, hook) in [("on upload", &cfg.on_upload), ("on failure", &cfg.on_failure)] {
         if let Some(argv) = hook {
             let shown: Vec<String> = argv.iter().map(|a| Escaped(a).to_string()).collect();

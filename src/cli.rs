@@ -165,6 +165,12 @@ pub struct SyncArgs {
     /// Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines' writes raise no events)
     #[arg(long, value_name = "DUR", env = "FTPMONITOR_POLL", allow_hyphen_values = true)]
     pub poll: Option<String>,
+    /// Delete each local file once its upload is verified (move mode; conflicts with --delete)
+    #[arg(long)]
+    pub remove_source: bool,
+    /// Move each local file to DIR (same path relative to WATCH_DIR) once its upload is verified; DIR outside WATCH_DIR
+    #[arg(long, value_name = "DIR", env = "FTPMONITOR_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
     /// Program run (no shell) after each verified upload; the file is in FTPMONITOR_PATH, _RELPATH, _REMOTE_PATH, _SIZE
     #[arg(long, value_name = "CMD", env = "FTPMONITOR_ON_UPLOAD", allow_hyphen_values = true)]
     pub on_upload: Option<String>,

@@ -276,3 +276,31 @@ fn is_executable(p: &Path) -> bool {
     #[cfg(not(unix))]
     meta.is_file()
 }
+
+/// `--archive-dir`: an existing directory (not a link to one), outside
+/// WATCH_DIR (`watch_dir` is canonical); returns its canonical path.
+pub(super) fn check_archive_dir(dir: &Path, watch_dir: &Path, origin: &Origin) -> Result<PathBuf> {
+    let shown = EscapedPath(dir);
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::usage(format!(
+                "{origin}: {shown} is a symbolic link (never followed): give the directory it points to"
+            )));
+        }
+        Ok(_) => return Err(Error::usage(format!("{origin}: {shown} is not a directory: give a directory"))),
+        Err(e) => {
+            return Err(Error::usage(format!(
+                "{origin}: {shown}: {e}: create the archive directory first (mkdir -p), or give another"
+            )));
+        }
+    }
+    let canonical = fs::canonicalize(dir).map_err(|e| Error::usage(format!("{origin}: {shown}: {e}")))?;
+    if canonical.starts_with(watch_dir) {
+        return Err(Error::usage(format!(
+            "{origin}: {shown} is inside WATCH_DIR {}: give an archive directory outside it",
+            EscapedPath(watch_dir)
+        )));
+    }
+    Ok(canonical)
+}

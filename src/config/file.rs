@@ -48,6 +48,8 @@ pub(super) struct FileConfig {
     pub(super) publish_changing: Option<bool>,
     pub(super) bwlimit: Option<crate::bwlimit::Timetable>,
     pub(super) poll: Option<Duration>,
+    pub(super) remove_source: Option<bool>,
+    pub(super) archive_dir: Option<PathBuf>,
     pub(super) on_upload: Option<String>,
     pub(super) on_failure: Option<String>,
 
@@ -87,6 +89,8 @@ pub(super) const FILE_KEYS: &[&str] = &[
     "publish-changing",
     "bwlimit",
     "poll",
+    "remove-source",
+    "archive-dir",
     "on-upload",
     "on-failure",
 ];
@@ -187,6 +191,8 @@ impl FileConfig {
             "publish-changing" => self.publish_changing = Some(bool_value(v)?),
             "poll" => self.poll = Some(parse_poll(&number_text(v, "\"30s\"")?)?),
             "bwlimit" => self.bwlimit = Some(crate::bwlimit::Timetable::parse(&number_text(v, "\"10M\"")?)?),
+            "remove-source" => self.remove_source = Some(bool_value(v)?),
+            "archive-dir" => self.archive_dir = Some(path_value(v)?),
             "on-upload" => self.on_upload = Some(string_value(v)?),
             "on-failure" => self.on_failure = Some(string_value(v)?),
             _ => return Err("not a key of the config file".to_string()),

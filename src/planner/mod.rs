@@ -68,6 +68,9 @@ pub struct Rules {
     pub publish_changing: bool,
     pub once: bool,
     pub dry_run: bool,
+    /// `--remove-source` or `--archive-dir`: each file is handed off (removed
+    /// or archived) once its upload is verified.
+    pub hand_off: bool,
 }
 
 impl Rules {
@@ -84,6 +87,7 @@ impl Rules {
             publish_changing: cfg.publish_changing,
             once: cfg.once,
             dry_run: cfg.dry_run,
+            hand_off: cfg.hand_off.is_some(),
         }
     }
 }
@@ -112,6 +116,10 @@ pub enum Need {
     Mounts,
     /// Watch the tree anew and reconcile it ([`Planner::reconcile`]).
     Rescan(Rescan),
+    /// `--remove-source` / `--archive-dir`: the journal records the hand-off
+    /// first, then the file goes if it is still the one uploaded (this stamp
+    /// and fingerprint); then [`Planner::handed_off`].
+    HandOff { rel: RelPath, stamp: Stamp, hash: [u8; 32] },
 }
 
 /// Why the tree is watched anew and reconciled.
@@ -219,6 +227,8 @@ pub struct Planner {
     needs: VecDeque<Need>,
     tallies: Vec<Tally>,
     notices: Vec<Notice>,
+    /// Hand-offs that failed (the file stays): tried again at the next reconcile.
+    handoffs_failed: HashMap<RelPath, (Stamp, [u8; 32])>,
 }
 
 impl Planner {
@@ -258,6 +268,7 @@ impl Planner {
             needs: VecDeque::new(),
             tallies: Vec::new(),
             notices: Vec::new(),
+            handoffs_failed: HashMap::new(),
         }
     }
 
@@ -278,8 +289,12 @@ impl Planner {
 
     /// A first sync of this job (the journal knows nothing): the tree is
     /// compared with the server's listings, not with the journal.
+    ///
+    /// Not in move mode (`--remove-source`, `--archive-dir`): the journal
+    /// forgets each file handed off, and a file in the tree is one still to
+    /// be handed over, whatever the server holds under its name.
     pub fn first_sync(&self) -> bool {
-        self.synced.is_empty()
+        self.synced.is_empty() && !self.rules.hand_off
     }
 
     /// The next thing to look at or do, oldest first.

@@ -228,6 +228,36 @@ const OPTIONS: &[Row] = &[
 const CONFLICTS: &[Row] = &[
     Row { name: "CA file without --tls", args: &["--ca-file", "{file}"], words: &["--ca-file", "--tls"], ..D },
     Row {
+        name: "remove-source with delete",
+        args: &["--remove-source", "--delete"],
+        words: &["--remove-source", "--delete", "exclude"],
+        ..D
+    },
+    Row {
+        name: "archive-dir with delete",
+        args: &["--archive-dir", "{tmp}", "--delete"],
+        words: &["--archive-dir", "--delete", "exclude"],
+        ..D
+    },
+    Row {
+        name: "remove-source with archive-dir",
+        args: &["--remove-source", "--archive-dir", "{tmp}"],
+        words: &["--remove-source", "--archive-dir", "exclude"],
+        ..D
+    },
+    Row {
+        name: "archive-dir inside WATCH_DIR",
+        args: &["--archive-dir", "{watch}"],
+        words: &["--archive-dir", "inside WATCH_DIR", "outside"],
+        ..D
+    },
+    Row {
+        name: "archive-dir missing",
+        args: &["--archive-dir", "{tmp}/no-such-archive"],
+        words: &["--archive-dir", "no-such-archive", "mkdir"],
+        ..D
+    },
+    Row {
         name: "check: negative cooldown",
         sub: Some("check"),
         args: &["--cooldown", "-1"],

@@ -19,6 +19,7 @@ mod crash;
 mod daemon;
 mod dataconn;
 mod engine;
+mod handoff;
 mod hooks;
 mod hostile;
 mod include;
