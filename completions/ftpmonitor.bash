@@ -53,7 +53,7 @@ _ftpmonitor() {
 
     case "${cmd}" in
         ftpmonitor)
-            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --on-upload --on-failure --help --version check status pause resume help"
+            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --log-format --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --on-upload --on-failure --min-age --max-age --help --version check status pause resume help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -87,6 +87,10 @@ _ftpmonitor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --user)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -147,6 +151,14 @@ _ftpmonitor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --min-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -155,7 +167,7 @@ _ftpmonitor() {
             return 0
             ;;
         ftpmonitor__subcmd__check)
-            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --on-upload --on-failure --help"
+            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --log-format --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --on-upload --on-failure --min-age --max-age --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,6 +201,10 @@ _ftpmonitor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-format)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --user)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -246,6 +262,14 @@ _ftpmonitor() {
                     return 0
                     ;;
                 --on-failure)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-age)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -385,7 +409,7 @@ _ftpmonitor() {
             return 0
             ;;
         ftpmonitor__subcmd__status)
-            opts="-h --pid-file --state-dir --json --help"
+            opts="-h --pid-file --state-dir --json --max-pending-age --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -396,6 +420,10 @@ _ftpmonitor() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-pending-age)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

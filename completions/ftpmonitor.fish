@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_ftpmonitor_global_optspecs
-    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= include= parallel= rescan-interval= max-delete= once dry-run publish-changing bwlimit= poll= remove-source archive-dir= on-upload= on-failure= h/help V/version
+    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= log-format= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= include= parallel= rescan-interval= max-delete= once dry-run publish-changing bwlimit= poll= remove-source archive-dir= on-upload= on-failure= min-age= max-age= h/help V/version
 end
 
 function __fish_ftpmonitor_needs_command
@@ -30,6 +30,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l log-file -d 'Log 
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l state-dir -d 'Working directory and sync journal [default: /var/lib/ftpmonitor as root, else $XDG_STATE_HOME/ftpmonitor]' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l run-as -d 'After the PID and log files exist, drop root privileges to USER' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l log-level -d 'error, warn, info or debug [default: info]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l log-format -d 'text (`<timestamp> - <message>`) or json (one object a line: ts, level, msg, and path, bytes, ms or error where they apply) [default: text]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l user -d 'FTP login [default: anonymous, or the login ~/.netrc gives for HOST]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l password-file -d 'File whose first line is the password' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l ca-file -d 'Extra CA certificate(s), PEM, trusted for --tls' -r -F
@@ -45,6 +46,8 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l poll -d 'Watch by
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l archive-dir -d 'Move each local file to DIR (same path relative to WATCH_DIR) once its upload is verified; DIR outside WATCH_DIR' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l on-upload -d 'Program run (no shell) after each verified upload; the file is in FTPMONITOR_PATH, _RELPATH, _REMOTE_PATH, _SIZE' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l on-failure -d 'Program run (no shell) when a file\'s failure is first logged and when it is given up; FTPMONITOR_ERROR says why' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l min-age -d 'Upload a file only once its mtime is DUR old (writers that pause without closing): 30s, 10m, off [default: off]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l max-age -d 'Leave files whose mtime is older than DUR alone (the first sync of an old folder): 30d, off [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -s f -l foreground -d 'Do not fork; log lines also go to stderr (systemd, launchd, containers)'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l tls -d 'Explicit FTPS (AUTH TLS); the certificate is verified'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l active -d 'Active mode (PORT) instead of passive (EPSV, falling back to PASV)'
@@ -67,6 +70,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l log-file
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l state-dir -d 'Working directory and sync journal [default: /var/lib/ftpmonitor as root, else $XDG_STATE_HOME/ftpmonitor]' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l run-as -d 'After the PID and log files exist, drop root privileges to USER' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l log-level -d 'error, warn, info or debug [default: info]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l log-format -d 'text (`<timestamp> - <message>`) or json (one object a line: ts, level, msg, and path, bytes, ms or error where they apply) [default: text]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l user -d 'FTP login [default: anonymous, or the login ~/.netrc gives for HOST]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l password-file -d 'File whose first line is the password' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l ca-file -d 'Extra CA certificate(s), PEM, trusted for --tls' -r -F
@@ -82,6 +86,8 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l poll -d 
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l archive-dir -d 'Move each local file to DIR (same path relative to WATCH_DIR) once its upload is verified; DIR outside WATCH_DIR' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l on-upload -d 'Program run (no shell) after each verified upload; the file is in FTPMONITOR_PATH, _RELPATH, _REMOTE_PATH, _SIZE' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l on-failure -d 'Program run (no shell) when a file\'s failure is first logged and when it is given up; FTPMONITOR_ERROR says why' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l min-age -d 'Upload a file only once its mtime is DUR old (writers that pause without closing): 30s, 10m, off [default: off]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l max-age -d 'Leave files whose mtime is older than DUR alone (the first sync of an old folder): 30d, off [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -s f -l foreground -d 'Do not fork; log lines also go to stderr (systemd, launchd, containers)'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l tls -d 'Explicit FTPS (AUTH TLS); the certificate is verified'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l active -d 'Active mode (PORT) instead of passive (EPSV, falling back to PASV)'
@@ -94,6 +100,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l remove-s
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -s h -l help -d 'Print help'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l pid-file -d 'PID file of the daemon to ask about' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l state-dir -d 'State directory of the daemon to ask about' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l max-pending-age -d 'Exit 1 if an operation has been pending longer than DUR (for Nagios, Icinga, ExecCondition): 15m, 1h' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l json -d 'Print one JSON object'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -s h -l help -d 'Print help'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand pause" -l pid-file -d 'PID file of the daemon' -r -F

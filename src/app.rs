@@ -186,6 +186,7 @@ impl App {
             Box::new(SystemRandom),
         );
         planner.set_paused(paused);
+        planner.set_clock(now, SystemTime::now());
         let mut app = Self {
             next_rescan: cfg.rescan_interval.map(|d| now + d),
             exited: 0,
@@ -256,6 +257,8 @@ impl App {
                     Err(_) => break,
                 },
             };
+            // File ages (--min-age, --max-age) are measured from this reading.
+            self.planner.set_clock(Instant::now(), SystemTime::now());
             if let Some(ev) = event {
                 self.handle(ev);
                 // Take everything already waiting before planning again.
@@ -452,6 +455,7 @@ impl App {
             }
         };
         logging::set_level(new.log_level);
+        logging::set_format(new.log_format);
         if !new.same_job(&self.cfg) {
             warn!(
                 "warning: SIGHUP: the new configuration changes what is synced where (watch directory, \
@@ -464,6 +468,8 @@ impl App {
         self.cfg.delete = new.delete;
         self.cfg.max_delete = new.max_delete;
         self.cfg.publish_changing = new.publish_changing;
+        self.cfg.min_age = new.min_age;
+        self.cfg.max_age = new.max_age;
         let rescan = self.planner.set_rules(Rules::of(&self.cfg), self.cfg.cooldown);
         if self.cfg.poll != new.poll {
             self.cfg.poll = new.poll;

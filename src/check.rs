@@ -33,6 +33,20 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         Some(every) => println!("  watching:        by polling every {}", humantime::format_duration(every)),
         None => println!("  watching:        filesystem events (inotify)"),
     }
+    let age = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    match (cfg.min_age, cfg.max_age) {
+        (None, None) => {}
+        (min, max) => {
+            let mut parts = Vec::new();
+            if let Some(min) = min {
+                parts.push(format!("uploaded once modified {} ago", age(min)));
+            }
+            if let Some(max) = max {
+                parts.push(format!("files modified more than {} ago left alone", age(max)));
+            }
+            println!("  file ages:       {}", parts.join("; "));
+        }
+    }
     let (exclude, include) = cfg.scope.patterns();
     let list = |v: &[String]| v.iter().map(|p| Escaped(p).to_string()).collect::<Vec<_>>().join(", ");
     if !include.is_empty() {

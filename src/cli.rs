@@ -98,6 +98,10 @@ pub struct DaemonArgs {
     /// error, warn, info or debug [default: info]
     #[arg(long, value_name = "LEVEL", env = "FTPMONITOR_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// text (`<timestamp> - <message>`) or json (one object a line: ts, level, msg, and path, bytes, ms or error
+    /// where they apply) [default: text]
+    #[arg(long, value_name = "FORMAT", env = "FTPMONITOR_LOG_FORMAT")]
+    pub log_format: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -177,6 +181,12 @@ pub struct SyncArgs {
     /// Program run (no shell) when a file's failure is first logged and when it is given up; FTPMONITOR_ERROR says why
     #[arg(long, value_name = "CMD", env = "FTPMONITOR_ON_FAILURE", allow_hyphen_values = true)]
     pub on_failure: Option<String>,
+    /// Upload a file only once its mtime is DUR old (writers that pause without closing): 30s, 10m, off [default: off]
+    #[arg(long, value_name = "DUR", env = "FTPMONITOR_MIN_AGE", allow_hyphen_values = true)]
+    pub min_age: Option<String>,
+    /// Leave files whose mtime is older than DUR alone (the first sync of an old folder): 30d, off [default: off]
+    #[arg(long, value_name = "DUR", env = "FTPMONITOR_MAX_AGE", allow_hyphen_values = true)]
+    pub max_age: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -190,6 +200,9 @@ pub struct StatusArgs {
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
+    /// Exit 1 if an operation has been pending longer than DUR (for Nagios, Icinga, ExecCondition): 15m, 1h
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    pub max_pending_age: Option<String>,
 }
 
 /// Which daemon `pause` and `resume` talk to.

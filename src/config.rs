@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::relpath::EscapedPath;
 
 pub use crate::scope::{ASIDE_SUFFIX, DEFAULT_EXCLUDES, Scope, TEMP_SUFFIX};
+pub use checks::parse_duration;
 
 /// Connect, greeting, control-reply and data timeout, unless `--timeout` says.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,6 +81,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub run_as: Option<String>,
     pub log_level: LevelFilter,
+    pub log_format: crate::logging::LogFormat,
 
     pub cooldown: Duration,
     pub recursive: bool,
@@ -104,6 +106,10 @@ pub struct Config {
     /// `--on-upload`, `--on-failure`: the hooks' command lines, split.
     pub on_upload: Option<crate::hooks::Argv>,
     pub on_failure: Option<crate::hooks::Argv>,
+    /// `--min-age`: a file is uploaded once its mtime is this old.
+    pub min_age: Option<Duration>,
+    /// `--max-age`: a file whose mtime is older is left alone.
+    pub max_age: Option<Duration>,
 
     pub config_file: Option<PathBuf>,
     /// Where the local files' paths came from, for errors found at start-up.
@@ -251,11 +257,36 @@ impl Config {
                 })?),
                 None => file.poll,
             };
+        let age = |given: &Option<String>,
+                   option: &'static str,
+                   env: &'static str,
+                   from_file: Option<Option<Duration>>| match given {
+            Some(a) => parse_age(a).map_err(|e| Error::usage(format!("{}: {e}", cli(option, Some(env), a.as_ref())))),
+            None => Ok(from_file.flatten()),
+        };
+        let min_age = age(&y.min_age, "--min-age", "FTPMONITOR_MIN_AGE", file.min_age)?;
+        let max_age = age(&y.max_age, "--max-age", "FTPMONITOR_MAX_AGE", file.max_age)?;
+        if let (Some(min), Some(max)) = (min_age, max_age)
+            && min >= max
+        {
+            return Err(Error::usage(format!(
+                "--min-age {} is not less than --max-age {}: no file could ever be uploaded (it would never be old enough yet young enough); lower --min-age or \
+                 raise --max-age",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            )));
+        }
         let log_level = match &d.log_level {
             Some(l) => parse_log_level(l).map_err(|e| {
                 Error::usage(format!("{}: {e}", cli("--log-level", Some("FTPMONITOR_LOG_LEVEL"), l.as_ref())))
             })?,
             None => file.log_level.unwrap_or(LevelFilter::Info),
+        };
+        let log_format = match &d.log_format {
+            Some(f) => f.parse().map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--log-format", Some("FTPMONITOR_LOG_FORMAT"), f.as_ref())))
+            })?,
+            None => file.log_format.unwrap_or_default(),
         };
 
         let watch_dir = path_of(&args.watch_dir, "WATCH_DIR", None, &file.watch_dir, "watch-dir")?;
@@ -443,6 +474,7 @@ impl Config {
             state_dir,
             run_as,
             log_level,
+            log_format,
             cooldown,
             recursive: !(y.no_recursive || file.no_recursive.unwrap_or(false)),
             delete,
@@ -458,6 +490,8 @@ impl Config {
             hand_off,
             on_upload,
             on_failure,
+            min_age,
+            max_age,
             config_file,
             origins: Origins { state_dir: state_origin, pid_file: pid_origin, log_file: log_origin },
         })

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::config::Config;
 use crate::relpath::{EscapedPath, RelPath};
@@ -91,6 +91,11 @@ CREATE TABLE IF NOT EXISTS handoffs (
     blake3    BLOB NOT NULL,
     PRIMARY KEY (job, path)
 ) WITHOUT ROWID;
+-- A row while the job's server is unreachable, since when (for `status`).
+CREATE TABLE IF NOT EXISTS outages (
+    job        INTEGER PRIMARY KEY REFERENCES jobs(id),
+    down_since INTEGER NOT NULL
+);
 -- Remote directories this tool created (relative to the remote dir).
 CREATE TABLE IF NOT EXISTS dirs (
     job  INTEGER NOT NULL REFERENCES jobs(id),
@@ -154,6 +159,8 @@ pub struct Batch {
     handoffs: HashMap<RelPath, Option<(u64, i64, [u8; 32])>>,
     last_upload: Option<RelPath>,
     last_error: Option<String>,
+    /// `Some(false)`: the server became unreachable; `Some(true)`: it is back.
+    server_up: Option<bool>,
 }
 
 impl Batch {
@@ -166,6 +173,7 @@ impl Batch {
             && self.handoffs.is_empty()
             && self.last_upload.is_none()
             && self.last_error.is_none()
+            && self.server_up.is_none()
     }
 
     /// `rel` was uploaded in this state (and leaves the queue).
@@ -198,6 +206,11 @@ impl Batch {
 
     pub fn error(&mut self, error: String) {
         self.last_error = Some(error);
+    }
+
+    /// The server became unreachable (`false`) or is reachable again.
+    pub fn server(&mut self, up: bool) {
+        self.server_up = Some(up);
     }
 
     /// An upload of `rel` as it is now (`size`, `mtime_ns`) started.
@@ -322,6 +335,8 @@ impl Journal {
             params![now_secs(), std::process::id(), job],
         )
         .map_err(err)?;
+        // A new run knows nothing of the server yet.
+        conn.execute("DELETE FROM outages WHERE job = ?1", params![job]).map_err(err)?;
         Ok(Self { conn, job, path })
     }
 
@@ -520,6 +535,15 @@ impl Journal {
                     params![job, now, rel.as_str()],
                 )?;
             }
+            match b.server_up {
+                Some(false) => {
+                    tx.execute("INSERT OR IGNORE INTO outages (job, down_since) VALUES (?1, ?2)", params![job, now])?;
+                }
+                Some(true) => {
+                    tx.execute("DELETE FROM outages WHERE job = ?1", params![job])?;
+                }
+                None => {}
+            }
             if let Some(e) = &b.last_error {
                 tx.execute("UPDATE jobs SET last_error_at = ?2, last_error = ?3 WHERE id = ?1", params![job, now, e])?;
             }
@@ -537,79 +561,8 @@ impl Journal {
     }
 }
 
-/// A read-only view for `ftpmonitor status`.
-#[derive(Debug, Default, Clone)]
-pub struct JobStatus {
-    pub watch_dir: String,
-    pub target: String,
-    pub started_at: Option<i64>,
-    pub pid: Option<i64>,
-    pub synced: i64,
-    pub pending: i64,
-    pub last_upload_at: Option<i64>,
-    pub last_upload_path: Option<String>,
-    pub last_error_at: Option<i64>,
-    pub last_error: Option<String>,
-    pub paused: bool,
-}
-
-/// Reads every job's status from the journal in `state_dir`, without
-/// creating or changing anything.
-pub fn read_status(state_dir: &Path) -> Result<Vec<JobStatus>, String> {
-    let path = Journal::path_in(state_dir);
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| format!("cannot open {}: {e}", EscapedPath(&path)))?;
-    let _ = conn.busy_timeout(Duration::from_secs(2));
-    let q = || -> rusqlite::Result<Vec<JobStatus>> {
-        let mut stmt = conn.prepare(
-            "SELECT id, watch_dir, host, port, remote_dir, user, started_at, pid,
-                    last_upload_at, last_upload_path, last_error_at, last_error,
-                    (SELECT count(*) FROM files f WHERE f.job = jobs.id),
-                    (SELECT count(*) FROM queue q WHERE q.job = jobs.id),
-                    EXISTS (SELECT 1 FROM pauses p WHERE p.job = jobs.id)
-             FROM jobs ORDER BY started_at DESC",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            let host: String = r.get(2)?;
-            let port: i64 = r.get(3)?;
-            let remote: String = r.get(4)?;
-            let user: String = r.get(5)?;
-            Ok(JobStatus {
-                watch_dir: r.get(1)?,
-                target: format!("ftp://{user}@{host}:{port}{remote}"),
-                started_at: r.get(6)?,
-                pid: r.get(7)?,
-                last_upload_at: r.get(8)?,
-                last_upload_path: r.get(9)?,
-                last_error_at: r.get(10)?,
-                last_error: r.get(11)?,
-                synced: r.get(12)?,
-                pending: r.get(13)?,
-                paused: r.get(14)?,
-            })
-        })?;
-        rows.collect()
-    };
-    q().optional_ok().map_err(|e| format!("cannot read {}: {e}", EscapedPath(&path)))
-}
-
-trait OptionalOk<T> {
-    fn optional_ok(self) -> rusqlite::Result<T>;
-}
-
-impl<T: Default> OptionalOk<T> for rusqlite::Result<T> {
-    /// A journal created by a daemon that has not written its schema yet
-    /// reads as empty.
-    fn optional_ok(self) -> rusqlite::Result<T> {
-        match self {
-            Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if msg.contains("no such table") => Ok(T::default()),
-            other => other.optional().map(Option::unwrap_or_default),
-        }
-    }
-}
-
+mod status;
 #[cfg(test)]
 mod tests;
+
+pub use status::{Failing, JobStatus, read_status};

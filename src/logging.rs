@@ -1,5 +1,7 @@
-//! The log: `<timestamp> - <message>` lines through simplelog, into a file that
-//! SIGHUP reopens (for logrotate) and, in the foreground, onto stderr too.
+//! The log: `<timestamp> - <message>` lines written by simplelog, or one
+//! JSON object a line (`--log-format json`, which simplelog cannot write:
+//! it has no key-values), into a file that SIGHUP reopens (for logrotate) and,
+//! in the foreground, onto stderr too.
 //!
 //! One logger is installed for the life of the process, writing into a
 //! [`Sink`] whose destinations are switched as the process moves from
@@ -11,23 +13,63 @@
 //! and stderr), the one-line error before exit and panic messages pass
 //! through [`redact`], which masks the values given to [`hide`]. A server
 //! that quotes the password back in a refusal cannot get it into the log.
+//! No line carries a raw control character: the message's are escaped (as
+//! [`Escaped`](crate::relpath::Escaped) escapes file names), and JSON escapes
+//! what is left.
+//!
+//! A JSON line holds `ts`, `level` and `msg`, then the record's key-values
+//! (log's `kv`: `info!(path:% = rel, bytes = n; "...")`), numbers as numbers.
+//! The text format shows the message alone: it already says the same.
 
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use log::LevelFilter;
-use simplelog::{ConfigBuilder, WriteLogger, format_description};
+use simplelog::{ConfigBuilder, WriteLogger};
+use time::macros::format_description;
 
 use crate::relpath::EscapedPath;
+
+/// How a log line is written (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `YYYY-MM-DD HH:MM:SS - message`, in local time.
+    #[default]
+    Text,
+    /// One JSON object a line: `ts`, `level`, `msg` and the record's fields.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(format!("{s:?} is not a log format: use text or json")),
+        }
+    }
+}
+
+/// Whether lines are written as JSON; set once the config is read.
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// From now on, lines are written in `format`.
+pub fn set_format(format: LogFormat) {
+    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
+}
 
 #[derive(Default)]
 struct Destinations {
     file: Option<File>,
     path: Option<PathBuf>,
     stderr: bool,
-    /// The part of a line written so far: simplelog writes a line in several
+    /// The part of a line written so far: a line may arrive in several
     /// pieces, and a progress bar must be cleared only for whole lines.
     line: Vec<u8>,
     progress: Option<indicatif::ProgressBar>,
@@ -76,8 +118,8 @@ impl Write for Sink {
 
 static SINK: OnceLock<Sink> = OnceLock::new();
 
-/// The local time offset, read once at start-up (as simplelog does), for
-/// the panic hook's time stamps.
+/// The local time offset, read once at start-up (`time` cannot read it once
+/// threads exist); lines are in UTC without it.
 static LOCAL_OFFSET: OnceLock<time::UtcOffset> = OnceLock::new();
 
 /// The local time's offset from UTC read at start-up, in seconds.
@@ -153,26 +195,178 @@ fn on_panic(info: &std::panic::PanicHookInfo<'_>) {
             "error: panic (message withheld: it could not be checked for the password); please report this".to_string()
         }
     };
-    let line = line.replace('\n', " | ");
+    let line = escape_controls(&line.replace('\n', " | "));
     let Some(sink) = SINK.get() else {
         eprintln!("{line}");
         return;
     };
     match sink.0.try_lock() {
         Ok(mut d) => {
+            let json = JSON.load(Ordering::Relaxed);
             if d.stderr {
-                let _ = writeln!(io::stderr(), "{line}");
+                let shown = if json { format_line(true, log::Level::Error, &line, &[]) } else { format!("{line}\n") };
+                let _ = io::stderr().write_all(shown.as_bytes());
             }
             if let Some(f) = d.file.as_mut() {
-                let now = time::OffsetDateTime::now_utc();
-                let now = LOCAL_OFFSET.get().map_or(now, |o| now.to_offset(*o));
-                let stamp = now
-                    .format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
-                    .unwrap_or_default();
-                let _ = writeln!(f, "{stamp} - {line}");
+                let _ = f.write_all(format_line(json, log::Level::Error, &line, &[]).as_bytes());
             }
         }
         Err(_) => eprintln!("{line}"),
+    }
+}
+
+/// A value of a record's key-value, as JSON will show it.
+enum Field {
+    Number(String),
+    Bool(bool),
+    Text(String),
+}
+
+/// The keys a line has of its own: a record's key-value of that name is left out.
+const OWN_KEYS: [&str; 3] = ["ts", "level", "msg"];
+
+/// One line, `\n` included, as JSON or text. `msg` and the fields are
+/// already redacted and free of control characters.
+fn format_line(json: bool, level: log::Level, msg: &str, fields: &[(String, Field)]) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = LOCAL_OFFSET.get().map_or(now, |o| now.to_offset(*o));
+    if !json {
+        let stamp =
+            now.format(format_description!("[year]-[month]-[day] [hour]:[minute]:[second]")).unwrap_or_default();
+        return format!("{stamp} - {msg}\n");
+    }
+    let ts = now
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory]:[offset_minute]"
+        ))
+        .unwrap_or_default();
+    let mut out = String::with_capacity(64 + msg.len());
+    out.push_str("{\"ts\":");
+    push_json_string(&mut out, &ts);
+    out.push_str(",\"level\":");
+    push_json_string(&mut out, &level.as_str().to_ascii_lowercase());
+    out.push_str(",\"msg\":");
+    push_json_string(&mut out, msg);
+    for (key, value) in fields {
+        if OWN_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        out.push(',');
+        push_json_string(&mut out, key);
+        out.push(':');
+        match value {
+            Field::Number(n) => out.push_str(n),
+            Field::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Field::Text(t) => push_json_string(&mut out, t),
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// `s` as a JSON string literal: quotes, backslashes and every control
+/// character escaped, so that the line holds none raw.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `text` with each control character written as Rust escapes it (`\n`,
+/// `\u{1b}`): a message can neither break its line nor reach a terminal as
+/// an escape sequence. Backslashes stay: escaped names already hold them.
+fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars().fold(String::with_capacity(text.len() + 8), |mut out, c| {
+        if c.is_control() {
+            let _ = write!(out, "{}", c.escape_debug());
+        } else {
+            out.push(c);
+        }
+        out
+    })
+}
+
+/// Collects a record's key-values for a JSON line.
+struct Fields(Vec<(String, Field)>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
+    fn visit_pair(&mut self, key: log::kv::Key<'kvs>, value: log::kv::Value<'kvs>) -> Result<(), log::kv::Error> {
+        let field = if let Some(n) = value.to_u64() {
+            Field::Number(n.to_string())
+        } else if let Some(n) = value.to_i64() {
+            Field::Number(n.to_string())
+        } else if let Some(x) = value.to_f64().filter(|x| x.is_finite()) {
+            Field::Number(x.to_string())
+        } else if let Some(b) = value.to_bool() {
+            Field::Bool(b)
+        } else {
+            Field::Text(escape_controls(&redact(&value.to_string())))
+        };
+        self.0.push((key.as_str().to_string(), field));
+        Ok(())
+    }
+}
+
+/// `record` as one line. The message and every text field are redacted
+/// before JSON escapes them: a password holding a quote or a backslash
+/// would no longer match once escaped.
+fn render(record: &log::Record<'_>, json: bool) -> String {
+    let msg = escape_controls(&redact(&record.args().to_string()));
+    let mut fields = Fields(Vec::new());
+    if json {
+        // A source whose values cannot be visited only loses its fields.
+        let _ = record.key_values().visit(&mut fields);
+    }
+    format_line(json, record.level(), &msg, &fields.0)
+}
+
+/// The crate's logger: filters by target and level; text lines go through
+/// simplelog, JSON lines are formatted here; both reach the [`Sink`].
+struct Logger {
+    sink: Sink,
+    text: Box<WriteLogger<Sink>>,
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level() && metadata.target().starts_with("ftpmonitor")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        if JSON.load(Ordering::Relaxed) {
+            let line = render(record, true);
+            // Best effort, like every log write: nowhere is left to report a failure.
+            let _ = self.sink.clone().write_all(line.as_bytes());
+            return;
+        }
+        // The message redacted and its control characters escaped, then
+        // simplelog writes `<timestamp> - <message>`.
+        let msg = escape_controls(&redact(&record.args().to_string()));
+        self.text.log(
+            &log::Record::builder().args(format_args!("{msg}")).level(record.level()).target(record.target()).build(),
+        );
+    }
+
+    fn flush(&self) {
+        let _ = self.sink.clone().flush();
     }
 }
 
@@ -187,18 +381,19 @@ pub fn init(level: LevelFilter) {
     });
     let mut builder = ConfigBuilder::new();
     builder
-        .set_time_format_custom(format_description!("[year]-[month]-[day] [hour]:[minute]:[second] -"))
+        .set_time_format_custom(simplelog::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] -"))
         .set_max_level(LevelFilter::Off)
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
-        .set_location_level(LevelFilter::Off)
-        .add_filter_allow_str("ftpmonitor");
+        .set_location_level(LevelFilter::Off);
     // Without a known offset the lines are in UTC, which is still correct.
     let _ = builder.set_time_offset_to_local();
     if let Ok(offset) = time::UtcOffset::current_local_offset() {
         let _ = LOCAL_OFFSET.set(offset);
     }
-    let _ = WriteLogger::init(LevelFilter::Trace, builder.build(), sink.clone());
+    let text = WriteLogger::new(LevelFilter::Trace, builder.build(), sink.clone());
+    // Installed once: a second call (a test, the demo) keeps the first logger.
+    let _ = log::set_boxed_logger(Box::new(Logger { sink: sink.clone(), text }));
     log::set_max_level(level);
     std::panic::set_hook(Box::new(on_panic));
 }
@@ -330,6 +525,63 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rendered(json: bool, args: std::fmt::Arguments<'_>, kvs: &[(&str, &str)]) -> String {
+        let kvs: Vec<(&str, log::kv::Value<'_>)> = kvs.iter().map(|(k, v)| (*k, log::kv::Value::from(*v))).collect();
+        let record = log::Record::builder().level(log::Level::Warn).args(args).key_values(&kvs).build();
+        render(&record, json)
+    }
+
+    #[test]
+    fn json_lines_hide_a_password_that_json_would_escape() {
+        // A quote and a backslash: escaped, they no longer match the hidden value.
+        hide("pw\"quo\\te-62");
+        let line = rendered(true, format_args!("530 pw\"quo\\te-62 refused"), &[("error", "bad pw\"quo\\te-62")]);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["msg"], "530 *** refused", "{line}");
+        assert_eq!(value["error"], "bad ***", "{line}");
+        assert_eq!(value["level"], "warn");
+        assert!(line.ends_with("}\n") && !line.contains("quo"), "{line}");
+    }
+
+    #[test]
+    fn no_format_writes_a_raw_control_character() {
+        for json in [false, true] {
+            let line = rendered(json, format_args!("a\nforged line\x1b[2J"), &[("path", "x\ry\u{7f}")]);
+            let body = line.strip_suffix('\n').unwrap();
+            assert!(!body.chars().any(char::is_control), "json {json}: {line:?}");
+            if json {
+                // Escaped before JSON escapes it: the decoded text holds none either.
+                let value: serde_json::Value = serde_json::from_str(body).unwrap();
+                assert_eq!(value["msg"], "a\\nforged line\\u{1b}[2J", "{value}");
+                assert_eq!(value["path"], "x\\ry\\u{7f}", "{value}");
+                assert!(value["ts"].as_str().unwrap().contains('T'), "{value}");
+            } else {
+                assert!(body.ends_with(" - a\\nforged line\\u{1b}[2J"), "{line:?}");
+                assert!(body.len() > 22 && &body[19..22] == " - ", "{line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_and_booleans_stay_json_numbers_and_booleans() {
+        let kvs: [(&str, log::kv::Value<'_>); 4] =
+            [("bytes", 12_u64.into()), ("ms", 7_u128.into()), ("delta", (-3_i64).into()), ("ok", true.into())];
+        let record = log::Record::builder().level(log::Level::Info).args(format_args!("x")).key_values(&kvs).build();
+        let value: serde_json::Value = serde_json::from_str(&render(&record, true)).unwrap();
+        assert_eq!(value["bytes"], 12);
+        assert_eq!(value["ms"], 7);
+        assert_eq!(value["delta"], -3);
+        assert_eq!(value["ok"], true);
+        assert_eq!(value["level"], "info");
+    }
+
+    #[test]
+    fn log_format_names() {
+        assert_eq!(" JSON ".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert_eq!("text".parse::<LogFormat>(), Ok(LogFormat::Text));
+        assert!("xml".parse::<LogFormat>().unwrap_err().contains("text or json"));
+    }
 
     #[test]
     fn hidden_values_are_masked_wherever_they_appear() {

@@ -22,6 +22,7 @@ pub(super) fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     let cfg = Config::from_args(&args)?;
     logging::hide(cfg.password.expose());
     logging::set_level(cfg.log_level);
+    logging::set_format(cfg.log_format);
     prepare_local_files(&cfg)?;
     if let Some(log) = &cfg.log_file {
         // From here on warnings (an unreachable server at start-up) reach the

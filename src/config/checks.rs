@@ -160,6 +160,20 @@ pub(super) fn parse_poll(s: &str) -> std::result::Result<Duration, String> {
     }
 }
 
+/// `--min-age`, `--max-age`: a duration up to a century, or `off` (or 0)
+/// for none.
+pub(super) fn parse_age(s: &str) -> std::result::Result<Option<Duration>, String> {
+    const MAX: Duration = Duration::from_secs(36_500 * 24 * 3600);
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let d = parse_duration_unbounded(s).map_err(|e| format!("{e}, 30d, or off"))?;
+    if d > MAX {
+        return Err(format!("{s:?} is too long: use at most 36500d, or off"));
+    }
+    Ok((!d.is_zero()).then_some(d))
+}
+
 pub(super) fn parse_parallel(s: &str) -> std::result::Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if (1..=64).contains(&n) => Ok(n),

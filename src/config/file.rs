@@ -26,6 +26,7 @@ pub(super) struct FileConfig {
     pub(super) state_dir: Option<PathBuf>,
     pub(super) run_as: Option<String>,
     pub(super) log_level: Option<LevelFilter>,
+    pub(super) log_format: Option<crate::logging::LogFormat>,
 
     pub(super) user: Option<String>,
     pub(super) password: Option<Secret>,
@@ -52,6 +53,9 @@ pub(super) struct FileConfig {
     pub(super) archive_dir: Option<PathBuf>,
     pub(super) on_upload: Option<String>,
     pub(super) on_failure: Option<String>,
+    /// `min-age` and `max-age`: `Some(None)` is an explicit "off".
+    pub(super) min_age: Option<Option<Duration>>,
+    pub(super) max_age: Option<Option<Duration>>,
 
     /// For each key given: how it was written and its 1-based line.
     pub(super) keys: HashMap<&'static str, (String, usize)>,
@@ -69,6 +73,7 @@ pub(super) const FILE_KEYS: &[&str] = &[
     "state-dir",
     "run-as",
     "log-level",
+    "log-format",
     "user",
     "password",
     "password-file",
@@ -93,6 +98,8 @@ pub(super) const FILE_KEYS: &[&str] = &[
     "archive-dir",
     "on-upload",
     "on-failure",
+    "min-age",
+    "max-age",
 ];
 
 /// What to write instead of a malformed `password` value. Says nothing of the
@@ -168,6 +175,7 @@ impl FileConfig {
             "state-dir" => self.state_dir = Some(path_value(v)?),
             "run-as" => self.run_as = Some(string_value(v)?),
             "log-level" => self.log_level = Some(parse_log_level(&string_value(v)?)?),
+            "log-format" => self.log_format = Some(string_value(v)?.parse()?),
             "user" => self.user = Some(string_value(v)?),
             "password" => match v {
                 DeValue::String(s) => self.password = Some(Secret::new(s.as_ref())),
@@ -190,6 +198,8 @@ impl FileConfig {
             "dry-run" => self.dry_run = Some(bool_value(v)?),
             "publish-changing" => self.publish_changing = Some(bool_value(v)?),
             "poll" => self.poll = Some(parse_poll(&number_text(v, "\"30s\"")?)?),
+            "min-age" => self.min_age = Some(parse_age(&number_text(v, "\"10m\"")?)?),
+            "max-age" => self.max_age = Some(parse_age(&number_text(v, "\"30d\"")?)?),
             "bwlimit" => self.bwlimit = Some(crate::bwlimit::Timetable::parse(&number_text(v, "\"10M\"")?)?),
             "remove-source" => self.remove_source = Some(bool_value(v)?),
             "archive-dir" => self.archive_dir = Some(path_value(v)?),

@@ -126,6 +126,7 @@ impl Planner {
             info!("{why}: a comparison with the server's listings is still running; not starting another");
             return 0;
         }
+        self.listings_begin();
         let (n, dirs) = self.listings.start(files);
         info!("{why}: comparing {n} files with the server's listing of up to {dirs} directories");
         self.enqueue(Job::List(None));
@@ -185,6 +186,9 @@ impl Planner {
             } else {
                 self.on_listing(&Job::List(Some(child)), None, true);
             }
+        }
+        if self.listings.is_empty() {
+            self.listings_end();
         }
     }
 

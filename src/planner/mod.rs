@@ -21,6 +21,7 @@
 //! guards on deletes), `queue` (the queue discipline), `retry` (back-off),
 //! `selection` (what this run syncs).
 
+mod age;
 mod changes;
 mod listing;
 mod outcome;
@@ -50,6 +51,7 @@ use queue::Queue;
 use retry::{Random, Retries, Server};
 use root::RootGuard;
 
+pub use age::Ages;
 pub use root::Root;
 pub use selection::Selection;
 
@@ -66,6 +68,8 @@ pub struct Rules {
     /// `--max-delete`, in percent of the synced files.
     pub max_delete: u8,
     pub publish_changing: bool,
+    /// `--min-age` and `--max-age`.
+    pub ages: Ages,
     pub once: bool,
     pub dry_run: bool,
     /// `--remove-source` or `--archive-dir`: each file is handed off (removed
@@ -85,6 +89,7 @@ impl Rules {
             delete: cfg.delete,
             max_delete: cfg.max_delete,
             publish_changing: cfg.publish_changing,
+            ages: Ages { min: cfg.min_age, max: cfg.max_age },
             once: cfg.once,
             dry_run: cfg.dry_run,
             hand_off: cfg.hand_off.is_some(),
@@ -215,6 +220,8 @@ pub struct Planner {
     /// Uploads that broke off, with the file's stamp then: they may resume.
     partial: HashMap<RelPath, Stamp>,
     root: RootGuard,
+    /// Files waiting for `--min-age`, and the clock.
+    ages: age::AgeState,
     /// Skips already logged (name and reason).
     skipped: HashSet<String>,
     failed_for_good: Vec<(String, String)>,
@@ -258,6 +265,7 @@ impl Planner {
             changed_streak: HashMap::new(),
             partial: HashMap::new(),
             root: RootGuard::new(mounts),
+            ages: age::AgeState::default(),
             skipped: HashSet::new(),
             failed_for_good: Vec::new(),
             uploaded_files: 0,
@@ -277,14 +285,16 @@ impl Planner {
     }
 
     /// New options (SIGHUP). Returns whether the tree must be reconciled:
-    /// when what is synced (the globs) or what is deleted (`--delete`,
-    /// `--max-delete`) changed; anything else takes effect without a rescan.
+    /// when what is synced (the globs, the ages) or what is deleted
+    /// (`--delete`, `--max-delete`) changed; anything else takes effect
+    /// without a rescan.
     pub fn set_rules(&mut self, rules: Rules, cooldown: Duration) -> bool {
         let old = std::mem::replace(&mut self.rules, rules);
         self.debouncer.set_cooldown(cooldown);
         old.selection.globs.patterns() != self.rules.selection.globs.patterns()
             || old.delete != self.rules.delete
             || old.max_delete != self.rules.max_delete
+            || old.ages != self.rules.ages
     }
 
     /// A first sync of this job (the journal knows nothing): the tree is
@@ -318,7 +328,7 @@ impl Planner {
 
     /// The earliest of the planner's deadlines: a cooldown ending, a retry,
     /// the server back-off ending (while jobs wait), a move pairing, a look
-    /// at the watch directory.
+    /// at the watch directory, a young file old enough (`--min-age`).
     pub fn next_deadline(&mut self) -> Option<Instant> {
         let server = if self.queue.has_waiting() && self.queue.running() == 0 { self.server.resume_at() } else { None };
         [
@@ -327,6 +337,7 @@ impl Planner {
             server,
             self.root.check_at,
             self.moves.first().map(|(_, t)| *t),
+            self.ages.next_due(),
         ]
         .into_iter()
         .flatten()
@@ -334,9 +345,11 @@ impl Planner {
     }
 
     /// The deadlines that passed by `now`: halves of moves that found no
-    /// pair, paths whose cooldown ended, retries that are due.
+    /// pair, paths whose cooldown ended, retries that are due, young files
+    /// whose wait ended.
     pub fn tick(&mut self, now: Instant) {
         self.flush_moves(now);
+        self.young_due(now);
         for rel in self.debouncer.drain_ready(now) {
             self.needs.push_back(Need::Plan(rel));
         }
@@ -406,6 +419,7 @@ impl Planner {
             && self.debouncer.is_empty()
             && self.listings.is_empty()
             && self.needs.is_empty()
+            && self.ages.is_empty()
     }
 
     /// Files the journal knows on the server.

@@ -98,7 +98,8 @@ impl Planner {
                 self.tallies.push(Tally::Done(u.bytes));
                 self.notices.push(Notice::Uploaded { rel: rel.clone(), size: u.stamp.len });
                 self.hand_off(rel, u.stamp, u.blake3);
-                info!("uploaded {rel} ({}, {} ms)", crate::logging::human_bytes(u.bytes), elapsed.as_millis());
+                info!(path:% = rel, bytes = u.bytes, ms = elapsed.as_millis();
+                    "uploaded {rel} ({}, {} ms)", crate::logging::human_bytes(u.bytes), elapsed.as_millis());
             }
             (Job::Upload { rel, .. }, Done::Unchanged(stamp)) => {
                 debug!("{rel}: same content, new mtime; not sent again");
@@ -117,7 +118,7 @@ impl Planner {
             (Job::Delete(rel), _) => {
                 self.synced.remove(rel);
                 self.batch.forget(rel.clone());
-                info!("deleted {rel} on the server");
+                info!(path:% = rel; "deleted {rel} on the server");
                 self.remove_empty_dirs(rel.parent().and_then(RelPath::parse));
                 self.old_kind_gone(rel);
             }
@@ -299,7 +300,7 @@ impl Planner {
                 self.queue.push_front(job);
             }
             Kind::Local | Kind::LocalBroken => {
-                warn!("warning: {f}; skipped until it changes again");
+                warn!(path = job.name(), error = f.message; "warning: {f}; skipped until it changes again");
                 if self.rules.once {
                     self.give_up(&job, &f.message);
                 } else {
@@ -403,7 +404,7 @@ impl Planner {
         }
         match verdict {
             Verdict::GiveUp { attempts } => {
-                warn!("warning: {f}; giving up after {attempts} attempts");
+                warn!(path = job.name(), error = f.message; "warning: {f}; giving up after {attempts} attempts");
                 self.give_up(&job, &f.message);
             }
             Verdict::Retry { attempts, delay, loud } => {
@@ -411,7 +412,8 @@ impl Planner {
                     self.failure_notice(&job, &f.message);
                 }
                 if loud {
-                    warn!("warning: {f} (attempt {attempts}); retrying in {}", whole_seconds(delay));
+                    warn!(path = job.name(), error = f.message;
+                        "warning: {f} (attempt {attempts}); retrying in {}", whole_seconds(delay));
                 } else {
                     debug!("{f} (attempt {attempts})");
                 }
@@ -426,13 +428,15 @@ impl Planner {
             // Another session already reported this outage.
             return;
         };
+        // For `status`: since when it is down (the first report of an outage counts).
+        self.batch.server(false);
         let msg = format!(
             "{}: {f}; retrying in {}",
             if f.kind == Kind::Login { "error: login refused" } else { "warning: server unavailable" },
             whole_seconds(outage.backoff)
         );
         if outage.loud {
-            warn!("{msg}");
+            warn!(error = f.message; "{msg}");
             self.batch.error(f.message.clone());
         } else {
             debug!("{msg}");
@@ -441,6 +445,7 @@ impl Planner {
 
     fn server_up(&mut self, now: Instant) {
         if let Some(down) = self.server.up(now) {
+            self.batch.server(true);
             info!("server reachable again after {}", humantime::format_duration(Duration::from_secs(down.as_secs())));
         }
     }

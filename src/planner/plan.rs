@@ -73,20 +73,29 @@ impl Planner {
     /// The answer to [`Need::Plan`]: what a quiet path needs, by what it is
     /// now. Below a directory that became a link (or a file), it is gone.
     pub fn plan(&mut self, rel: RelPath, local: Local, now: Instant) {
+        if !matches!(local, Local::File(_)) {
+            self.ages.forget(&rel);
+        }
         match local {
             // Planned from the queue, a retry or an event's directory: what
             // is out of scope now is dropped here.
             Local::File(stamp) => match self.rules.selection.globs.file(rel.as_str()) {
                 Some(Out::Excluded) => {
+                    self.ages.forget(&rel);
                     self.skip_once(rel.as_str(), "excluded now; dropped from the queue");
                     self.batch.dequeue(rel);
                 }
                 Some(Out::NotIncluded) => {
+                    self.ages.forget(&rel);
                     debug!("{rel}: not matched by any --include");
                     self.batch.dequeue(rel);
                 }
                 None => {
-                    self.plan_file(rel, stamp);
+                    let before = self.ages.too_old;
+                    self.plan_file(rel.clone(), stamp);
+                    if self.ages.too_old > before {
+                        self.skip_once(rel.as_str(), "older than --max-age; left alone");
+                    }
                 }
             },
             Local::Dir(found) => {
@@ -178,7 +187,12 @@ impl Planner {
         }
     }
 
+    /// Queues the upload of `rel` if its age allows (see `age`). Returns
+    /// whether it was queued.
     pub(super) fn queue_upload(&mut self, rel: RelPath, stamp: Stamp, known: Option<[u8; 32]>) -> bool {
+        if !self.old_enough(&rel, stamp) {
+            return false;
+        }
         self.batch.queue(rel.clone(), Op::Upload);
         let resume = self.partial.get(&rel).copied();
         let snapshot =
@@ -231,6 +245,7 @@ impl Planner {
             return 0;
         }
         let walked = self.files_of(found);
+        let too_old = self.ages.too_old;
         let mut seen = std::collections::HashSet::with_capacity(walked.files.len());
         let mut queued = 0;
         for (rel, stamp) in walked.files {
@@ -248,6 +263,7 @@ impl Planner {
                 queued += 1;
             }
         }
+        self.report_too_old(why, too_old);
         if self.rules.delete {
             let gone: Vec<RelPath> = self
                 .synced

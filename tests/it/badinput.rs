@@ -59,6 +59,21 @@ const OPTIONS: &[Row] = &[
     Row { name: "empty cooldown", args: &["--cooldown", ""], words: &["--cooldown", "duration"], ..D },
     Row { name: "cooldown overflows", args: &["--cooldown", "1e30"], words: &["--cooldown", "1e30"], ..D },
     Row { name: "cooldown too long", args: &["--cooldown", "400d"], words: &["--cooldown", "400d", "a year"], ..D },
+    Row { name: "min-age not a duration", args: &["--min-age", "soon"], words: &["--min-age", "soon", "off"], ..D },
+    Row { name: "negative max-age", args: &["--max-age", "-30d"], words: &["--max-age", "-30d", "negative"], ..D },
+    Row { name: "max-age too long", args: &["--max-age", "40000d"], words: &["--max-age", "36500d"], ..D },
+    Row {
+        name: "min-age not below max-age",
+        args: &["--min-age", "2h", "--max-age", "1h"],
+        words: &["--min-age 2h", "--max-age 1h", "never", "lower --min-age"],
+        ..D
+    },
+    Row {
+        name: "min-age from the environment",
+        env: &[("FTPMONITOR_MIN_AGE", "later")],
+        words: &["FTPMONITOR_MIN_AGE", "later"],
+        ..D
+    },
     Row { name: "negative timeout", args: &["--timeout", "-1s"], words: &["--timeout", "-1s", "negative"], ..D },
     Row { name: "timeout zero", args: &["--timeout", "0"], words: &["--timeout", "too short", "0.1"], ..D },
     Row { name: "timeout not a duration", args: &["--timeout", "abc"], words: &["--timeout", "abc"], ..D },
@@ -75,6 +90,7 @@ const OPTIONS: &[Row] = &[
     Row { name: "parallel word", args: &["--parallel", "many"], words: &["--parallel", "many"], ..D },
     Row { name: "parallel fraction", args: &["--parallel", "4.5"], words: &["--parallel", "4.5"], ..D },
     Row { name: "log level", args: &["--log-level", "loud"], words: &["--log-level", "loud", "warn"], ..D },
+    Row { name: "log format", args: &["--log-format", "xml"], words: &["--log-format", "xml", "text or json"], ..D },
     Row { name: "exclude glob", args: &["--exclude", "["], words: &["--exclude", "glob"], ..D },
     Row { name: "exclude open group", args: &["--exclude", "{a,b"], words: &["--exclude", "{a,b", "glob"], ..D },
     Row {
@@ -363,6 +379,12 @@ const POSITIONALS: &[Row] = &[
 
 const CONFIG: &[Row] = &[
     Row {
+        name: "max-age word",
+        config: Some("{base}max-age = \"old\""),
+        words: &["job.toml", "line 5", "max-age", "old", "30d"],
+        ..D
+    },
+    Row {
         name: "cooldown word",
         config: Some("{base}cooldown = \"fast\""),
         words: &["job.toml", "line 5", "cooldown", "fast"],
@@ -418,6 +440,12 @@ const CONFIG: &[Row] = &[
         name: "log level number",
         config: Some("{base}log-level = 3"),
         words: &["line 5", "log-level", "quoted"],
+        ..D
+    },
+    Row {
+        name: "log format word",
+        config: Some("{base}log-format = \"xml\""),
+        words: &["line 5", "log-format", "xml", "text or json"],
         ..D
     },
     Row {

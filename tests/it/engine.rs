@@ -181,130 +181,40 @@ fn status(s: &Sandbox, json: bool) -> (Option<i32>, String, String) {
     )
 }
 
-/// A JSON scalar (the `status --json` object is flat).
+/// A value of the `status --json` object (nested ones as serde_json has them).
 #[derive(Debug, Clone, PartialEq)]
 enum Json {
     Null,
     Bool(bool),
     Num(f64),
     Str(String),
+    Nested(serde_json::Value),
 }
 
-/// Parses one flat JSON object (`{"key": scalar, ...}`) strictly: nothing but whitespace may
-/// follow it, keys are unique.
-fn parse_flat_json(text: &str) -> Result<BTreeMap<String, Json>, String> {
-    struct P<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-    impl P<'_> {
-        fn ws(&mut self) {
-            while self.s.get(self.i).is_some_and(|c| c.is_ascii_whitespace()) {
-                self.i += 1;
-            }
-        }
-        fn eat(&mut self, c: u8) -> Result<(), String> {
-            self.ws();
-            if self.s.get(self.i) == Some(&c) {
-                self.i += 1;
-                Ok(())
-            } else {
-                Err(format!("expected {:?} at byte {}", c as char, self.i))
-            }
-        }
-        fn string(&mut self) -> Result<String, String> {
-            self.eat(b'"')?;
-            let mut out = Vec::new();
-            loop {
-                let c = *self.s.get(self.i).ok_or("unterminated string")?;
-                self.i += 1;
-                match c {
-                    b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                    b'\\' => {
-                        let e = *self.s.get(self.i).ok_or("unterminated escape")?;
-                        self.i += 1;
-                        let ch = match e {
-                            b'"' => '"',
-                            b'\\' => '\\',
-                            b'/' => '/',
-                            b'b' => '\u{8}',
-                            b'f' => '\u{c}',
-                            b'n' => '\n',
-                            b'r' => '\r',
-                            b't' => '\t',
-                            b'u' => {
-                                let hex = self.s.get(self.i..self.i + 4).ok_or("short \\u escape")?;
-                                self.i += 4;
-                                let code =
-                                    u32::from_str_radix(std::str::from_utf8(hex).map_err(|e| e.to_string())?, 16)
-                                        .map_err(|e| e.to_string())?;
-                                char::from_u32(code).ok_or("bad \\u escape")?
-                            }
-                            other => return Err(format!("bad escape \\{}", other as char)),
-                        };
-                        out.extend_from_slice(ch.to_string().as_bytes());
-                    }
-                    c if c < 0x20 => return Err("raw control character in a string".into()),
-                    c => out.push(c),
-                }
-            }
-        }
-        fn scalar(&mut self) -> Result<Json, String> {
-            self.ws();
-            let rest = &self.s[self.i..];
-            for (word, value) in [("null", Json::Null), ("true", Json::Bool(true)), ("false", Json::Bool(false))] {
-                if rest.starts_with(word.as_bytes()) {
-                    self.i += word.len();
-                    return Ok(value);
-                }
-            }
-            if rest.first() == Some(&b'"') {
-                return self.string().map(Json::Str);
-            }
-            let len = rest.iter().take_while(|c| c.is_ascii_digit() || b"+-.eE".contains(c)).count();
-            let num = std::str::from_utf8(&rest[..len]).map_err(|e| e.to_string())?;
-            let value = num.parse::<f64>().map_err(|_| format!("bad value at byte {}", self.i))?;
-            self.i += len;
-            Ok(Json::Num(value))
-        }
-    }
-    let mut p = P { s: text.as_bytes(), i: 0 };
-    let mut out = BTreeMap::new();
-    p.eat(b'{')?;
-    p.ws();
-    if p.s.get(p.i) == Some(&b'}') {
-        p.i += 1;
-    } else {
-        loop {
-            p.ws();
-            let key = p.string()?;
-            p.eat(b':')?;
-            let value = p.scalar()?;
-            if out.insert(key.clone(), value).is_some() {
-                return Err(format!("duplicate key {key:?}"));
-            }
-            p.ws();
-            match p.s.get(p.i) {
-                Some(b',') => p.i += 1,
-                Some(b'}') => {
-                    p.i += 1;
-                    break;
-                }
-                _ => return Err(format!("expected ',' or '}}' at byte {}", p.i)),
-            }
-        }
-    }
-    p.ws();
-    if p.i != p.s.len() {
-        return Err(format!("trailing data at byte {}", p.i));
-    }
-    Ok(out)
+/// Parses one JSON object strictly (serde_json: nothing but whitespace may follow it).
+fn parse_json_object(text: &str) -> Result<BTreeMap<String, Json>, String> {
+    let serde_json::Value::Object(map) = serde_json::from_str(text).map_err(|e| e.to_string())? else {
+        return Err("not an object".to_string());
+    };
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::Null => Json::Null,
+                serde_json::Value::Bool(b) => Json::Bool(b),
+                serde_json::Value::Number(n) => Json::Num(n.as_f64().unwrap_or(f64::NAN)),
+                serde_json::Value::String(s) => Json::Str(s),
+                nested => Json::Nested(nested),
+            };
+            (k, v)
+        })
+        .collect())
 }
 
 /// `status --json`, parsed; panics with the output if it is not one flat JSON object.
 fn status_json(s: &Sandbox) -> (Option<i32>, BTreeMap<String, Json>) {
     let (code, stdout, stderr) = status(s, true);
-    let obj = parse_flat_json(stdout.trim())
+    let obj = parse_json_object(stdout.trim())
         .unwrap_or_else(|e| panic!("status --json is not one JSON object ({e}):\n{stdout}\nstderr: {stderr}"));
     (code, obj)
 }
@@ -316,20 +226,6 @@ fn names(map: &BTreeMap<String, Vec<u8>>) -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------------
 // Helper checks
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn engine_helpers_flat_json_parser() {
-    let obj = parse_flat_json(r#" {"a":1,"b":"x\"y\u000a","c":null,"d":true,"e":-2.5e1} "#).unwrap();
-    assert_eq!(obj["a"], Json::Num(1.0));
-    assert_eq!(obj["b"], Json::Str("x\"y\n".into()));
-    assert_eq!(obj["c"], Json::Null);
-    assert_eq!(obj["d"], Json::Bool(true));
-    assert_eq!(obj["e"], Json::Num(-25.0));
-    assert_eq!(parse_flat_json("{}").unwrap().len(), 0);
-    for bad in ["", "{", "{\"a\":1", "{\"a\":1}x", "{\"a\":1,\"a\":2}", "{a:1}", "{\"a\":}", "{\"a\":\"\n\"}"] {
-        assert!(parse_flat_json(bad).is_err(), "accepted {bad:?}");
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1-3: the journal across restarts, comparison by content

@@ -10,6 +10,7 @@
 
 mod support;
 
+mod ages;
 mod badinput;
 mod bwlimit;
 mod changing;
@@ -20,6 +21,7 @@ mod daemon;
 mod dataconn;
 mod engine;
 mod handoff;
+mod health;
 mod hooks;
 mod hostile;
 mod include;
@@ -27,6 +29,7 @@ mod ipv6;
 mod kinds;
 mod listing;
 mod localfiles;
+mod logformat;
 mod login;
 mod pause;
 mod pipeline;

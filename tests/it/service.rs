@@ -8,7 +8,8 @@
 //!   in-process server with the same options in the same order, each value that names a
 //!   place swapped for this test's, plus `--once --dry-run`.
 //! - The man pages and shell completions in the tree are what the clap definition
-//!   generates now. After a change to `src/cli.rs`, rewrite them with
+//!   generates now, and the Debian package's units (packaging/systemd/) are systemd/'s
+//!   with ExecStart= at /usr/bin. After a change to `src/cli.rs` or a unit, rewrite them with
 //!   `FTPMONITOR_REGENERATE=1 cargo test --test it service`.
 
 use std::ffi::OsString;
@@ -696,6 +697,12 @@ fn generated_files() -> Vec<(String, Vec<u8>)> {
         clap_complete::generate(shell, &mut Cli::command(), "ftpmonitor", &mut script);
         files.push((format!("completions/{name}"), script));
     }
+    // The Debian package's units (Cargo.toml, [package.metadata.deb]): the
+    // repository's, with the binary where the package puts it.
+    for unit in UNITS {
+        let text = read_repo_file(unit).replace("/usr/local/bin/ftpmonitor", "/usr/bin/ftpmonitor");
+        files.push((unit.replacen("systemd/", "packaging/systemd/", 1), text.into_bytes()));
+    }
     files
 }
 
@@ -714,7 +721,7 @@ fn man_pages_and_completions_match_the_clap_definition() {
     }
     assert!(
         stale.is_empty(),
-        "{stale:?} differ from what src/cli.rs generates now; regenerate them with\n    \
+        "{stale:?} differ from what src/cli.rs and systemd/ generate now; regenerate them with\n    \
          FTPMONITOR_REGENERATE=1 cargo test --test it service\nand commit the result"
     );
 }

@@ -88,7 +88,16 @@
 //!   only after its verified upload and only as uploaded; one changed
 //!   meanwhile is sent again; the journal forgets what went; no first sync
 //!   by listings (`outcome::hand_off`)
+//! - G1 with `--min-age` a file is uploaded once its mtime is that old; a write
+//!   meanwhile starts the wait again; an mtime in the future counts once the
+//!   file held still that long; `--once` leaves a young file for a later run
+//!   (`ages::min_age_waits`)
+//! - G2 with `--max-age` a file modified longer ago is left alone, by events,
+//!   reconciles and the first sync, and is not gone for `--delete`
+//!   (`ages::max_age_leaves_old_files`)
+//! - G3 a SIGHUP that changes the ages reconciles (`ages::reload`)
 
+mod ages;
 mod changes;
 mod listing;
 mod outcome;
@@ -112,6 +121,8 @@ use crate::scope::Scope;
 pub const WATCH: &str = "/w";
 pub const REMOTE: &str = "/r";
 pub const COOLDOWN: Duration = Duration::from_secs(1);
+/// The wall clock at the start of a test, in seconds after the epoch.
+pub const NOW: u64 = 2_000_000_000;
 
 /// A time stamp `secs` after the epoch.
 pub fn at(secs: u64) -> SystemTime {
@@ -262,6 +273,7 @@ impl Given {
                 delete: false,
                 max_delete: 50,
                 publish_changing: false,
+                ages: crate::planner::Ages::default(),
                 once: false,
                 dry_run: false,
                 hand_off: false,
@@ -299,6 +311,12 @@ impl Given {
     /// `--exclude` and `--include` globs.
     pub fn globs(mut self, exclude: &[&str], include: &[&str]) -> Self {
         self.rules.selection.globs = globs(exclude, include);
+        self
+    }
+
+    /// `--min-age` and `--max-age`.
+    pub fn ages(mut self, ages: crate::planner::Ages) -> Self {
+        self.rules.ages = ages;
         self
     }
 
@@ -347,7 +365,7 @@ impl Given {
 
     pub fn start(self) -> H {
         let t0 = Instant::now();
-        let p = Planner::new(
+        let mut p = Planner::new(
             self.rules,
             COOLDOWN,
             self.workers,
@@ -356,16 +374,8 @@ impl Given {
             Snapshot::default(),
             Box::new(Fixed(self.random, 0)),
         );
-        H {
-            p,
-            fs: self.fs,
-            t0,
-            now: t0,
-            wall: at(2_000_000_000),
-            running: Vec::new(),
-            rescans: Vec::new(),
-            handed: Vec::new(),
-        }
+        p.set_clock(t0, at(NOW));
+        H { p, fs: self.fs, t0, now: t0, wall: at(NOW), running: Vec::new(), rescans: Vec::new(), handed: Vec::new() }
     }
 }
 
@@ -446,6 +456,9 @@ impl H {
     /// Time passes: the deadlines due meanwhile are handled.
     pub fn advance(&mut self, d: Duration) {
         self.now += d;
+        // As the loop does after each wait.
+        self.wall += d;
+        self.p.set_clock(self.now, self.wall);
         self.p.tick(self.now);
         self.settle();
         if self.p.root_check_due(self.now) {
