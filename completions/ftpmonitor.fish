@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_ftpmonitor_global_optspecs
-    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= log-format= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= include= parallel= rescan-interval= max-delete= once dry-run publish-changing bwlimit= poll= min-age= max-age= h/help V/version
+    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= log-format= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= include= parallel= rescan-interval= max-delete= once dry-run publish-changing bwlimit= poll= remove-source archive-dir= on-upload= on-failure= min-age= max-age= h/help V/version
 end
 
 function __fish_ftpmonitor_needs_command
@@ -43,6 +43,9 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l rescan-interval -
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l max-delete -d 'With --delete, hold a reconcile that would delete more than this share of synced files [default: 50]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l bwlimit -d 'Total upload rate over all connections: 500k, 10M, off, or a timetable "08:00,512k 18:00,10M 23:00,off" (local time) [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l poll -d 'Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines\' writes raise no events)' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l archive-dir -d 'Move each local file to DIR (same path relative to WATCH_DIR) once its upload is verified; DIR outside WATCH_DIR' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l on-upload -d 'Program run (no shell) after each verified upload; the file is in FTPMONITOR_PATH, _RELPATH, _REMOTE_PATH, _SIZE' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l on-failure -d 'Program run (no shell) when a file\'s failure is first logged and when it is given up; FTPMONITOR_ERROR says why' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l min-age -d 'Upload a file only once its mtime is DUR old (writers that pause without closing): 30s, 10m, off [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l max-age -d 'Leave files whose mtime is older than DUR alone (the first sync of an old folder): 30d, off [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -s f -l foreground -d 'Do not fork; log lines also go to stderr (systemd, launchd, containers)'
@@ -53,6 +56,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l delete -d 'Propag
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l once -d 'Reconcile the whole tree once, then exit'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l dry-run -d 'Log what would be done, change nothing remotely'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l publish-changing -d 'Publish a copy of a file that never holds still (a growing log) even if it changed while it was read'
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l remove-source -d 'Delete each local file once its upload is verified (move mode; conflicts with --delete)'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -s V -l version -d 'Print version'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "check" -d 'Validate the configuration, test the server, print a report and exit'
@@ -79,6 +83,9 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l rescan-i
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l max-delete -d 'With --delete, hold a reconcile that would delete more than this share of synced files [default: 50]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l bwlimit -d 'Total upload rate over all connections: 500k, 10M, off, or a timetable "08:00,512k 18:00,10M 23:00,off" (local time) [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l poll -d 'Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines\' writes raise no events)' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l archive-dir -d 'Move each local file to DIR (same path relative to WATCH_DIR) once its upload is verified; DIR outside WATCH_DIR' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l on-upload -d 'Program run (no shell) after each verified upload; the file is in FTPMONITOR_PATH, _RELPATH, _REMOTE_PATH, _SIZE' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l on-failure -d 'Program run (no shell) when a file\'s failure is first logged and when it is given up; FTPMONITOR_ERROR says why' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l min-age -d 'Upload a file only once its mtime is DUR old (writers that pause without closing): 30s, 10m, off [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l max-age -d 'Leave files whose mtime is older than DUR alone (the first sync of an old folder): 30d, off [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -s f -l foreground -d 'Do not fork; log lines also go to stderr (systemd, launchd, containers)'
@@ -89,6 +96,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l delete -
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l once -d 'Reconcile the whole tree once, then exit'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l dry-run -d 'Log what would be done, change nothing remotely'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l publish-changing -d 'Publish a copy of a file that never holds still (a growing log) even if it changed while it was read'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l remove-source -d 'Delete each local file once its upload is verified (move mode; conflicts with --delete)'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -s h -l help -d 'Print help'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l pid-file -d 'PID file of the daemon to ask about' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l state-dir -d 'State directory of the daemon to ask about' -r -F

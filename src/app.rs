@@ -104,6 +104,8 @@ struct App {
     /// `--poll`: files looked at in the second of their last write, to be
     /// looked at again once that second is over (see `app::local`).
     poll_rechecks: std::collections::BTreeMap<Instant, Vec<std::path::PathBuf>>,
+    /// `--on-upload`, `--on-failure`: run on threads of their own.
+    hooks: crate::hooks::Hooks,
 }
 
 impl App {
@@ -120,7 +122,13 @@ impl App {
             humantime::format_duration(cfg.cooldown),
             cfg.parallel,
             if cfg.recursive { "" } else { ", top level only" },
-            if cfg.delete { ", deletes propagated" } else { "" },
+            match &cfg.hand_off {
+                _ if cfg.delete => ", deletes propagated".to_string(),
+                Some(crate::config::HandOff::Remove) => ", files removed once uploaded".to_string(),
+                Some(crate::config::HandOff::Archive(d)) =>
+                    format!(", files moved to {} once uploaded", EscapedPath(d)),
+                None => String::new(),
+            },
             if cfg.dry_run { ", dry run" } else { "" },
         );
         let journal = Journal::open(&cfg.state_dir, &JobKey::of(&cfg))
@@ -130,6 +138,7 @@ impl App {
         let created_dirs = journal.load_dirs().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
         let leftovers = journal.load_queue().map_err(|e| Error::runtime(e.to_string()))?;
         let uploads = journal.load_uploads().map_err(|e| Error::runtime(e.to_string()))?;
+        let handoffs = journal.load_handoffs().map_err(|e| Error::runtime(e.to_string()))?;
         let paused = journal.paused().map_err(|e| Error::runtime(e.to_string()))?;
         if paused && cfg.once {
             return Err(Error::runtime(
@@ -163,6 +172,8 @@ impl App {
         let busy = synced.is_empty() || !leftovers.is_empty();
         let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx, session, busy)
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
+        let hooks = crate::hooks::Hooks::start(cfg.on_upload.clone(), cfg.on_failure.clone(), cfg.password.expose())
+            .map_err(|e| Error::runtime(format!("cannot start the hook threads: {e}")))?;
         let hangup_is_stop = cfg.foreground && daemon::has_controlling_terminal();
         let now = Instant::now();
         let mut planner = Planner::new(
@@ -197,9 +208,13 @@ impl App {
             rate: None,
             rate_change_at: None,
             poll_rechecks: std::collections::BTreeMap::new(),
+            hooks,
             args,
             cfg,
         };
+        // Hand-offs a crash interrupted, before the tree is compared.
+        app.planner.resume_handoffs(handoffs);
+        app.settle();
         app.resume_uploads(uploads);
         app.apply_bwlimit();
         let queued = if app.planner.first_sync() {
@@ -464,6 +479,12 @@ impl App {
             self.cfg.bwlimit = new.bwlimit;
             self.apply_bwlimit();
         }
+        if (&self.cfg.on_upload, &self.cfg.on_failure) != (&new.on_upload, &new.on_failure) {
+            match self.hooks.set_commands(new.on_upload.clone(), new.on_failure.clone()) {
+                Ok(()) => (self.cfg.on_upload, self.cfg.on_failure) = (new.on_upload, new.on_failure),
+                Err(e) => warn!("warning: SIGHUP: keeping the old hooks: cannot start the hook threads: {e}"),
+            }
+        }
         if self.cfg.rescan_interval != new.rescan_interval {
             self.cfg.rescan_interval = new.rescan_interval;
             self.next_rescan = new.rescan_interval.map(|d| Instant::now() + d);
@@ -514,6 +535,7 @@ impl App {
 
     fn shutdown(&mut self) -> ExitCode {
         self.watcher = None;
+        self.hooks.stop();
         self.pool.close();
         let deadline = Instant::now() + Duration::from_secs(3);
         while self.exited < self.pool.size() {

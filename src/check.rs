@@ -55,6 +55,26 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if !exclude.is_empty() {
         println!("  excluded:        {} (and editor and temporary files)", list(exclude));
     }
+    match &cfg.hand_off {
+        Some(crate::config::HandOff::Remove) => {
+            println!("  after upload:    the local file is deleted (--remove-source)")
+        }
+        Some(crate::config::HandOff::Archive(dir)) => {
+            println!("  after upload:    the local file is moved to {} (--archive-dir)", EscapedPath(dir));
+        }
+        None => {}
+    }
+    for (name, hook) in [("on upload", &cfg.on_upload), ("on failure", &cfg.on_failure)] {
+        if let Some(argv) = hook {
+            let shown: Vec<String> = argv.iter().map(|a| Escaped(a).to_string()).collect();
+            let label = format!("hook {name}:");
+            println!(
+                "  {label:<17}{} (run without a shell, killed after {} s)",
+                shown.join(" "),
+                crate::hooks::LIMIT.as_secs()
+            );
+        }
+    }
     check_local_paths(&cfg, &mut problems);
 
     let connector = Connector::new(&cfg).map_err(|f| Error::usage(f.message))?;

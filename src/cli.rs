@@ -169,6 +169,18 @@ pub struct SyncArgs {
     /// Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines' writes raise no events)
     #[arg(long, value_name = "DUR", env = "FTPMONITOR_POLL", allow_hyphen_values = true)]
     pub poll: Option<String>,
+    /// Delete each local file once its upload is verified (move mode; conflicts with --delete)
+    #[arg(long)]
+    pub remove_source: bool,
+    /// Move each local file to DIR (same path relative to WATCH_DIR) once its upload is verified; DIR outside WATCH_DIR
+    #[arg(long, value_name = "DIR", env = "FTPMONITOR_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
+    /// Program run (no shell) after each verified upload; the file is in FTPMONITOR_PATH, _RELPATH, _REMOTE_PATH, _SIZE
+    #[arg(long, value_name = "CMD", env = "FTPMONITOR_ON_UPLOAD", allow_hyphen_values = true)]
+    pub on_upload: Option<String>,
+    /// Program run (no shell) when a file's failure is first logged and when it is given up; FTPMONITOR_ERROR says why
+    #[arg(long, value_name = "CMD", env = "FTPMONITOR_ON_FAILURE", allow_hyphen_values = true)]
+    pub on_failure: Option<String>,
     /// Upload a file only once its mtime is DUR old (writers that pause without closing): 30s, 10m, off [default: off]
     #[arg(long, value_name = "DUR", env = "FTPMONITOR_MIN_AGE", allow_hyphen_values = true)]
     pub min_age: Option<String>,

@@ -100,6 +100,12 @@ pub struct Config {
     pub bwlimit: crate::bwlimit::Timetable,
     /// `--poll`: watch by polling at this interval.
     pub poll: Option<Duration>,
+    /// `--remove-source` or `--archive-dir`: what happens to a file once its
+    /// upload is verified.
+    pub hand_off: Option<HandOff>,
+    /// `--on-upload`, `--on-failure`: the hooks' command lines, split.
+    pub on_upload: Option<crate::hooks::Argv>,
+    pub on_failure: Option<crate::hooks::Argv>,
     /// `--min-age`: a file is uploaded once its mtime is this old.
     pub min_age: Option<Duration>,
     /// `--max-age`: a file whose mtime is older is left alone.
@@ -108,6 +114,15 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Where the local files' paths came from, for errors found at start-up.
     pub origins: Origins,
+}
+
+/// Move mode: what becomes of a local file once its upload is verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandOff {
+    /// `--remove-source`: deleted.
+    Remove,
+    /// `--archive-dir DIR` (canonical, outside WATCH_DIR): moved there.
+    Archive(PathBuf),
 }
 
 /// Where a value came from, to name it in an error message.
@@ -393,6 +408,52 @@ impl Config {
             crate::daemon::lookup_user(name).map_err(|e| Error::usage(format!("{origin}: {e}")))?;
         }
         let run_as = run_as.map(|(u, _)| u);
+        let hook = |given: &Option<String>,
+                    flag: &'static str,
+                    var: &'static str,
+                    in_file: &Option<String>,
+                    key: &'static str|
+         -> Result<Option<crate::hooks::Argv>> {
+            let Some((cmd, origin)) =
+                text_of(given, flag, Some(var)).or_else(|| in_file.clone().map(|c| (c, from_file(key))))
+            else {
+                return Ok(None);
+            };
+            parse_hook(&cmd, env.path.as_deref()).map(Some).map_err(|e| Error::usage(format!("{origin}: {e}")))
+        };
+        let remove_source = if y.remove_source {
+            Some(Origin::Cli("--remove-source"))
+        } else {
+            file.remove_source.filter(|r| *r).map(|_| from_file("remove-source"))
+        };
+        let archive_dir =
+            path_of(&y.archive_dir, "--archive-dir", Some("FTPMONITOR_ARCHIVE_DIR"), &file.archive_dir, "archive-dir")?;
+        let delete = y.delete || file.delete.unwrap_or(false);
+        let hand_off = match (remove_source, archive_dir) {
+            (Some(r), Some((_, a))) => {
+                return Err(Error::usage(format!(
+                    "{r} and {a} exclude one another: keep --remove-source to delete uploaded files, or \
+                     --archive-dir to move them away"
+                )));
+            }
+            (Some(origin), None) if delete => {
+                return Err(Error::usage(format!(
+                    "{origin} and --delete exclude one another: a file handed off would be deleted on the server \
+                     too; leave out one of them"
+                )));
+            }
+            (None, Some((_, origin))) if delete => {
+                return Err(Error::usage(format!(
+                    "{origin} and --delete exclude one another: a file moved to the archive would be deleted on \
+                     the server too; leave out one of them"
+                )));
+            }
+            (Some(_), None) => Some(HandOff::Remove),
+            (None, Some((dir, origin))) => Some(HandOff::Archive(check_archive_dir(&dir, &watch_dir, &origin)?)),
+            (None, None) => None,
+        };
+        let on_upload = hook(&y.on_upload, "--on-upload", "FTPMONITOR_ON_UPLOAD", &file.on_upload, "on-upload")?;
+        let on_failure = hook(&y.on_failure, "--on-failure", "FTPMONITOR_ON_FAILURE", &file.on_failure, "on-failure")?;
 
         Ok(Self {
             watch_dir,
@@ -416,7 +477,7 @@ impl Config {
             log_format,
             cooldown,
             recursive: !(y.no_recursive || file.no_recursive.unwrap_or(false)),
-            delete: y.delete || file.delete.unwrap_or(false),
+            delete,
             scope,
             parallel,
             rescan_interval: (!rescan_interval.is_zero()).then_some(rescan_interval),
@@ -426,6 +487,9 @@ impl Config {
             publish_changing: y.publish_changing || file.publish_changing.unwrap_or(false),
             bwlimit,
             poll,
+            hand_off,
+            on_upload,
+            on_failure,
             min_age,
             max_age,
             config_file,
@@ -482,6 +546,8 @@ struct Env {
     xdg_state_home: Option<PathBuf>,
     xdg_runtime_dir: Option<PathBuf>,
     password: Option<OsString>,
+    /// `PATH`, where a hook's bare program name is looked up.
+    path: Option<OsString>,
     /// Every `FTPMONITOR_*` variable, to tell an option's environment twin
     /// from the option itself in an error.
     vars: HashMap<String, OsString>,
@@ -497,6 +563,7 @@ impl Env {
             xdg_state_home: var("XDG_STATE_HOME").or_else(|| var("LOCALAPPDATA")).filter(|p| p.is_absolute()),
             xdg_runtime_dir: var("XDG_RUNTIME_DIR").filter(|p| p.is_absolute()),
             password: std::env::var_os("FTPMONITOR_PASSWORD"),
+            path: std::env::var_os("PATH"),
             vars: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
                 .filter(|(k, _)| k.starts_with("FTPMONITOR_"))

@@ -80,6 +80,17 @@ CREATE TABLE IF NOT EXISTS pauses (
     job       INTEGER PRIMARY KEY REFERENCES jobs(id),
     paused_at INTEGER NOT NULL
 );
+-- --remove-source / --archive-dir: files uploaded (verified) whose local
+-- copy is still to be removed or archived, as they were uploaded (size,
+-- mtime, fingerprint). A restart finishes each while the file is unchanged.
+CREATE TABLE IF NOT EXISTS handoffs (
+    job       INTEGER NOT NULL REFERENCES jobs(id),
+    path      TEXT NOT NULL,
+    size      INTEGER NOT NULL,
+    mtime_ns  INTEGER NOT NULL,
+    blake3    BLOB NOT NULL,
+    PRIMARY KEY (job, path)
+) WITHOUT ROWID;
 -- A row while the job's server is unreachable, since when (for `status`).
 CREATE TABLE IF NOT EXISTS outages (
     job        INTEGER PRIMARY KEY REFERENCES jobs(id),
@@ -108,6 +119,10 @@ pub struct Synced {
     pub mtime_ns: i64,
     pub hash: Option<[u8; 32]>,
 }
+
+/// A hand-off a run recorded: path, size, mtime (ns) and fingerprint of the
+/// file as uploaded.
+pub type PendingHandOff = (RelPath, u64, i64, [u8; 32]);
 
 /// A pending operation as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +154,9 @@ pub struct Batch {
     dirs: HashMap<String, bool>,
     /// `Some`: an upload of this local state started; `None`: it ended.
     uploads: HashMap<RelPath, Option<(u64, i64)>>,
+    /// `Some`: the local file is to be handed off (removed or archived) in
+    /// this state; `None`: that is done, or dropped.
+    handoffs: HashMap<RelPath, Option<(u64, i64, [u8; 32])>>,
     last_upload: Option<RelPath>,
     last_error: Option<String>,
     /// `Some(false)`: the server became unreachable; `Some(true)`: it is back.
@@ -152,6 +170,7 @@ impl Batch {
             && self.failed.is_empty()
             && self.dirs.is_empty()
             && self.uploads.is_empty()
+            && self.handoffs.is_empty()
             && self.last_upload.is_none()
             && self.last_error.is_none()
             && self.server_up.is_none()
@@ -207,6 +226,17 @@ impl Batch {
         } else {
             self.uploads.insert(rel, None);
         }
+    }
+
+    /// The local file `rel` (`size`, `mtime_ns`, `hash`) is to be removed
+    /// or archived (`Some`), or that is over (`None`).
+    pub fn handoff(&mut self, rel: RelPath, state: Option<(u64, i64, [u8; 32])>) {
+        self.handoffs.insert(rel, state);
+    }
+
+    /// Whether the batch holds a hand-off not yet written.
+    pub fn has_handoffs(&self) -> bool {
+        self.handoffs.values().any(Option::is_some)
     }
 
     pub fn dir_created(&mut self, dir: String) {
@@ -368,6 +398,19 @@ impl Journal {
         Ok(rows.into_iter().map(|(rel, (size, mtime_ns))| (rel, u64::try_from(size).unwrap_or(0), mtime_ns)).collect())
     }
 
+    /// Hand-offs a previous run left to do: path, size, mtime (ns), fingerprint.
+    pub fn load_handoffs(&self) -> Result<Vec<PendingHandOff>, JournalError> {
+        let rows = self.path_rows("SELECT path, size, mtime_ns, blake3 FROM handoffs WHERE job = ?1", |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, Vec<u8>>(3)?))
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(rel, (size, mtime_ns, hash))| {
+                Some((rel, u64::try_from(size).unwrap_or(0), mtime_ns, <[u8; 32]>::try_from(hash.as_slice()).ok()?))
+            })
+            .collect())
+    }
+
     /// Whether the job is paused.
     pub fn paused(&self) -> Result<bool, JournalError> {
         self.conn
@@ -458,6 +501,22 @@ impl Journal {
                             now
                         ])?,
                         None => ue.execute(params![job, rel.as_str()])?,
+                    };
+                }
+                let mut hs = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO handoffs (job, path, size, mtime_ns, blake3) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut he = tx.prepare_cached("DELETE FROM handoffs WHERE job = ?1 AND path = ?2")?;
+                for (rel, state) in &b.handoffs {
+                    match state {
+                        Some((size, mtime_ns, hash)) => hs.execute(params![
+                            job,
+                            rel.as_str(),
+                            i64::try_from(*size).unwrap_or(i64::MAX),
+                            mtime_ns,
+                            hash.as_slice()
+                        ])?,
+                        None => he.execute(params![job, rel.as_str()])?,
                     };
                 }
                 let mut dc = tx.prepare_cached("INSERT OR IGNORE INTO dirs (job, path) VALUES (?1, ?2)")?;

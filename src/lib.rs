@@ -13,6 +13,7 @@ pub mod debounce;
 pub mod error;
 pub mod event;
 pub mod ftp;
+pub mod hooks;
 pub mod journal;
 pub mod localfs;
 pub mod logging;

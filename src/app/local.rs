@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use super::App;
+use crate::config::HandOff;
+use crate::hooks::HookEvent;
 use crate::journal::Op;
-use crate::localfs::{FileKind, Found, Tree};
+use crate::localfs::{FileKind, Found, HandedOff, Tree};
 use crate::mounts::Snapshot;
-use crate::planner::{Local, Need, Root, Tally};
+use crate::planner::{Local, Need, Notice, Root, Tally};
 use crate::relpath::{EscapedPath, RelPath};
 use crate::watcher::Watcher;
 
@@ -124,6 +126,10 @@ impl App {
                     self.planner.root_event(root, now);
                 }
                 Need::Mounts => self.planner.mounts_changed(Snapshot::take(&self.cfg.watch_dir), now),
+                Need::HandOff { rel, stamp, hash } => {
+                    let result = self.hand_off(&rel, stamp, &hash);
+                    self.planner.handed_off(rel, (stamp, hash), result, now);
+                }
                 Need::Rescan(why) => {
                     self.rewatch();
                     let n = self.reconcile(why.why());
@@ -131,6 +137,7 @@ impl App {
                 }
             }
         }
+        self.run_hooks();
         for t in self.planner.take_tallies() {
             match t {
                 Tally::Queued(n) => self.progress.add(n),
@@ -138,6 +145,55 @@ impl App {
             }
         }
         any
+    }
+
+    /// Removes or archives a file whose upload was verified, once the
+    /// journal knows of it (a crash then neither loses the file nor hands
+    /// it over twice), and only while it is still the file uploaded.
+    fn hand_off(&mut self, rel: &RelPath, stamp: crate::localfs::Stamp, hash: &[u8; 32]) -> Result<HandedOff, String> {
+        if self.planner.batch_mut().has_handoffs() {
+            self.flush_journal();
+            if self.journal_failing {
+                return Err("the journal cannot be written, so a crash could lose track of it".into());
+            }
+        }
+        let archive = match &self.cfg.hand_off {
+            Some(HandOff::Archive(dir)) => Some(Tree::new(dir.clone())),
+            _ => None,
+        };
+        let result = self.tree().hand_off(Path::new(rel.as_str()), stamp, hash, archive.as_ref());
+        match (&result, &self.cfg.hand_off) {
+            (Ok(HandedOff::Done), Some(HandOff::Archive(dir))) => {
+                info!("moved {rel} to the archive {} (uploaded)", EscapedPath(&dir.join(rel.as_str())));
+            }
+            (Ok(HandedOff::Done), _) => info!("removed {rel} (uploaded)"),
+            _ => {}
+        }
+        result.map_err(|e| e.to_string())
+    }
+
+    /// Hands what the planner noticed to the hooks (their own threads: this
+    /// only queues).
+    fn run_hooks(&mut self) {
+        for notice in self.planner.take_notices() {
+            let (rel, failed, size, error) = match notice {
+                Notice::Uploaded { rel, size } => (rel, false, Some(size), None),
+                Notice::Failed { rel, size, error } => (rel, true, size, Some(error)),
+            };
+            let event = HookEvent {
+                failed,
+                local: rel.to_local(&self.cfg.watch_dir),
+                remote: rel.to_remote(&self.cfg.remote_dir),
+                rel,
+                size,
+                error,
+            };
+            if failed {
+                self.hooks.failed(event);
+            } else {
+                self.hooks.uploaded(event);
+            }
+        }
     }
 
     /// Watches the tree anew (a new inotify instance, every directory walked

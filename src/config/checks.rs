@@ -259,3 +259,62 @@ pub(super) fn parse_netrc(text: &str, host: &str, user: Option<&str>) -> Option<
     let default = entries.iter().position(|(m, e)| m.is_none() && fits(e));
     machine.or(default).map(|i| entries.swap_remove(i).1)
 }
+
+/// A hook's command line (`--on-upload`, `--on-failure`): split like a
+/// shell line, its program an executable file (a bare name is looked up in
+/// `PATH`, as the hook will be run).
+pub(super) fn parse_hook(cmd: &str, path_var: Option<&std::ffi::OsStr>) -> std::result::Result<Vec<String>, String> {
+    let argv = crate::hooks::parse(cmd)?;
+    let program = Path::new(&argv[0]);
+    let found = if argv[0].contains('/') {
+        Some(program.to_path_buf())
+    } else {
+        path_var.and_then(|p| std::env::split_paths(p).map(|d| d.join(program)).find(|c| is_executable(c)))
+    };
+    match found {
+        Some(p) if is_executable(&p) => Ok(argv),
+        Some(p) => Err(format!("{} is not an executable file: give the path of the program to run", EscapedPath(&p))),
+        None => {
+            Err(format!("{} is not found in PATH: give the program's full path", crate::relpath::Escaped(&argv[0])))
+        }
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    let Ok(meta) = fs::metadata(p) else { return false };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.is_file() && meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    meta.is_file()
+}
+
+/// `--archive-dir`: an existing directory (not a link to one), outside
+/// WATCH_DIR (`watch_dir` is canonical); returns its canonical path.
+pub(super) fn check_archive_dir(dir: &Path, watch_dir: &Path, origin: &Origin) -> Result<PathBuf> {
+    let shown = EscapedPath(dir);
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::usage(format!(
+                "{origin}: {shown} is a symbolic link (never followed): give the directory it points to"
+            )));
+        }
+        Ok(_) => return Err(Error::usage(format!("{origin}: {shown} is not a directory: give a directory"))),
+        Err(e) => {
+            return Err(Error::usage(format!(
+                "{origin}: {shown}: {e}: create the archive directory first (mkdir -p), or give another"
+            )));
+        }
+    }
+    let canonical = fs::canonicalize(dir).map_err(|e| Error::usage(format!("{origin}: {shown}: {e}")))?;
+    if canonical.starts_with(watch_dir) {
+        return Err(Error::usage(format!(
+            "{origin}: {shown} is inside WATCH_DIR {}: give an archive directory outside it",
+            EscapedPath(watch_dir)
+        )));
+    }
+    Ok(canonical)
+}

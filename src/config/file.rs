@@ -49,6 +49,10 @@ pub(super) struct FileConfig {
     pub(super) publish_changing: Option<bool>,
     pub(super) bwlimit: Option<crate::bwlimit::Timetable>,
     pub(super) poll: Option<Duration>,
+    pub(super) remove_source: Option<bool>,
+    pub(super) archive_dir: Option<PathBuf>,
+    pub(super) on_upload: Option<String>,
+    pub(super) on_failure: Option<String>,
     /// `min-age` and `max-age`: `Some(None)` is an explicit "off".
     pub(super) min_age: Option<Option<Duration>>,
     pub(super) max_age: Option<Option<Duration>>,
@@ -90,6 +94,10 @@ pub(super) const FILE_KEYS: &[&str] = &[
     "publish-changing",
     "bwlimit",
     "poll",
+    "remove-source",
+    "archive-dir",
+    "on-upload",
+    "on-failure",
     "min-age",
     "max-age",
 ];
@@ -193,6 +201,10 @@ impl FileConfig {
             "min-age" => self.min_age = Some(parse_age(&number_text(v, "\"10m\"")?)?),
             "max-age" => self.max_age = Some(parse_age(&number_text(v, "\"30d\"")?)?),
             "bwlimit" => self.bwlimit = Some(crate::bwlimit::Timetable::parse(&number_text(v, "\"10M\"")?)?),
+            "remove-source" => self.remove_source = Some(bool_value(v)?),
+            "archive-dir" => self.archive_dir = Some(path_value(v)?),
+            "on-upload" => self.on_upload = Some(string_value(v)?),
+            "on-failure" => self.on_failure = Some(string_value(v)?),
             _ => return Err("not a key of the config file".to_string()),
         }
         Ok(())

@@ -195,6 +195,59 @@ impl Tree {
     }
 }
 
+/// What [`Tree::hand_off`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandedOff {
+    /// Removed, or moved to the archive.
+    Done,
+    /// Not the bytes that were uploaded any more (or not a file): left alone.
+    Changed,
+    /// Not there any more.
+    Gone,
+}
+
+impl Tree {
+    /// `--remove-source` / `--archive-dir`: removes the file `rel`, or moves
+    /// it to the same relative path below `archive` (another file system:
+    /// copied, synced to disk, then removed), but only while it is still the
+    /// file that was uploaded: the same stamp before and after reading it,
+    /// the same fingerprint, and the same file (device and inode) at its
+    /// name when it goes. Directories left empty are removed, up to the
+    /// root (kept). No link is followed here or in the archive.
+    pub fn hand_off(
+        &self,
+        rel: &Path,
+        expect: Stamp,
+        hash: &[u8; 32],
+        archive: Option<&Tree>,
+    ) -> io::Result<HandedOff> {
+        check_relative(rel)?;
+        let (file, meta) = match self.open_file(rel) {
+            Ok(opened) => opened,
+            Err(OpenError::Gone) => return Ok(HandedOff::Gone),
+            Err(OpenError::NotRegular(_)) => return Ok(HandedOff::Changed),
+            Err(OpenError::Io(e)) => return Err(e),
+        };
+        if meta.stamp() != expect {
+            return Ok(HandedOff::Changed);
+        }
+        let mut hasher = blake3::Hasher::new();
+        io::copy(&mut &file, &mut hasher)?;
+        if hasher.finalize().as_bytes() != hash || Stamp::of(&file.metadata()?) != expect {
+            return Ok(HandedOff::Changed);
+        }
+        let went = match archive {
+            Some(to) => sys::archive(self, rel, &file, to)?,
+            None => sys::remove_if_same(self, rel, &file)?,
+        };
+        if !went {
+            return Ok(HandedOff::Changed);
+        }
+        sys::remove_empty_parents(self, rel);
+        Ok(HandedOff::Done)
+    }
+}
+
 /// The iterator [`Tree::walk`] returns.
 pub struct Walk<F> {
     /// `None` for a start that is no plain relative path.

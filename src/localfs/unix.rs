@@ -409,3 +409,113 @@ fn system_time(secs: i64, nanos: u32) -> Option<SystemTime> {
     };
     whole?.checked_add(Duration::from_nanos(u64::from(nanos)))
 }
+
+/// Whether `name` in `dir` is still the opened `file` (same device and
+/// inode), looked at without following a link.
+fn same_file(dir: &OwnedFd, name: &OsStr, file: &File) -> Result<bool, Errno> {
+    let now = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(e) if e == Errno::NOENT => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let opened = rustix::fs::fstat(file)?;
+    Ok(now.st_dev == opened.st_dev && now.st_ino == opened.st_ino)
+}
+
+/// The parent's descriptor and the last name of `rel`.
+fn parent_and_name<'a>(tree: &Tree, rel: &'a Path) -> io::Result<(OwnedFd, &'a OsStr)> {
+    let (parent, name) = super::split(rel);
+    let name = name.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the watch directory itself"))?;
+    Ok((open_parent(tree, parent)?, name))
+}
+
+pub(super) fn remove_if_same(tree: &Tree, rel: &Path, file: &File) -> io::Result<bool> {
+    let (dir, name) = parent_and_name(tree, rel)?;
+    if !same_file(&dir, name, file)? {
+        return Ok(false);
+    }
+    rustix::fs::unlinkat(&dir, name, AtFlags::empty())?;
+    Ok(true)
+}
+
+/// The directory `rel` below the root of `tree`, created where missing,
+/// following no link (a link in the way is an error), opened for reading.
+fn make_dirs(tree: &Tree, rel: &Path) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut fd = open_root(tree, OFlags::RDONLY)?;
+    for c in rel.components() {
+        let Component::Normal(name) = c else { continue };
+        fd = match rustix::fs::openat(&fd, name, flags, Mode::empty()) {
+            Ok(next) => next,
+            Err(e) if e == Errno::NOENT => {
+                match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) => {}
+                    Err(e) if e == Errno::EXIST => {}
+                    Err(e) => return Err(e.into()),
+                }
+                rustix::fs::openat(&fd, name, flags, Mode::empty())?
+            }
+            Err(e) => return Err(e.into()),
+        };
+    }
+    Ok(fd)
+}
+
+pub(super) fn archive(tree: &Tree, rel: &Path, file: &File, to: &Tree) -> io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let (src, name) = parent_and_name(tree, rel)?;
+    if !same_file(&src, name, file)? {
+        return Ok(false);
+    }
+    let dst = make_dirs(to, rel.parent().unwrap_or(Path::new("")))?;
+    match rustix::fs::renameat(&src, name, &dst, name) {
+        Ok(()) => return Ok(true),
+        Err(e) if e == Errno::XDEV => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Another file system: a copy under a temporary name, on disk before it
+    // takes the final name, and only then the original goes.
+    let mut tmp = OsString::from(".");
+    tmp.push(name);
+    tmp.push(".ftpmonitor-archive");
+    let _ = rustix::fs::unlinkat(&dst, tmp.as_os_str(), AtFlags::empty());
+    let st = rustix::fs::fstat(file)?;
+    let out = rustix::fs::openat(
+        &dst,
+        tmp.as_os_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(st.st_mode & 0o7777),
+    )?;
+    let mut out = File::from(out);
+    let mut from = file;
+    let copied = (|| {
+        from.seek(SeekFrom::Start(0))?;
+        io::copy(&mut from, &mut out)?;
+        if let Ok(modified) = file.metadata().and_then(|m| m.modified()) {
+            let _ = out.set_modified(modified);
+        }
+        out.sync_all()
+    })();
+    if let Err(e) = copied {
+        let _ = rustix::fs::unlinkat(&dst, tmp.as_os_str(), AtFlags::empty());
+        return Err(e);
+    }
+    rustix::fs::renameat(&dst, tmp.as_os_str(), &dst, name)?;
+    rustix::fs::fsync(&dst)?;
+    // Rewritten in place meanwhile? The archived copy stays; so does the file.
+    if same_file(&src, name, file)? && meta_of(&rustix::fs::fstat(file)?) == meta_of(&st) {
+        rustix::fs::unlinkat(&src, name, AtFlags::empty())?;
+    }
+    Ok(true)
+}
+
+pub(super) fn remove_empty_parents(tree: &Tree, rel: &Path) {
+    let mut dir = rel.parent();
+    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+        let Ok((parent, name)) = parent_and_name(tree, d) else { return };
+        if rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR).is_err() {
+            return;
+        }
+        dir = d.parent();
+    }
+}

@@ -210,3 +210,17 @@ impl Walk {
         }
     }
 }
+
+fn unsupported() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "--remove-source and --archive-dir need a Unix system")
+}
+
+pub(super) fn remove_if_same(_: &Tree, _: &Path, _: &File) -> io::Result<bool> {
+    Err(unsupported())
+}
+
+pub(super) fn archive(_: &Tree, _: &Path, _: &File, _: &Tree) -> io::Result<bool> {
+    Err(unsupported())
+}
+
+pub(super) fn remove_empty_parents(_: &Tree, _: &Path) {}

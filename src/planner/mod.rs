@@ -11,7 +11,8 @@
 //! that passed ([`Planner::tick`]). Every output is polled: the jobs for the
 //! workers ([`Planner::next_job`]), the looks and rescans it needs
 //! ([`Planner::poll_need`]), the journal's next batch
-//! ([`Planner::batch_mut`]), progress ([`Planner::take_tallies`]) and the
+//! ([`Planner::batch_mut`]), progress ([`Planner::take_tallies`]), what the
+//! hooks hear of ([`Planner::take_notices`]) and the
 //! next deadline ([`Planner::next_deadline`]). It logs what it decides.
 //!
 //! Its parts: `changes` (events, moves, renames), `plan` (quiet paths,
@@ -71,6 +72,9 @@ pub struct Rules {
     pub ages: Ages,
     pub once: bool,
     pub dry_run: bool,
+    /// `--remove-source` or `--archive-dir`: each file is handed off (removed
+    /// or archived) once its upload is verified.
+    pub hand_off: bool,
 }
 
 impl Rules {
@@ -88,6 +92,7 @@ impl Rules {
             ages: Ages { min: cfg.min_age, max: cfg.max_age },
             once: cfg.once,
             dry_run: cfg.dry_run,
+            hand_off: cfg.hand_off.is_some(),
         }
     }
 }
@@ -116,6 +121,10 @@ pub enum Need {
     Mounts,
     /// Watch the tree anew and reconcile it ([`Planner::reconcile`]).
     Rescan(Rescan),
+    /// `--remove-source` / `--archive-dir`: the journal records the hand-off
+    /// first, then the file goes if it is still the one uploaded (this stamp
+    /// and fingerprint); then [`Planner::handed_off`].
+    HandOff { rel: RelPath, stamp: Stamp, hash: [u8; 32] },
 }
 
 /// Why the tree is watched anew and reconciled.
@@ -171,6 +180,15 @@ pub enum Tally {
     Done(u64),
 }
 
+/// What a hook (`--on-upload`, `--on-failure`) is told about a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Verified on the server (size checked, renamed into place).
+    Uploaded { rel: RelPath, size: u64 },
+    /// A failure logged for the first time, or given up.
+    Failed { rel: RelPath, size: Option<u64>, error: String },
+}
+
 /// A file that changed while it was read, uploads in a row.
 #[derive(Debug, Default)]
 struct Changing {
@@ -215,6 +233,9 @@ pub struct Planner {
     batch: Batch,
     needs: VecDeque<Need>,
     tallies: Vec<Tally>,
+    notices: Vec<Notice>,
+    /// Hand-offs that failed (the file stays): tried again at the next reconcile.
+    handoffs_failed: HashMap<RelPath, (Stamp, [u8; 32])>,
 }
 
 impl Planner {
@@ -254,6 +275,8 @@ impl Planner {
             batch: Batch::default(),
             needs: VecDeque::new(),
             tallies: Vec::new(),
+            notices: Vec::new(),
+            handoffs_failed: HashMap::new(),
         }
     }
 
@@ -276,8 +299,12 @@ impl Planner {
 
     /// A first sync of this job (the journal knows nothing): the tree is
     /// compared with the server's listings, not with the journal.
+    ///
+    /// Not in move mode (`--remove-source`, `--archive-dir`): the journal
+    /// forgets each file handed off, and a file in the tree is one still to
+    /// be handed over, whatever the server holds under its name.
     pub fn first_sync(&self) -> bool {
-        self.synced.is_empty()
+        self.synced.is_empty() && !self.rules.hand_off
     }
 
     /// The next thing to look at or do, oldest first.
@@ -292,6 +319,11 @@ impl Planner {
 
     pub fn take_tallies(&mut self) -> Vec<Tally> {
         std::mem::take(&mut self.tallies)
+    }
+
+    /// What the hooks are to hear of, oldest first.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
     }
 
     /// The earliest of the planner's deadlines: a cooldown ending, a retry,

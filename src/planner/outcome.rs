@@ -12,11 +12,11 @@ use log::{debug, info, warn};
 
 use super::plan::SNAPSHOT_AFTER;
 use super::retry::{ONCE_ATTEMPTS, RELOG, Verdict};
-use super::{Local, Need, Planner, Tally};
+use super::{Local, Need, Notice, Planner, Tally};
 use crate::event::{Done, Job, Outcome};
 use crate::ftp::{Failure, Kind};
 use crate::journal::{Synced, mtime_ns};
-use crate::localfs::Stamp;
+use crate::localfs::{HandedOff, Stamp};
 use crate::relpath::{Escaped, RelPath};
 
 /// The mtime to record for a file read during the `elapsed` before `now`
@@ -96,6 +96,8 @@ impl Planner {
                 self.uploaded_files += 1;
                 self.uploaded_bytes += u.bytes;
                 self.tallies.push(Tally::Done(u.bytes));
+                self.notices.push(Notice::Uploaded { rel: rel.clone(), size: u.stamp.len });
+                self.hand_off(rel, u.stamp, u.blake3);
                 info!(path:% = rel, bytes = u.bytes, ms = elapsed.as_millis();
                     "uploaded {rel} ({}, {} ms)", crate::logging::human_bytes(u.bytes), elapsed.as_millis());
             }
@@ -105,6 +107,10 @@ impl Planner {
                     let s = Synced { mtime_ns: racy_safe_mtime(stamp, elapsed, wall), ..s };
                     self.synced.insert(rel.clone(), s);
                     self.batch.synced(rel.clone(), s, false);
+                    if let Some(hash) = s.hash {
+                        // The server has these very bytes: they are handed over.
+                        self.hand_off(rel, stamp, hash);
+                    }
                 }
                 self.tallies.push(Tally::Done(0));
             }
@@ -129,6 +135,64 @@ impl Planner {
                 }
             }
             (job, _) => debug!("{} done", job.name()),
+        }
+    }
+
+    /// Move mode: the journal records the hand-off (in the batch the loop
+    /// writes before it acts), and the loop removes or archives the file.
+    fn hand_off(&mut self, rel: &RelPath, stamp: Stamp, hash: [u8; 32]) {
+        if !self.rules.hand_off || self.rules.dry_run {
+            return;
+        }
+        self.batch.handoff(rel.clone(), Some((stamp.len, mtime_ns(stamp.mtime), hash)));
+        self.needs.push_back(Need::HandOff { rel: rel.clone(), stamp, hash });
+    }
+
+    /// Hand-offs a previous run recorded and did not finish (a crash between
+    /// the upload and the removal): finished now, while the file is the one
+    /// uploaded; a file changed since is uploaded again.
+    pub fn resume_handoffs(&mut self, pending: Vec<crate::journal::PendingHandOff>) {
+        for (rel, size, mtime, hash) in pending {
+            let mtime = u64::try_from(mtime)
+                .ok()
+                .filter(|ns| *ns > 0)
+                .map(|ns| SystemTime::UNIX_EPOCH + Duration::from_nanos(ns));
+            let stamp = Stamp { len: size, mtime };
+            self.needs.push_back(Need::HandOff { rel, stamp, hash });
+        }
+    }
+
+    /// The answer to [`Need::HandOff`]: the file went (`Done`), or is not
+    /// the one uploaded any more (`Changed`: sent again), or is gone, or
+    /// could not be removed (`Err`: it stays, and is tried again at the next
+    /// reconcile and the next start).
+    pub fn handed_off(
+        &mut self,
+        rel: RelPath,
+        (stamp, hash): (Stamp, [u8; 32]),
+        result: Result<HandedOff, String>,
+        now: Instant,
+    ) {
+        match result {
+            Ok(HandedOff::Done | HandedOff::Gone) => {
+                self.batch.handoff(rel.clone(), None);
+                // Handed over: the journal need not remember it for ever.
+                if self.synced.remove(&rel).is_some() {
+                    self.batch.forget(rel);
+                }
+            }
+            Ok(HandedOff::Changed) => {
+                self.batch.handoff(rel.clone(), None);
+                info!("{rel} changed since its upload: not removed; it is sent again");
+                self.touch(rel, now);
+            }
+            Err(e) => {
+                warn!(
+                    "warning: cannot hand off {rel} after its upload: {e}; the file stays and is tried again at \
+                     the next rescan, SIGUSR1 or start"
+                );
+                self.handoffs_failed.insert(rel, (stamp, hash));
+            }
         }
     }
 
@@ -239,6 +303,8 @@ impl Planner {
                 warn!(path = job.name(), error = f.message; "warning: {f}; skipped until it changes again");
                 if self.rules.once {
                     self.give_up(&job, &f.message);
+                } else {
+                    self.failure_notice(&job, &f.message);
                 }
                 if let Some(p) = job.path() {
                     self.batch.dequeue(p.clone());
@@ -312,7 +378,19 @@ impl Planner {
             self.listing_given_up(&job.key(), why);
             return;
         }
+        self.failure_notice(job, why);
         self.failed_for_good.push((job.name(), why.to_string()));
+    }
+
+    /// Tells the `--on-failure` hook of a file job's failure.
+    fn failure_notice(&mut self, job: &Job, why: &str) {
+        if let Some(rel) = job.path() {
+            let size = match job {
+                Job::Upload { stamp, .. } => Some(stamp.len),
+                _ => None,
+            };
+            self.notices.push(Notice::Failed { rel: rel.clone(), size, error: why.to_string() });
+        }
     }
 
     fn retry_later(&mut self, job: Job, f: &Failure, now: Instant) {
@@ -330,6 +408,9 @@ impl Planner {
                 self.give_up(&job, &f.message);
             }
             Verdict::Retry { attempts, delay, loud } => {
+                if attempts == 1 {
+                    self.failure_notice(&job, &f.message);
+                }
                 if loud {
                     warn!(path = job.name(), error = f.message;
                         "warning: {f} (attempt {attempts}); retrying in {}", whole_seconds(delay));

@@ -220,10 +220,59 @@ const OPTIONS: &[Row] = &[
     Row { name: "option twice", args: &["--cooldown", "1", "--cooldown", "2"], words: &["--cooldown"], ..D },
     Row { name: "empty login", args: &["--user", ""], words: &["--user", "empty"], ..D },
     Row { name: "login with CRLF", args: &["--user", "alice\r\nDELE x"], words: &["--user", "line break"], ..D },
+    Row { name: "empty hook", args: &["--on-upload", " "], words: &["--on-upload", "empty", "program"], ..D },
+    Row {
+        name: "hook with an unclosed quote",
+        args: &["--on-failure", "/bin/echo 'oops"],
+        words: &["--on-failure", "unclosed quote"],
+        ..D
+    },
+    Row {
+        name: "hook program missing",
+        args: &["--on-upload", "/nonexistent/notify --x"],
+        words: &["--on-upload", "/nonexistent/notify", "not an executable file"],
+        ..D
+    },
+    Row {
+        name: "hook program not in PATH",
+        args: &["--on-upload", "no-such-notifier-xyz"],
+        words: &["--on-upload", "not found in PATH", "full path"],
+        ..D
+    },
 ];
 
 const CONFLICTS: &[Row] = &[
     Row { name: "CA file without --tls", args: &["--ca-file", "{file}"], words: &["--ca-file", "--tls"], ..D },
+    Row {
+        name: "remove-source with delete",
+        args: &["--remove-source", "--delete"],
+        words: &["--remove-source", "--delete", "exclude"],
+        ..D
+    },
+    Row {
+        name: "archive-dir with delete",
+        args: &["--archive-dir", "{tmp}", "--delete"],
+        words: &["--archive-dir", "--delete", "exclude"],
+        ..D
+    },
+    Row {
+        name: "remove-source with archive-dir",
+        args: &["--remove-source", "--archive-dir", "{tmp}"],
+        words: &["--remove-source", "--archive-dir", "exclude"],
+        ..D
+    },
+    Row {
+        name: "archive-dir inside WATCH_DIR",
+        args: &["--archive-dir", "{watch}"],
+        words: &["--archive-dir", "inside WATCH_DIR", "outside"],
+        ..D
+    },
+    Row {
+        name: "archive-dir missing",
+        args: &["--archive-dir", "{tmp}/no-such-archive"],
+        words: &["--archive-dir", "no-such-archive", "mkdir"],
+        ..D
+    },
     Row {
         name: "check: negative cooldown",
         sub: Some("check"),
@@ -573,6 +622,18 @@ const CONFIG: &[Row] = &[
         ..D
     },
     Row { name: "empty config file", config: Some(""), words: &["WATCH_DIR", "required"], ..D },
+    Row {
+        name: "hook not a string",
+        config: Some("{base}on-upload = 1"),
+        words: &["line 5", "on-upload", "quoted string"],
+        ..D
+    },
+    Row {
+        name: "hook program missing in the config",
+        config: Some("{base}on-failure = \"/nonexistent/alert\""),
+        words: &["line 5", "on-failure", "not an executable file"],
+        ..D
+    },
 ];
 
 const ENV_TWINS: &[Row] = &[
@@ -671,6 +732,12 @@ const ENV_TWINS: &[Row] = &[
         name: "empty FTPMONITOR_COOLDOWN",
         env: &[("FTPMONITOR_COOLDOWN", "")],
         words: &["FTPMONITOR_COOLDOWN"],
+        ..D
+    },
+    Row {
+        name: "FTPMONITOR_ON_UPLOAD",
+        env: &[("FTPMONITOR_ON_UPLOAD", "/nonexistent/notify")],
+        words: &["FTPMONITOR_ON_UPLOAD", "not an executable file"],
         ..D
     },
     Row {

@@ -188,3 +188,13 @@ fn check_with_a_remote_dir_that_cannot_be_created_exits_1() {
     );
     assert_no_leftovers(&out);
 }
+
+#[test]
+fn check_names_the_hooks() {
+    let out = check().args(["--on-upload", "/bin/echo 'sent file'", "--on-failure", "/bin/true"]).run();
+    out.assert_exit(EXIT_OK);
+    let up = line(&out, "  hook on upload:");
+    assert!(up.contains("/bin/echo sent file") || up.contains("/bin/echo \"sent file\""), "{up}");
+    assert!(up.contains("without a shell") && up.contains("60 s"), "{up}");
+    line(&out, "  hook on failure: /bin/true");
+}

@@ -81,6 +81,13 @@
 //!   delete removes the remote directories the tool created once they are
 //!   empty; a rename moves what the journal knows (`outcome::success`,
 //!   `outcome::racy_mtime`)
+//! - O5 the hooks hear of each verified upload, of a file's first failure
+//!   (not of each retry), of a local failure and of a `--once` give-up
+//!   (`outcome::hook_notices`)
+//! - O6 move mode (`--remove-source`, `--archive-dir`): a file is handed off
+//!   only after its verified upload and only as uploaded; one changed
+//!   meanwhile is sent again; the journal forgets what went; no first sync
+//!   by listings (`outcome::hand_off`)
 //! - G1 with `--min-age` a file is uploaded once its mtime is that old; a write
 //!   meanwhile starts the wait again; an mtime in the future counts once the
 //!   file held still that long; `--once` leaves a young file for a later run
@@ -269,6 +276,7 @@ impl Given {
                 ages: crate::planner::Ages::default(),
                 once: false,
                 dry_run: false,
+                hand_off: false,
             },
             fs: Fs::default(),
             synced: BTreeMap::new(),
@@ -367,7 +375,7 @@ impl Given {
             Box::new(Fixed(self.random, 0)),
         );
         p.set_clock(t0, at(NOW));
-        H { p, fs: self.fs, t0, now: t0, wall: at(NOW), running: Vec::new(), rescans: Vec::new() }
+        H { p, fs: self.fs, t0, now: t0, wall: at(NOW), running: Vec::new(), rescans: Vec::new(), handed: Vec::new() }
     }
 }
 
@@ -382,6 +390,8 @@ pub struct H {
     pub running: Vec<Job>,
     /// The rescans it asked for.
     pub rescans: Vec<Rescan>,
+    /// The files it asked to hand off (move mode).
+    pub handed: Vec<String>,
 }
 
 impl H {
@@ -415,6 +425,19 @@ impl H {
                 Need::Rescan(why) => {
                     self.rescans.push(why);
                     self.reconcile();
+                }
+                Need::HandOff { rel, stamp, hash } => {
+                    // As localfs does: only the file as uploaded goes.
+                    let result = match self.fs.entries.get(rel.as_str()) {
+                        Some(Fake::File { len, mtime }) if stamp == Fs::meta(*len, *mtime).stamp() => {
+                            self.fs.remove(rel.as_str());
+                            Ok(crate::localfs::HandedOff::Done)
+                        }
+                        Some(_) => Ok(crate::localfs::HandedOff::Changed),
+                        None => Ok(crate::localfs::HandedOff::Gone),
+                    };
+                    self.handed.push(rel.to_string());
+                    self.p.handed_off(rel, (stamp, hash), result, now);
                 }
             }
         }

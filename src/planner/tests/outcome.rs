@@ -316,3 +316,66 @@ fn racy_mtime() {
         assert_eq!(racy_safe_mtime(*stamp, *elapsed, now), *want, "{what}");
     }
 }
+
+#[test]
+fn hook_notices() {
+    use crate::planner::Notice;
+    // O5: the hooks hear of a verified upload, of a file's first failure
+    // (not of each retry), of a local failure and of a --once give-up.
+    let mut h = Given::new().file("a", 3, 100).file("b", 1, 100).file("d", 4, 100).start();
+    h.send("a");
+    h.succeed("upload a");
+    assert_eq!(h.p.take_notices(), [Notice::Uploaded { rel: rel("a"), size: 3 }]);
+    h.send("b");
+    h.fail("upload b", Kind::Refused, "550 no");
+    let first = h.p.take_notices();
+    assert_eq!(first, [Notice::Failed { rel: rel("b"), size: Some(1), error: "550 no".into() }]);
+    h.advance(2 * S);
+    assert_eq!(h.jobs(), ["upload b"]);
+    h.fail("upload b", Kind::Refused, "550 no");
+    assert!(h.p.take_notices().is_empty(), "told again on a retry");
+    h.send("d");
+    h.fail("upload d", Kind::Local, "d: permission denied");
+    assert!(matches!(h.p.take_notices()[..], [Notice::Failed { .. }]), "a local failure is not told");
+
+    let mut h = Given::new().with(|r| r.once = true).file("c", 2, 100).start();
+    h.send("c");
+    let mut told = Vec::new();
+    for _ in 0..5 {
+        h.fail("upload c", Kind::Transient, "451 later");
+        told.extend(h.p.take_notices());
+        h.advance(400 * S);
+        h.jobs();
+    }
+    assert_eq!(told.len(), 2, "first failure and the give-up: {told:?}");
+}
+
+#[test]
+fn hand_off() {
+    // O6: move mode hands a file off only after its verified upload, in the
+    // state uploaded; one changed meanwhile is sent again; the journal forgets
+    // what went; a start in move mode is no first sync by listings.
+    let mut h = Given::new().with(|r| r.hand_off = true).file("a", 3, 100).file("b", 1, 100).start();
+    assert!(!h.p.first_sync(), "move mode compared the tree with the server's listings");
+    h.send("a");
+    assert!(h.handed.is_empty(), "handed off before the upload ended");
+    h.fail("upload a", Kind::Transient, "451 later");
+    assert!(h.handed.is_empty(), "handed off after a failed upload");
+    h.advance(2 * S);
+    assert_eq!(h.jobs(), ["upload a"]);
+    h.succeed("upload a");
+    assert_eq!(h.handed, ["a"]);
+    assert!(!h.fs.entries.contains_key("a"), "a was not removed");
+    assert_eq!(h.p.synced_count(), 0, "the journal still holds a file handed off");
+
+    // b is rewritten between its upload and its hand-off: sent again.
+    h.send("b");
+    h.fs.put("b", Fake::File { len: 2, mtime: 101 });
+    h.succeed("upload b");
+    assert_eq!(h.handed, ["a", "b"]);
+    assert!(h.fs.entries.contains_key("b"), "the rewritten b was removed");
+    h.quiet();
+    assert_eq!(h.jobs(), ["upload b"]);
+    h.succeed("upload b");
+    assert!(!h.fs.entries.contains_key("b"), "the new b was not handed off");
+}
