@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_ftpmonitor_global_optspecs
-    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= log-format= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= include= parallel= rescan-interval= max-delete= once dry-run publish-changing bwlimit= poll= remove-source archive-dir= on-upload= on-failure= min-age= max-age= h/help V/version
+    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= metrics-addr= log-format= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= include= parallel= rescan-interval= max-delete= once dry-run publish-changing bwlimit= poll= remove-source archive-dir= on-upload= on-failure= min-age= max-age= h/help V/version
 end
 
 function __fish_ftpmonitor_needs_command
@@ -30,6 +30,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l log-file -d 'Log 
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l state-dir -d 'Working directory and sync journal [default: /var/lib/ftpmonitor as root, else $XDG_STATE_HOME/ftpmonitor]' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l run-as -d 'After the PID and log files exist, drop root privileges to USER' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l log-level -d 'error, warn, info or debug [default: info]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l metrics-addr -d 'Serve Prometheus metrics at http://ADDR:PORT/metrics (a port alone listens on loopback) [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l log-format -d 'text (`<timestamp> - <message>`) or json (one object a line: ts, level, msg, and path, bytes, ms or error where they apply) [default: text]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l user -d 'FTP login [default: anonymous, or the login ~/.netrc gives for HOST]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l password-file -d 'File whose first line is the password' -r -F
@@ -70,6 +71,7 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l log-file
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l state-dir -d 'Working directory and sync journal [default: /var/lib/ftpmonitor as root, else $XDG_STATE_HOME/ftpmonitor]' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l run-as -d 'After the PID and log files exist, drop root privileges to USER' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l log-level -d 'error, warn, info or debug [default: info]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l metrics-addr -d 'Serve Prometheus metrics at http://ADDR:PORT/metrics (a port alone listens on loopback) [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l log-format -d 'text (`<timestamp> - <message>`) or json (one object a line: ts, level, msg, and path, bytes, ms or error where they apply) [default: text]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l user -d 'FTP login [default: anonymous, or the login ~/.netrc gives for HOST]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l password-file -d 'File whose first line is the password' -r -F

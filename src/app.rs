@@ -86,6 +86,8 @@ struct App {
     planner: Planner,
     journal: Journal,
     journal_failing: bool,
+    /// What `--metrics-addr` counts.
+    counters: crate::metrics::Counters,
     journal_due: Option<Instant>,
     next_rescan: Option<Instant>,
     stop: Option<Stop>,
@@ -174,6 +176,17 @@ impl App {
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
         let hooks = crate::hooks::Hooks::start(cfg.on_upload.clone(), cfg.on_failure.clone(), cfg.password.expose())
             .map_err(|e| Error::runtime(format!("cannot start the hook threads: {e}")))?;
+        let counters = crate::metrics::Counters::default();
+        if let Some(addr) = cfg.metrics_addr {
+            let source = crate::metrics::Source {
+                counters: counters.clone(),
+                connected: pool.connected(),
+                state_dir: cfg.state_dir.clone(),
+                job: journal.job_id(),
+            };
+            let bound = crate::metrics::serve(addr, source).map_err(Error::runtime)?;
+            info!("metrics: http://{bound}/metrics");
+        }
         let hangup_is_stop = cfg.foreground && daemon::has_controlling_terminal();
         let now = Instant::now();
         let mut planner = Planner::new(
@@ -198,6 +211,7 @@ impl App {
             planner,
             journal,
             journal_failing: false,
+            counters,
             journal_due: None,
             stop: None,
             hangup_is_stop,
@@ -401,7 +415,10 @@ impl App {
         match ev {
             Event::Fs(change) => self.planner.on_change(change, Instant::now()),
             Event::Signal(sig) => self.on_signal(sig),
-            Event::Done(outcome) => self.planner.on_done(outcome, Instant::now(), SystemTime::now()),
+            Event::Done(outcome) => {
+                self.counters.outcome(&outcome);
+                self.planner.on_done(outcome, Instant::now(), SystemTime::now());
+            }
             Event::WorkerExit => self.exited += 1,
         }
         self.settle();

@@ -29,6 +29,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     }
     println!("  state directory: {}", EscapedPath(&cfg.state_dir));
     println!("  upload rate:     {}", cfg.bwlimit.describe());
+    if let Some(addr) = cfg.metrics_addr {
+        println!("  metrics:         http://{addr}/metrics");
+    }
     match cfg.poll {
         Some(every) => println!("  watching:        by polling every {}", humantime::format_duration(every)),
         None => println!("  watching:        filesystem events (inotify)"),

@@ -98,6 +98,9 @@ pub struct DaemonArgs {
     /// error, warn, info or debug [default: info]
     #[arg(long, value_name = "LEVEL", env = "FTPMONITOR_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (a port alone listens on loopback) [default: off]
+    #[arg(long, value_name = "ADDR:PORT", env = "FTPMONITOR_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// text (`<timestamp> - <message>`) or json (one object a line: ts, level, msg, and path, bytes, ms or error
     /// where they apply) [default: text]
     #[arg(long, value_name = "FORMAT", env = "FTPMONITOR_LOG_FORMAT")]

@@ -81,6 +81,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub run_as: Option<String>,
     pub log_level: LevelFilter,
+    /// `--metrics-addr`: where `/metrics` is served.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub log_format: crate::logging::LogFormat,
 
     pub cooldown: Duration,
@@ -276,6 +278,12 @@ impl Config {
                 humantime::format_duration(max)
             )));
         }
+        let metrics_addr = match &d.metrics_addr {
+            Some(a) => Some(crate::metrics::parse_addr(a).map_err(|e| {
+                Error::usage(format!("{}: {e}", cli("--metrics-addr", Some("FTPMONITOR_METRICS_ADDR"), a.as_ref())))
+            })?),
+            None => file.metrics_addr,
+        };
         let log_level = match &d.log_level {
             Some(l) => parse_log_level(l).map_err(|e| {
                 Error::usage(format!("{}: {e}", cli("--log-level", Some("FTPMONITOR_LOG_LEVEL"), l.as_ref())))
@@ -474,6 +482,7 @@ impl Config {
             state_dir,
             run_as,
             log_level,
+            metrics_addr,
             log_format,
             cooldown,
             recursive: !(y.no_recursive || file.no_recursive.unwrap_or(false)),

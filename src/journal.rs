@@ -276,6 +276,13 @@ pub struct Journal {
     path: PathBuf,
 }
 
+impl Journal {
+    /// The job's row (for readers of their own, such as the metrics).
+    pub fn job_id(&self) -> i64 {
+        self.job
+    }
+}
+
 pub fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -17,6 +17,7 @@ pub mod hooks;
 pub mod journal;
 pub mod localfs;
 pub mod logging;
+pub mod metrics;
 pub mod mounts;
 pub mod pause;
 pub mod planner;

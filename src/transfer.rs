@@ -23,6 +23,8 @@ pub struct Pool {
     handles: Vec<JoinHandle<()>>,
     abort: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
+    /// Sessions logged in now (for `--metrics-addr`).
+    connected: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Pool {
@@ -43,6 +45,7 @@ impl Pool {
         let abort = Arc::new(AtomicBool::new(false));
         let stopping = Arc::new(AtomicBool::new(false));
         let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut handles = Vec::with_capacity(n);
         // The server answered a moment ago: the other workers log in now, while
         // the first one starts, instead of when their first job comes (a
@@ -57,13 +60,15 @@ impl Pool {
                 tree: Tree::new(watch_dir.clone()),
                 abort: Arc::clone(&abort),
                 stopping: Arc::clone(&stopping),
+                connected: Arc::clone(&connected),
+                counted: false,
             };
             let (rx, events) = (Arc::clone(&rx), events.clone());
             let handle =
                 std::thread::Builder::new().name(format!("transfer-{i}")).spawn(move || worker.run(&rx, &events))?;
             handles.push(handle);
         }
-        Ok(Self { jobs: Some(tx), waiting, handles, abort, stopping })
+        Ok(Self { jobs: Some(tx), waiting, handles, abort, stopping, connected })
     }
 
     /// A pool with no workers, left behind once the real one is joined.
@@ -74,6 +79,7 @@ impl Pool {
             handles: Vec::new(),
             abort: Arc::new(AtomicBool::new(false)),
             stopping: Arc::new(AtomicBool::new(false)),
+            connected: Arc::default(),
         }
     }
 
@@ -107,6 +113,11 @@ impl Pool {
 
     pub fn size(&self) -> usize {
         self.handles.len()
+    }
+
+    /// The count of sessions logged in now, kept by the workers.
+    pub fn connected(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        Arc::clone(&self.connected)
     }
 
     /// Joins the workers that have exited (all of them, once every
@@ -143,9 +154,25 @@ struct Worker {
     tree: Tree,
     abort: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
+    connected: Arc<std::sync::atomic::AtomicUsize>,
+    /// Whether this worker's session is in `connected`.
+    counted: bool,
 }
 
 impl Worker {
+    /// Keeps `connected` in step with whether this worker holds a session.
+    fn count_session(&mut self) {
+        let has = self.session.is_some();
+        if has != self.counted {
+            if has {
+                self.connected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                self.connected.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            self.counted = has;
+        }
+    }
+
     fn run(mut self, jobs: &Mutex<Receiver<Job>>, events: &Sender<Event>) {
         if self.prewarm && self.session.is_none() {
             // A failure here is not reported: the first job connects again
@@ -155,6 +182,7 @@ impl Worker {
                 Err(f) => log::debug!("connecting ahead of the first job: {f}"),
             }
         }
+        self.count_session();
         loop {
             let job = {
                 let rx = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -175,6 +203,7 @@ impl Worker {
                     }
                 }
             };
+            self.count_session();
             let created_dirs = self.session.as_mut().map(Session::take_created).unwrap_or_default();
             let outcome = Outcome { job, result, elapsed: started.elapsed(), created_dirs };
             if events.send(Event::Done(outcome)).is_err() {
@@ -184,6 +213,7 @@ impl Worker {
         if let Some(s) = self.session.take() {
             s.quit();
         }
+        self.count_session();
         let _ = events.send(Event::WorkerExit);
     }
 

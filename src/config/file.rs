@@ -26,6 +26,7 @@ pub(super) struct FileConfig {
     pub(super) state_dir: Option<PathBuf>,
     pub(super) run_as: Option<String>,
     pub(super) log_level: Option<LevelFilter>,
+    pub(super) metrics_addr: Option<std::net::SocketAddr>,
     pub(super) log_format: Option<crate::logging::LogFormat>,
 
     pub(super) user: Option<String>,
@@ -73,6 +74,7 @@ pub(super) const FILE_KEYS: &[&str] = &[
     "state-dir",
     "run-as",
     "log-level",
+    "metrics-addr",
     "log-format",
     "user",
     "password",
@@ -175,6 +177,9 @@ impl FileConfig {
             "state-dir" => self.state_dir = Some(path_value(v)?),
             "run-as" => self.run_as = Some(string_value(v)?),
             "log-level" => self.log_level = Some(parse_log_level(&string_value(v)?)?),
+            "metrics-addr" => {
+                self.metrics_addr = Some(crate::metrics::parse_addr(&number_text(v, "\"127.0.0.1:9190\"")?)?)
+            }
             "log-format" => self.log_format = Some(string_value(v)?.parse()?),
             "user" => self.user = Some(string_value(v)?),
             "password" => match v {

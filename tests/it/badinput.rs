@@ -74,6 +74,12 @@ const OPTIONS: &[Row] = &[
         words: &["FTPMONITOR_MIN_AGE", "later"],
         ..D
     },
+    Row {
+        name: "metrics address with a host name",
+        args: &["--metrics-addr", "localhost:9190"],
+        words: &["--metrics-addr", "localhost:9190", "127.0.0.1:9190"],
+        ..D
+    },
     Row { name: "negative timeout", args: &["--timeout", "-1s"], words: &["--timeout", "-1s", "negative"], ..D },
     Row { name: "timeout zero", args: &["--timeout", "0"], words: &["--timeout", "too short", "0.1"], ..D },
     Row { name: "timeout not a duration", args: &["--timeout", "abc"], words: &["--timeout", "abc"], ..D },

@@ -31,6 +31,7 @@ mod listing;
 mod localfiles;
 mod logformat;
 mod login;
+mod metrics;
 mod pause;
 mod pipeline;
 mod poll;
