@@ -8,11 +8,13 @@
 // Each scenario uses a different subset of the helpers.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod ftpmonitor;
 pub mod probe;
 pub mod proxy;
 pub mod servers;
 pub mod tls;
+pub mod toxics;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
