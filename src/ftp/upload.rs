@@ -147,7 +147,12 @@ impl Session {
             other => other,
         };
         let (bytes, blake3) = stored.map_err(|mut f| {
-            if matches!(f.kind, Kind::Connection | Kind::Data | Kind::Transient) && self.features.rest {
+            if f.no_room {
+                // What arrived fills the server's disk: it goes, and the file
+                // is sent from the start once there is room.
+                f.message = format!("{}: the server has no room for {rel} (a full disk or a quota)", f.message);
+                self.discard(&tmp, &f);
+            } else if matches!(f.kind, Kind::Connection | Kind::Data | Kind::Transient) && self.features.rest {
                 // Keep what arrived: the next attempt can continue from it.
                 f.partial = Some(before);
             } else {
@@ -271,7 +276,21 @@ impl Session {
                 ftp.resume_transfer(usize::try_from(offset).unwrap_or(0))?;
             }
             let mut upload = open_data(ftp, format!("STOR {remote}"), timeout)?;
-            let sent = io::copy(&mut reader, &mut upload).map_err(FtpError::ConnectionError)?;
+            let sent = match io::copy(&mut reader, &mut upload) {
+                Ok(n) => n,
+                Err(e) if reader.local_error || abort.load(Ordering::Relaxed) => {
+                    return Err(FtpError::ConnectionError(e));
+                }
+                // The data connection broke while sending: the server may
+                // have closed it and said why (a full disk), which tells
+                // more than a broken pipe.
+                Err(e) => {
+                    return Err(match upload.finish() {
+                        Err(reply @ FtpError::UnexpectedResponse(_)) => reply,
+                        _ => FtpError::ConnectionError(e),
+                    });
+                }
+            };
             if let (Some(store), suppaftp::DataStream::Ssl(tls)) = (&tickets, upload.get_mut()) {
                 // Once known to come, a ticket is waited for as long as it
                 // takes; the first time only briefly, as some servers send none.
@@ -340,6 +359,7 @@ impl Session {
                             code: Some(425),
                             message: format!("{what}: EPSV not understood; using PASV"),
                             partial: None,
+                            no_room: false,
                         });
                     }
                     None if reply.code == 229 => {
@@ -358,6 +378,7 @@ impl Session {
             code: Some(425),
             message: format!("{what}: cannot open the data connection: {}", describe_io(&e)),
             partial: None,
+            no_room: false,
         };
         // A kept port gets a short connect timeout: a firewall that opens
         // passive ports by reading the server's replies (Linux's FTP
@@ -394,18 +415,75 @@ impl Session {
             // The final reply came before the data: the server gave up.
             return Err(classify(&done.into_error(), &what));
         }
-        let sent = match io::copy(reader, &mut data) {
+        let sent = match copy_data(reader, &mut data) {
             Ok(n) => n,
-            Err(e) => {
+            Err(Broke::Reading(e)) => {
                 // The server's final reply comes at its own pace: this
                 // session is out of step now.
                 self.broken = true;
                 return Err(Failure::new(Kind::Connection, format!("{what}: {}", describe_io(&e))));
             }
+            Err(Broke::Sending(e)) => {
+                drop(data);
+                return Err(self.why_the_server_stopped(&what, &e));
+            }
         };
         drop(data);
         let done = self.read_one(&what)?;
         if done.is(2) { Ok(sent) } else { Err(classify(&done.into_error(), &what)) }
+    }
+}
+
+/// Why copying an upload's bytes stopped.
+enum Broke {
+    /// Reading the local file failed (or shutdown aborted the read).
+    Reading(io::Error),
+    /// Writing to the data connection failed.
+    Sending(io::Error),
+}
+
+/// `io::copy` that says which side failed.
+fn copy_data(reader: &mut impl Read, data: &mut TcpStream) -> Result<u64, Broke> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(sent),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Broke::Reading(e)),
+        };
+        io::Write::write_all(data, &buf[..n]).map_err(Broke::Sending)?;
+        sent += n as u64;
+    }
+}
+
+impl Session {
+    /// The failure of an upload whose data connection broke while sending
+    /// (`e`): the server's reply if it sent one (it may have stopped reading
+    /// because its disk is full, and said so), else a lost connection.
+    fn why_the_server_stopped(&mut self, what: &str, e: &io::Error) -> Failure {
+        match self.read_some(what, 3) {
+            Ok(replies) => {
+                if replies.len() > 1 {
+                    // e.g. pure-ftpd's "451 Logout." after the reason: it hangs up.
+                    self.broken = true;
+                }
+                match replies.into_iter().next() {
+                    Some(r) if !r.is(2) => {
+                        let mut f = classify(&r.into_error(), what);
+                        if f.kind == Kind::Refused && !f.no_room {
+                            // A refusal after the data had started: the
+                            // server may take it another time.
+                            f.kind = Kind::Transient;
+                        }
+                        f
+                    }
+                    _ => Failure::new(Kind::Transient, format!("{what}: {}", describe_io(e))),
+                }
+            }
+            Err(_) => Failure::new(Kind::Connection, format!("{what}: {}", describe_io(e))),
+        }
     }
 }
 

@@ -277,9 +277,26 @@ pub fn bytes_from(rng: &mut Rng, len: usize) -> Vec<u8> {
 }
 
 /// Why `remote` is not a byte-identical copy of `local` (nothing else, no temporary
-/// name); `None` when it is.
+/// name); `None` when it is. As [`tree_difference`], but cheap for 50,000 small files:
+/// sizes first, then files read whole up to 16 MiB (chunked above).
 pub fn difference(local: &Path, remote: &Path) -> Option<String> {
-    tree_difference(local, remote)
+    let (want, have) = (files_under(local), files_under(remote));
+    if want != have {
+        return tree_difference(local, remote);
+    }
+    let differ: Vec<&String> = want
+        .iter()
+        .filter(|f| {
+            let (a, b) = (local.join(f), remote.join(f));
+            match (std::fs::metadata(&a), std::fs::metadata(&b)) {
+                (Ok(ma), Ok(mb)) if ma.len() != mb.len() => true,
+                (Ok(ma), Ok(_)) if ma.len() <= 16 << 20 => std::fs::read(&a).ok() != std::fs::read(&b).ok(),
+                (Ok(_), Ok(_)) => !super::same_contents(&a, &b),
+                _ => true,
+            }
+        })
+        .collect();
+    if differ.is_empty() { None } else { Some(format!("files whose bytes differ on the server: {differ:?}")) }
 }
 
 /// One line of the results: printed as `RESULT | scenario | server | injected | lost |
