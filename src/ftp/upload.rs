@@ -369,7 +369,8 @@ impl Session {
                             format!("EPSV: cannot read {}", reply_line(&reply)),
                         ));
                     }
-                    None => return Err(classify(&reply.into_error(), "EPSV")),
+                    None if reply.is(4) || reply.is(5) => return Err(classify(&reply.into_error(), "EPSV")),
+                    None => return Err(self.out_of_step_reply("EPSV", &reply)),
                 }
             }
         };
@@ -408,10 +409,19 @@ impl Session {
             self.broken = true;
             return Err(Failure::new(Kind::Connection, format!("{what}: more replies than expected")));
         }
+        if prelim.is(2) || prelim.is(3) {
+            return Err(self.out_of_step_reply(&what, &prelim));
+        }
         if !prelim.is(1) {
             return Err(classify(&prelim.into_error(), &what));
         }
         if let Some(done) = gave_up {
+            if !(done.is(4) || done.is(5)) {
+                // "Done" before any data: whatever the server sends once the
+                // data connection closes would be taken for the next
+                // command's reply.
+                return Err(self.out_of_step_reply(&format!("{what} (before any data)"), &done));
+            }
             // The final reply came before the data: the server gave up.
             return Err(classify(&done.into_error(), &what));
         }
