@@ -131,15 +131,20 @@ impl Session {
                     // Some servers refuse names that start with a dot
                     // (pure-ftpd -x): use a visible temporary name then.
                     Err(f) if f.code == Some(553) && tmp != temp_name(&dir, rel.file_name(), true) => {
-                        if !self.visible_temp.swap(true, Ordering::Relaxed) {
+                        let hidden = std::mem::replace(&mut tmp, temp_name(&dir, rel.file_name(), true));
+                        let r = self.store(&tmp, &file, before.len, abort, 0, None);
+                        // Only if the visible name is taken was it the dot that
+                        // the server refused (a 553 also says "permission
+                        // denied"): hidden names stay the rule otherwise.
+                        if r.is_ok() && !self.visible_temp.swap(true, Ordering::Relaxed) {
                             log::info!(
-                                "the server refuses the temporary name {} ({f}); temporary uploads are named \
-                                 NAME{TEMP_SUFFIX} from now on",
+                                "the server refuses the temporary name {} ({f}) and takes {}; temporary uploads \
+                                 are named NAME{TEMP_SUFFIX} from now on",
+                                Escaped(&hidden),
                                 Escaped(&tmp)
                             );
                         }
-                        tmp = temp_name(&dir, rel.file_name(), true);
-                        self.store(&tmp, &file, before.len, abort, 0, None)
+                        r
                     }
                     other => other,
                 }
