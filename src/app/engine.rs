@@ -166,7 +166,9 @@ impl App {
             || self.queued.contains(from_rel.as_str())
             || self.in_flight.contains_key(to_rel.as_str())
             || self.queued.contains(to_rel.as_str())
-            || self.synced_below(&from_rel).any(|r| self.in_flight.contains_key(r.as_str()));
+            // Any upload below (synced before or new): a remote rename of the
+            // directory would move its temporary file away from under it.
+            || self.in_flight.keys().any(|k| k.strip_prefix(from_rel.as_str()).is_some_and(|r| r.starts_with('/')));
         if self.cfg.delete && synced_here && !busy && !self.synced.contains_key(&to_rel) {
             self.batch.queue(to_rel.clone(), Op::Upload);
             self.enqueue(Job::Rename { from: from_rel, to: to_rel });
