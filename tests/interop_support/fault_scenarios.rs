@@ -629,3 +629,44 @@ pub fn watch_dir_replaced_by_a_file(kind: Kind, test: &str) {
         ),
     );
 }
+
+/// Scenario 11: A slow link, and a `--timeout` (2 s) shorter than the time the bytes
+/// buffered on the way take to drain (data connections at 1 MiB/s, three 6 MiB files):
+/// the server is never silent, so no upload may time out, each goes up in one attempt.
+pub fn slow_link_shorter_timeout(kind: Kind, test: &str) {
+    let seed = seed(test);
+    let mut rng = Rng::new(seed);
+    let server = Server::start(kind, Options::default());
+    let proxy = ToxicProxy::start(server.port, rng.next_u64());
+    proxy.add(Toxic::Bandwidth { bytes_per_sec: 1 << 20 }.named("bandwidth").on(On::Data));
+    let job =
+        Job::to(&server, "127.0.0.1", proxy.port).args(&["--timeout", "2s", "--parallel", "3", "--log-level", "debug"]);
+    let versions = Versions::new();
+    let checker = Checker::start(&server.remote_root(), &versions);
+    let mut daemon = started(&job, &server, &versions);
+    for i in 0..3 {
+        versions.write(&job.watch, &format!("slow/f{i}.bin"), &bytes_from(&mut rng, 6 * MIB));
+    }
+    let took = settle(&mut daemon, &job, &server, Duration::from_secs(120));
+    let log = job.log();
+    // (a session lost this way is replaced at debug level: hence --log-level debug)
+    let given_up = lines_with(&log, &[" - warning", " - error", "timed out", "session lost", "resuming"]);
+    let sent = proxy.stats().upload_bytes.load(Ordering::Relaxed);
+    assert!(
+        given_up.is_empty() && sent < (18 * MIB + MIB / 4) as u64,
+        "uploads that made progress were given up ({} MiB sent for 18): {given_up:#?}\n{}",
+        sent >> 20,
+        job.diagnostics()
+    );
+    let (looks, rounds) = conclude(daemon, &job, &server, checker, test);
+    result_line(
+        "slow link, --timeout shorter than the buffers' drain time",
+        kind.name(),
+        "data connections at 1 MiB/s, --timeout 2s, three 6 MiB files in parallel",
+        0,
+        &format!(
+            "synced in {took:?}, {} MiB sent in all, no warning; checker: {looks} file states in {rounds} rounds",
+            sent >> 20
+        ),
+    );
+}

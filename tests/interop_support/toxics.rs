@@ -355,6 +355,23 @@ impl Shared {
     }
 }
 
+/// The receive buffer of the proxy's side of data connections.
+const DATA_RCVBUF: usize = 128 * 1024;
+
+fn set_receive_buffer(l: &TcpListener, bytes: usize) {
+    let n = libc::c_int::try_from(bytes).expect("small");
+    // SAFETY: setsockopt on a socket we own, with a valid int and its size.
+    unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::from_ref(&n).cast(),
+            u32::try_from(std::mem::size_of::<libc::c_int>()).expect("small"),
+        );
+    }
+}
+
 /// Sets SO_LINGER to 0: closing the socket then sends a TCP reset.
 fn reset_on_close(s: &TcpStream) {
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
@@ -652,6 +669,10 @@ fn rewrite_passive(sh: &Arc<Shared>, ctl: &Control, line: &str) -> Option<String
         return None;
     };
     let listener = TcpListener::bind((sh.ip, 0)).ok()?;
+    // A small receive buffer (inherited by the accepted socket): what the proxy has not
+    // passed on yet stays in the client's send queue, as behind a real bottleneck,
+    // instead of megabytes acknowledged at once into the proxy's buffer.
+    set_receive_buffer(&listener, DATA_RCVBUF);
     let port = listener.local_addr().ok()?.port();
     let verb = Arc::new(OnceLock::new());
     *lock(&ctl.next_data) = Some(Arc::clone(&verb));
