@@ -309,6 +309,7 @@ impl Session {
                     tickets_on_data = Some(got);
                 }
             }
+            wait_sent(upload.get_ref().get_ref(), timeout).map_err(FtpError::ConnectionError)?;
             upload.finish()?;
             Ok(sent)
         });
@@ -443,10 +444,50 @@ impl Session {
                 return Err(self.why_the_server_stopped(&what, &e));
             }
         };
+        if let Err(e) = wait_sent(&data, self.timeout) {
+            self.broken = true;
+            return Err(Failure::new(Kind::Connection, format!("{what}: {}", describe_io(&e))));
+        }
         drop(data);
         let done = self.read_one(&what)?;
         if done.is(2) { Ok(sent) } else { Err(classify(&done.into_error(), &what)) }
     }
+}
+
+/// Waits until every byte written to `socket` has reached the peer (the
+/// kernel's send queue is empty), giving up only after `timeout` without
+/// progress. On a slow link the last megabytes of an upload are still on
+/// their way after the last write, and the server's final reply comes only
+/// after them: the wait for that reply must not count their time as the
+/// server's silence. Linux (SIOCOUTQ) only; elsewhere it returns at once.
+#[cfg(target_os = "linux")]
+fn wait_sent(socket: &TcpStream, timeout: Duration) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let queued = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) on a TCP socket this session owns
+        // writes one int.
+        let r = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        (r == 0).then_some(n)
+    };
+    let Some(mut last) = queued() else { return Ok(()) };
+    let mut progress = std::time::Instant::now();
+    while last > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+        let Some(n) = queued() else { return Ok(()) };
+        if n < last {
+            progress = std::time::Instant::now();
+        } else if progress.elapsed() >= timeout {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the data stopped moving"));
+        }
+        last = n;
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn wait_sent(_socket: &TcpStream, _timeout: Duration) -> io::Result<()> {
+    Ok(())
 }
 
 /// Why copying an upload's bytes stopped.
