@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
+use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
@@ -17,12 +18,19 @@ use crate::event::Event;
 use crate::localfs::{FileKind, Tree};
 
 pub struct Watcher {
-    _inner: RecommendedWatcher,
+    /// inotify (or the OS's events), or notify's poll watcher with `--poll`.
+    _inner: Box<dyn notify::Watcher + Send>,
+    /// Tells the loop when the mount table changes (Linux).
+    _mounts: Option<MountWatch>,
 }
 
 impl Watcher {
-    pub fn start(root: &Path, recursive: bool, tx: Sender<Event>) -> notify::Result<Self> {
+    /// Watches `root`; with `poll`, by looking at every file at that interval
+    /// (network and FUSE file systems raise no events for other machines'
+    /// writes).
+    pub fn start(root: &Path, recursive: bool, poll: Option<Duration>, tx: Sender<Event>) -> notify::Result<Self> {
         let tree = Tree::new(root);
+        let tx_mounts = tx.clone();
         let handler = move |res: notify::Result<notify::Event>| {
             for change in translate(res, &tree) {
                 // The loop has stopped: nothing left to tell.
@@ -30,10 +38,77 @@ impl Watcher {
             }
         };
         let config = notify::Config::default().with_follow_symlinks(false);
-        let mut inner = RecommendedWatcher::new(handler, config)?;
+        let mut inner: Box<dyn notify::Watcher + Send> = match poll {
+            // Size and mtime are compared, not contents: a poll reads no file.
+            Some(every) => Box::new(notify::PollWatcher::new(
+                handler,
+                config.with_poll_interval(every).with_compare_contents(false),
+            )?),
+            None => Box::new(RecommendedWatcher::new(handler, config)?),
+        };
         let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
         inner.watch(root, mode)?;
-        Ok(Self { _inner: inner })
+        let mounts = match MountWatch::start(&tx_mounts) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!(
+                    "warning: cannot follow the mount table ({e}): an unmount of the watch directory is noticed at the next rescan"
+                );
+                None
+            }
+        };
+        Ok(Self { _inner: inner, _mounts: mounts })
+    }
+}
+
+/// A thread blocked in `poll` on `/proc/self/mountinfo`, which the kernel
+/// wakes whenever the mount table changes; it sends [`Change::Mounts`].
+/// Ends when dropped (its stop pipe closes).
+struct MountWatch {
+    stop: Option<std::io::PipeWriter>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MountWatch {
+    #[cfg(target_os = "linux")]
+    fn start(tx: &Sender<Event>) -> std::io::Result<Option<Self>> {
+        use rustix::event::{PollFd, PollFlags};
+        let table = std::fs::File::open("/proc/self/mountinfo")?;
+        let (stop_rx, stop_tx) = std::io::pipe()?;
+        let tx = tx.clone();
+        let thread = std::thread::Builder::new().name("mounts".into()).spawn(move || {
+            loop {
+                let mut fds = [PollFd::new(&table, PollFlags::PRI), PollFd::new(&stop_rx, PollFlags::IN)];
+                match rustix::event::poll(&mut fds, None) {
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => return,
+                }
+                if !fds[1].revents().is_empty() {
+                    return;
+                }
+                if fds[0].revents().intersects(PollFlags::PRI | PollFlags::ERR)
+                    && tx.send(Event::Fs(Change::Mounts)).is_err()
+                {
+                    return;
+                }
+            }
+        })?;
+        Ok(Some(Self { stop: Some(stop_tx), thread: Some(thread) }))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn start(_tx: &Sender<Event>) -> std::io::Result<Option<Self>> {
+        Ok(None)
+    }
+}
+
+impl Drop for MountWatch {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -83,7 +158,7 @@ fn translate(res: notify::Result<notify::Event>, tree: &Tree) -> Vec<Change> {
 /// Something moved in under this name: a directory is walked, a file (or a
 /// link, even to a directory) waits. Looked at without following a link in
 /// any component.
-pub fn appeared(tree: &Tree, p: PathBuf) -> Change {
+fn appeared(tree: &Tree, p: PathBuf) -> Change {
     let dir =
         tree.relative(&p).is_some_and(|rel| tree.lstat(rel).is_ok_and(|m| m.is_some_and(|m| m.kind == FileKind::Dir)));
     if dir { Change::DirAppeared(p) } else { Change::Touched(p) }

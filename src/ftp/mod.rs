@@ -38,6 +38,7 @@ use std::time::{Duration, SystemTime};
 
 use suppaftp::{FtpError, RustlsFtpStream};
 
+use crate::localfs::Stamp;
 use crate::relpath::Escaped;
 
 pub use connect::Connector;
@@ -254,6 +255,8 @@ pub struct Session {
     /// The job's "no dot in temporary names" switch (see [`Connector`]).
     visible_temp: Arc<std::sync::atomic::AtomicBool>,
     timeout: Duration,
+    /// `--bwlimit` (see [`crate::bwlimit`]).
+    limiter: crate::bwlimit::Limiter,
     /// Whether the server sends a TLS 1.3 ticket on upload data connections
     /// (`None`: not known yet).
     tickets_on_data: Option<bool>,
@@ -263,19 +266,6 @@ pub struct Session {
     data_opened: Arc<AtomicBool>,
     /// The job's "EPSV refused on IPv6 was logged" switch (see [`Connector`]).
     no_pasv_logged: Arc<AtomicBool>,
-}
-
-/// A file's identity for "did it change while we read it".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    pub len: u64,
-    pub mtime: Option<SystemTime>,
-}
-
-impl Stamp {
-    pub fn of(meta: &std::fs::Metadata) -> Self {
-        Self { len: meta.len(), mtime: meta.modified().ok() }
-    }
 }
 
 #[cfg(test)]

@@ -15,9 +15,9 @@ use super::names::temp_name;
 use super::reply::reply_line;
 use super::session::open_data;
 use super::tls::absorb_tickets;
-use super::{Failure, Kind, Session, Stamp, Uploaded, classify, describe_io};
+use super::{Failure, Kind, Session, Uploaded, classify, describe_io};
 use crate::config::TEMP_SUFFIX;
-use crate::localfs::{FileKind, OpenError, Tree};
+use crate::localfs::{FileKind, OpenError, Stamp, Tree};
 use crate::relpath::{Escaped, RelPath};
 
 /// How long a passive port asked for ahead of an upload is used (see
@@ -32,6 +32,9 @@ const KEPT_PORT_CONNECT: Duration = Duration::from_secs(3);
 struct Abortable<'a, R> {
     inner: R,
     abort: &'a AtomicBool,
+    /// `--bwlimit`: the bytes read are taken from the shared bucket (`None`
+    /// while reading what the server already holds, for the fingerprint).
+    limiter: Option<&'a crate::bwlimit::Limiter>,
     hasher: blake3::Hasher,
     /// Reading the local file failed (not the server's fault).
     local_error: bool,
@@ -44,6 +47,9 @@ impl<R: Read> Read for Abortable<'_, R> {
         }
         let n = self.inner.read(buf).inspect_err(|_| self.local_error = true)?;
         self.hasher.update(&buf[..n]);
+        if let Some(limiter) = self.limiter {
+            limiter.take(n, self.abort);
+        }
         Ok(n)
     }
 }
@@ -248,9 +254,11 @@ impl Session {
             .map_err(|e| Failure::new(Kind::Local, format!("cannot read the file again: {e}")))?;
         // A buffer the size of a small file: no large allocation per file.
         let capacity = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX).clamp(8 * 1024, 256 * 1024);
+        let limiter = self.limiter.clone();
         let mut reader = Abortable {
             inner: BufReader::with_capacity(capacity, file),
             abort,
+            limiter: Some(&limiter),
             hasher: blake3::Hasher::new(),
             local_error: false,
         };
@@ -277,7 +285,9 @@ impl Session {
             if offset > 0 {
                 // The fingerprint covers the whole file: read the part the
                 // server already holds through the hasher.
+                let limiter = reader.limiter.take();
                 io::copy(&mut (&mut reader).take(offset), &mut io::sink()).map_err(FtpError::ConnectionError)?;
+                reader.limiter = limiter;
                 ftp.resume_transfer(usize::try_from(offset).unwrap_or(0))?;
             }
             let mut upload = open_data(ftp, format!("STOR {remote}"), timeout)?;
