@@ -469,7 +469,8 @@ impl Session {
 /// progress. On a slow link the last megabytes of an upload are still on
 /// their way after the last write, and the server's final reply comes only
 /// after them: the wait for that reply must not count their time as the
-/// server's silence. Linux (SIOCOUTQ) only; elsewhere it returns at once.
+/// server's silence. A connection reset by the peer ends the wait (its
+/// queue never empties). Linux (SIOCOUTQ) only; elsewhere it returns at once.
 #[cfg(target_os = "linux")]
 fn wait_sent(socket: &TcpStream, timeout: Duration) -> io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -484,6 +485,12 @@ fn wait_sent(socket: &TcpStream, timeout: Duration) -> io::Result<()> {
     let mut progress = std::time::Instant::now();
     while last > 0 {
         std::thread::sleep(Duration::from_millis(20));
+        if socket.take_error().map_or(true, |e| e.is_some()) {
+            // Reset by the peer (a server that refused the upload and
+            // closed the data connection unread): what is still queued
+            // never leaves, and the reply says why.
+            return Ok(());
+        }
         let Some(n) = queued() else { return Ok(()) };
         if n < last {
             progress = std::time::Instant::now();
@@ -562,5 +569,41 @@ fn open_regular(tree: &Tree, rel: &RelPath) -> Result<(File, Stamp), Failure> {
         Err(OpenError::Gone) => Err(Failure::new(Kind::Vanished, format!("{rel} is gone"))),
         Err(e @ OpenError::NotRegular(_)) => Err(Failure::new(Kind::Vanished, format!("{rel} is not uploaded: {e}"))),
         Err(OpenError::Io(e)) => Err(Failure::new(Kind::Local, format!("cannot read {rel}: {e}"))),
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A peer that stops reading with bytes still on their way, and then
+    /// closes (a server that refused the STOR after its 150): the reset
+    /// leaves those bytes counted in the send queue for good. The wait ends
+    /// at the reset, not after the whole timeout; the reply says why.
+    #[test]
+    fn the_wait_for_the_last_bytes_ends_when_the_peer_resets_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.set_nonblocking(true).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut queued = 0;
+        while queued < 64 << 20 {
+            match client.write(&chunk) {
+                Ok(n) => queued += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        client.set_nonblocking(false).unwrap();
+        // Closed with unread data: the kernel answers with a reset.
+        drop(server);
+        let start = Instant::now();
+        assert!(wait_sent(&client, Duration::from_secs(5)).is_ok());
+        assert!(start.elapsed() < Duration::from_secs(2), "waited {:?} after the reset", start.elapsed());
     }
 }
