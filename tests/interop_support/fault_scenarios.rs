@@ -670,3 +670,65 @@ pub fn slow_link_shorter_timeout(kind: Kind, test: &str) {
         ),
     );
 }
+
+/// Scenario 12: The network refuses new connections for 6 s (every open one reset
+/// first), twice, during a burst, with 20-60 ms of latency on every control reply.
+pub fn connections_refused_for_a_while(kind: Kind, test: &str) {
+    let seed = seed(test);
+    let mut rng = Rng::new(seed);
+    let server = Server::start(kind, Options::default());
+    let proxy = ToxicProxy::start(server.port, rng.next_u64());
+    proxy.add(
+        Toxic::Latency { delay: Duration::from_millis(20), jitter: Duration::from_millis(40) }
+            .named("latency")
+            .downstream()
+            .on(On::Control),
+    );
+    proxy.add(Toxic::Bandwidth { bytes_per_sec: 8 << 20 }.named("bandwidth").on(On::Data));
+    let job = Job::to(&server, "127.0.0.1", proxy.port).args(&["--timeout", "5s"]);
+    let versions = Versions::new();
+    let checker = Checker::start(&server.remote_root(), &versions);
+    let mut daemon = started(&job, &server, &versions);
+    let mut cut = Vec::new();
+    for round in 0..2 {
+        for i in 0..40 {
+            let len = mixed_size(&mut rng);
+            versions.write(&job.watch, &format!("r{round}/f{i:02}.bin"), &bytes_from(&mut rng, len));
+        }
+        let at = usize::try_from(rng.between(2, 30)).expect("small");
+        daemon.wait_until(Duration::from_secs(120), &server, &format!("{at} files of round {round} arrived"), || {
+            count_final(&server, &format!("r{round}/")) >= at
+        });
+        let before = lines_with(&job.log(), &["server unavailable"]).len();
+        proxy.refuse_for(Duration::from_secs(6));
+        cut.push(format!("after {at} files: {} connections reset", proxy.reset_all()));
+        for i in 0..5 {
+            versions.write(&job.watch, &format!("refused{round}/g{i}.txt"), format!("while refused {i}\n").as_bytes());
+        }
+        daemon.wait_until(Duration::from_secs(30), &server, "the log says the server is unavailable", || {
+            lines_with(&job.log(), &["server unavailable"]).len() > before
+        });
+    }
+    let took = settle(&mut daemon, &job, &server, Duration::from_secs(180));
+    daemon.wait_until(Duration::from_secs(30), &server, "two lines say the server is back", || {
+        lines_with(&job.log(), &["server reachable again"]).len() >= 2
+    });
+    let log = job.log();
+    let back: Vec<&str> =
+        lines_with(&log, &["server reachable again after "]).iter().filter_map(|l| l.split(" after ").nth(1)).collect();
+    let unavailable = lines_with(&log, &["server unavailable"]).len();
+    let (looks, rounds) = conclude(daemon, &job, &server, checker, test);
+    result_line(
+        "connections refused for a while",
+        kind.name(),
+        &format!(
+            "2 × (every connection reset, new ones refused for 6 s): {}; 20-60 ms latency on replies",
+            cut.join("; ")
+        ),
+        0,
+        &format!(
+            "91 files; synced {took:?} after the last refusal began; log: {unavailable} × server unavailable, back after {}; checker: {looks} file states in {rounds} rounds; seed {seed}",
+            back.join(", ")
+        ),
+    );
+}
