@@ -84,7 +84,11 @@ pub enum Bytes {
 #[derive(Debug, Clone, Copy)]
 pub enum Toxic {
     /// toxiproxy `limit_data`: once `bytes` passed, the connection is reset (TCP RST to
-    /// both sides), like a network failure.
+    /// both sides), like a network failure. On a control connection's upstream the cut
+    /// falls before the command line it would split: a command is one TCP segment, which
+    /// arrives whole or not at all, and proftpd executes the part of a line it has when
+    /// the connection ends (a `STOR` or `RNTO` of a name cut short, found by
+    /// drops_during_uploads: RELIABILITY.md).
     LimitData { bytes: Bytes },
     /// toxiproxy `timeout` with timeout 0: while the toxic is in place nothing passes and
     /// nothing is read; both sockets stay open.
@@ -442,6 +446,9 @@ fn deliver(sh: &Shared, link: &Link, stream: Stream, mut bytes: &[u8]) -> bool {
                     let passed = link.passed[idx].load(Ordering::Relaxed);
                     if passed + n as u64 >= b.threshold && sh.take_budget(*id) {
                         let keep = usize::try_from(b.threshold.saturating_sub(passed)).unwrap_or(n).min(n);
+                        // Control upstream: `bytes` is one command line (in clear), which
+                        // passes whole or not at all (see `Toxic::LimitData`).
+                        let keep = if stream == Stream::Upstream && !link.data && keep < n { 0 } else { keep };
                         let _ = (&*to).write_all(&bytes[..keep]);
                         link.passed[idx].fetch_add(keep as u64, Ordering::Relaxed);
                         sh.stats.resets.fetch_add(1, Ordering::Relaxed);
@@ -898,12 +905,13 @@ impl Drop for ToxicProxy {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let t = self.transcript();
+            let shown = if super::full_logs() { t.len() } else { 100 };
             eprintln!(
-                "--- toxic proxy {}:{} transcript (last 100 of {} lines) ---\n{}",
+                "--- toxic proxy {}:{} transcript (last {shown} of {} lines) ---\n{}",
                 self.ip,
                 self.port,
                 t.len(),
-                t[t.len().saturating_sub(100)..].join("\n")
+                t[t.len().saturating_sub(shown)..].join("\n")
             );
         }
         self.shared.stop.store(true, Ordering::SeqCst);
