@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! sudo tests/interop/setup.sh                       # once per machine
-//! cargo test --test faults -- --ignored             # as root (the daemons, mount)
+//! cargo test --test faults -- --ignored --test-threads=1   # as root (the daemons, mount); as .ci/run
 //! FTPMONITOR_FAULT_SEED=N cargo test --test faults -- --ignored --exact NAME   # replay
 //! ```
 //!
