@@ -83,11 +83,14 @@ pub struct Failure {
     /// An upload broke off after it started: the temporary file may hold
     /// this version's first bytes, so the next attempt can resume.
     pub partial: Option<Stamp>,
+    /// The server said it has no room for the file (a full disk, a quota):
+    /// a partial copy must not stay there, or it keeps the disk full.
+    pub no_room: bool,
 }
 
 impl Failure {
     pub(crate) fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Self { kind, code: None, message: message.into(), partial: None }
+        Self { kind, code: None, message: message.into(), partial: None, no_room: false }
     }
 
     /// Whether the control connection can still be trusted afterwards.
@@ -159,7 +162,25 @@ fn classify(err: &FtpError, what: &str) -> Failure {
             None => Kind::Connection,
         }
     };
-    Failure { kind, code, message: format!("{what}: {}", reply_text(err)), partial: None }
+    let text = reply_text(err);
+    let no_room = says_no_room(code, &text);
+    Failure { kind, code, message: format!("{what}: {text}"), partial: None, no_room }
+}
+
+/// Whether a reply says the server has no room to store a file: 452 and 552
+/// say so by their code; 450 and 451 ("local error") only in their text,
+/// worded by the servers tested as "Error during write to file"
+/// (pure-ftpd), "Failure writing to local file" (vsftpd), "No space left on
+/// device" or, on a full tmpfs, "Input/output error" (proftpd).
+fn says_no_room(code: Option<u16>, text: &str) -> bool {
+    match code {
+        Some(452 | 552) => true,
+        Some(450 | 451) => {
+            let t = text.to_ascii_lowercase();
+            ["writ", "space", "quota", "full", "input/output"].iter().any(|w| t.contains(w))
+        }
+        _ => false,
+    }
 }
 
 /// Remote directories known to exist, shared by all sessions of one job, so
@@ -245,4 +266,31 @@ pub struct Session {
     data_opened: Arc<AtomicBool>,
     /// The job's "EPSV refused on IPv6 was logged" switch (see [`Connector`]).
     no_pasv_logged: Arc<AtomicBool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_read_from_the_code_or_from_the_words_of_a_local_error() {
+        // what pure-ftpd, vsftpd and proftpd answer when the disk fills up (tests/faults.rs)
+        for (code, text) in [
+            (451, "451-Error during write to file"),
+            (451, "451 Failure writing to local file."),
+            (451, "451 Transfer aborted. Input/output error"),
+            (452, "452 Transfer aborted. No space left on device"),
+            (552, "552 Quota exceeded"),
+        ] {
+            assert!(says_no_room(Some(code), text), "{text}");
+        }
+        // a broken data connection, or another refusal, keeps the partial copy
+        for (code, text) in [
+            (451, "451-Error during read from data connection"),
+            (426, "426 Failure reading network stream."),
+            (550, "550 Permission denied"),
+        ] {
+            assert!(!says_no_room(Some(code), text), "{text}");
+        }
+    }
 }

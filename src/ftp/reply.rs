@@ -299,6 +299,17 @@ impl Session {
         })
     }
 
+    /// A positive reply where another one was due (a 2xx to STOR, a 226 to
+    /// EPSV): it belongs to another command, every reply after it would be
+    /// taken for the wrong command's, so the session is given up.
+    pub(super) fn out_of_step_reply(&mut self, what: &str, reply: &Reply) -> Failure {
+        self.broken = true;
+        Failure::new(
+            Kind::Connection,
+            format!("{what}: the server answered {}: replies out of step", reply_line(reply)),
+        )
+    }
+
     /// Where a `229 Entering Extended Passive Mode (|||port|)` reply says to
     /// connect: that port at the control connection's peer.
     pub(super) fn epsv_address(&self, reply: &Reply) -> Option<SocketAddr> {

@@ -232,6 +232,10 @@ impl Session {
             };
             if let Some(epsv) = replies.next() {
                 self.ready_port = self.epsv_address(&epsv).map(|addr| (addr, std::time::Instant::now()));
+                if self.ready_port.is_none() && !(epsv.is(4) || epsv.is(5)) {
+                    // Not EPSV's reply (an extra one came after RNTO's): out of step.
+                    let _ = self.out_of_step_reply("EPSV", &epsv);
+                }
             }
             match (from.code, to.code) {
                 (350, 200..=299) => return Ok(()),

@@ -137,15 +137,20 @@ impl Session {
                     // Some servers refuse names that start with a dot
                     // (pure-ftpd -x): use a visible temporary name then.
                     Err(f) if f.code == Some(553) && tmp != temp_name(&dir, rel.file_name(), true) => {
-                        if !self.visible_temp.swap(true, Ordering::Relaxed) {
+                        let hidden = std::mem::replace(&mut tmp, temp_name(&dir, rel.file_name(), true));
+                        let r = self.store(&tmp, &file, before.len, abort, 0, None);
+                        // Only if the visible name is taken was it the dot that
+                        // the server refused (a 553 also says "permission
+                        // denied"): hidden names stay the rule otherwise.
+                        if r.is_ok() && !self.visible_temp.swap(true, Ordering::Relaxed) {
                             log::info!(
-                                "the server refuses the temporary name {} ({f}); temporary uploads are named \
-                                 NAME{TEMP_SUFFIX} from now on",
+                                "the server refuses the temporary name {} ({f}) and takes {}; temporary uploads \
+                                 are named NAME{TEMP_SUFFIX} from now on",
+                                Escaped(&hidden),
                                 Escaped(&tmp)
                             );
                         }
-                        tmp = temp_name(&dir, rel.file_name(), true);
-                        self.store(&tmp, &file, before.len, abort, 0, None)
+                        r
                     }
                     other => other,
                 }
@@ -153,7 +158,12 @@ impl Session {
             other => other,
         };
         let (bytes, blake3) = stored.map_err(|mut f| {
-            if matches!(f.kind, Kind::Connection | Kind::Data | Kind::Transient) && self.features.rest {
+            if f.no_room {
+                // What arrived fills the server's disk: it goes, and the file
+                // is sent from the start once there is room.
+                f.message = format!("{}: the server has no room for {rel} (a full disk or a quota)", f.message);
+                self.discard(&tmp, &f);
+            } else if matches!(f.kind, Kind::Connection | Kind::Data | Kind::Transient) && self.features.rest {
                 // Keep what arrived: the next attempt can continue from it.
                 f.partial = Some(before);
             } else {
@@ -281,7 +291,21 @@ impl Session {
                 ftp.resume_transfer(usize::try_from(offset).unwrap_or(0))?;
             }
             let mut upload = open_data(ftp, format!("STOR {remote}"), timeout)?;
-            let sent = io::copy(&mut reader, &mut upload).map_err(FtpError::ConnectionError)?;
+            let sent = match io::copy(&mut reader, &mut upload) {
+                Ok(n) => n,
+                Err(e) if reader.local_error || abort.load(Ordering::Relaxed) => {
+                    return Err(FtpError::ConnectionError(e));
+                }
+                // The data connection broke while sending: the server may
+                // have closed it and said why (a full disk), which tells
+                // more than a broken pipe.
+                Err(e) => {
+                    return Err(match upload.finish() {
+                        Err(reply @ FtpError::UnexpectedResponse(_)) => reply,
+                        _ => FtpError::ConnectionError(e),
+                    });
+                }
+            };
             if let (Some(store), suppaftp::DataStream::Ssl(tls)) = (&tickets, upload.get_mut()) {
                 // Once known to come, a ticket is waited for as long as it
                 // takes; the first time only briefly, as some servers send none.
@@ -295,6 +319,7 @@ impl Session {
                     tickets_on_data = Some(got);
                 }
             }
+            wait_sent(upload.get_ref().get_ref(), timeout).map_err(FtpError::ConnectionError)?;
             upload.finish()?;
             Ok(sent)
         });
@@ -350,6 +375,7 @@ impl Session {
                             code: Some(425),
                             message: format!("{what}: EPSV not understood; using PASV"),
                             partial: None,
+                            no_room: false,
                         });
                     }
                     None if reply.code == 229 => {
@@ -359,7 +385,8 @@ impl Session {
                             format!("EPSV: cannot read {}", reply_line(&reply)),
                         ));
                     }
-                    None => return Err(classify(&reply.into_error(), "EPSV")),
+                    None if reply.is(4) || reply.is(5) => return Err(classify(&reply.into_error(), "EPSV")),
+                    None => return Err(self.out_of_step_reply("EPSV", &reply)),
                 }
             }
         };
@@ -368,6 +395,7 @@ impl Session {
             code: Some(425),
             message: format!("{what}: cannot open the data connection: {}", describe_io(&e)),
             partial: None,
+            no_room: false,
         };
         // A kept port gets a short connect timeout: a firewall that opens
         // passive ports by reading the server's replies (Linux's FTP
@@ -397,25 +425,138 @@ impl Session {
             self.broken = true;
             return Err(Failure::new(Kind::Connection, format!("{what}: more replies than expected")));
         }
+        if prelim.is(2) || prelim.is(3) {
+            return Err(self.out_of_step_reply(&what, &prelim));
+        }
         if !prelim.is(1) {
             return Err(classify(&prelim.into_error(), &what));
         }
         if let Some(done) = gave_up {
+            if !(done.is(4) || done.is(5)) {
+                // "Done" before any data: whatever the server sends once the
+                // data connection closes would be taken for the next
+                // command's reply.
+                return Err(self.out_of_step_reply(&format!("{what} (before any data)"), &done));
+            }
             // The final reply came before the data: the server gave up.
             return Err(classify(&done.into_error(), &what));
         }
-        let sent = match io::copy(reader, &mut data) {
+        let sent = match copy_data(reader, &mut data) {
             Ok(n) => n,
-            Err(e) => {
+            Err(Broke::Reading(e)) => {
                 // The server's final reply comes at its own pace: this
                 // session is out of step now.
                 self.broken = true;
                 return Err(Failure::new(Kind::Connection, format!("{what}: {}", describe_io(&e))));
             }
+            Err(Broke::Sending(e)) => {
+                drop(data);
+                return Err(self.why_the_server_stopped(&what, &e));
+            }
         };
+        if let Err(e) = wait_sent(&data, self.timeout) {
+            self.broken = true;
+            return Err(Failure::new(Kind::Connection, format!("{what}: {}", describe_io(&e))));
+        }
         drop(data);
         let done = self.read_one(&what)?;
         if done.is(2) { Ok(sent) } else { Err(classify(&done.into_error(), &what)) }
+    }
+}
+
+/// Waits until every byte written to `socket` has reached the peer (the
+/// kernel's send queue is empty), giving up only after `timeout` without
+/// progress. On a slow link the last megabytes of an upload are still on
+/// their way after the last write, and the server's final reply comes only
+/// after them: the wait for that reply must not count their time as the
+/// server's silence. A connection reset by the peer ends the wait (its
+/// queue never empties). Linux (SIOCOUTQ) only; elsewhere it returns at once.
+#[cfg(target_os = "linux")]
+fn wait_sent(socket: &TcpStream, timeout: Duration) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let queued = || {
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) on a TCP socket this session owns
+        // writes one int.
+        let r = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        (r == 0).then_some(n)
+    };
+    let Some(mut last) = queued() else { return Ok(()) };
+    let mut progress = std::time::Instant::now();
+    while last > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+        if socket.take_error().map_or(true, |e| e.is_some()) {
+            // Reset by the peer (a server that refused the upload and
+            // closed the data connection unread): what is still queued
+            // never leaves, and the reply says why.
+            return Ok(());
+        }
+        let Some(n) = queued() else { return Ok(()) };
+        if n < last {
+            progress = std::time::Instant::now();
+        } else if progress.elapsed() >= timeout {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the data stopped moving"));
+        }
+        last = n;
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn wait_sent(_socket: &TcpStream, _timeout: Duration) -> io::Result<()> {
+    Ok(())
+}
+
+/// Why copying an upload's bytes stopped.
+enum Broke {
+    /// Reading the local file failed (or shutdown aborted the read).
+    Reading(io::Error),
+    /// Writing to the data connection failed.
+    Sending(io::Error),
+}
+
+/// `io::copy` that says which side failed.
+fn copy_data(reader: &mut impl Read, data: &mut TcpStream) -> Result<u64, Broke> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(sent),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Broke::Reading(e)),
+        };
+        io::Write::write_all(data, &buf[..n]).map_err(Broke::Sending)?;
+        sent += n as u64;
+    }
+}
+
+impl Session {
+    /// The failure of an upload whose data connection broke while sending
+    /// (`e`): the server's reply if it sent one (it may have stopped reading
+    /// because its disk is full, and said so), else a lost connection.
+    fn why_the_server_stopped(&mut self, what: &str, e: &io::Error) -> Failure {
+        match self.read_some(what, 3) {
+            Ok(replies) => {
+                if replies.len() > 1 {
+                    // e.g. pure-ftpd's "451 Logout." after the reason: it hangs up.
+                    self.broken = true;
+                }
+                match replies.into_iter().next() {
+                    Some(r) if !r.is(2) => {
+                        let mut f = classify(&r.into_error(), what);
+                        if f.kind == Kind::Refused && !f.no_room {
+                            // A refusal after the data had started: the
+                            // server may take it another time.
+                            f.kind = Kind::Transient;
+                        }
+                        f
+                    }
+                    _ => Failure::new(Kind::Transient, format!("{what}: {}", describe_io(e))),
+                }
+            }
+            Err(_) => Failure::new(Kind::Connection, format!("{what}: {}", describe_io(e))),
+        }
     }
 }
 
@@ -428,5 +569,41 @@ fn open_regular(tree: &Tree, rel: &RelPath) -> Result<(File, Stamp), Failure> {
         Err(OpenError::Gone) => Err(Failure::new(Kind::Vanished, format!("{rel} is gone"))),
         Err(e @ OpenError::NotRegular(_)) => Err(Failure::new(Kind::Vanished, format!("{rel} is not uploaded: {e}"))),
         Err(OpenError::Io(e)) => Err(Failure::new(Kind::Local, format!("cannot read {rel}: {e}"))),
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A peer that stops reading with bytes still on their way, and then
+    /// closes (a server that refused the STOR after its 150): the reset
+    /// leaves those bytes counted in the send queue for good. The wait ends
+    /// at the reset, not after the whole timeout; the reply says why.
+    #[test]
+    fn the_wait_for_the_last_bytes_ends_when_the_peer_resets_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client.set_nonblocking(true).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut queued = 0;
+        while queued < 64 << 20 {
+            match client.write(&chunk) {
+                Ok(n) => queued += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        client.set_nonblocking(false).unwrap();
+        // Closed with unread data: the kernel answers with a reset.
+        drop(server);
+        let start = Instant::now();
+        assert!(wait_sent(&client, Duration::from_secs(5)).is_ok());
+        assert!(start.elapsed() < Duration::from_secs(2), "waited {:?} after the reset", start.elapsed());
     }
 }

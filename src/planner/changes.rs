@@ -141,7 +141,7 @@ impl Planner {
     /// Whether a local rename is done on the server (RNFR/RNTO): with
     /// `--delete`, when the server has the old name (a file or files below
     /// it), nothing is pending or running on either name or below the old
-    /// one, and the new name is not synced.
+    /// one (a new file's upload too), and the new name is not synced.
     fn rename_is_remote(&self, from: &RelPath, to: &RelPath) -> bool {
         let synced_here = self.synced.contains_key(from) || self.synced_below(from).next().is_some();
         let busy = self.debouncer.contains(from)
@@ -149,7 +149,9 @@ impl Planner {
             || self.queue.is_queued(from.as_str())
             || self.queue.is_running(to.as_str())
             || self.queue.is_queued(to.as_str())
-            || self.synced_below(from).any(|r| self.queue.is_running(r.as_str()));
+            // Any upload below (synced before or new): a remote rename of the
+            // directory would move its temporary file away from under it.
+            || self.queue.is_running_below(from.as_str());
         self.rules.delete && synced_here && !busy && !self.synced.contains_key(to)
     }
 }

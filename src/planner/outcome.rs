@@ -262,6 +262,14 @@ impl Planner {
         if let (Job::Upload { rel, .. }, Some(stamp)) = (&job, f.partial) {
             self.partial.insert(rel.clone(), stamp);
         }
+        if let Job::Upload { rel, .. } = &job
+            && f.no_room
+        {
+            // Its partial copy would keep the server's disk full: removed (also
+            // when the failed session could not), and not resumed.
+            self.partial.remove(rel);
+            self.enqueue(Job::RemoveTemp(rel.clone()));
+        }
         let job = match job {
             Job::Upload { rel, stamp, snapshot, known, .. } => {
                 let resume = self.partial.get(&rel).copied();

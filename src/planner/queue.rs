@@ -164,6 +164,11 @@ impl Queue {
         self.in_flight.contains_key(key)
     }
 
+    /// Whether a job runs on a path below the directory `dir`.
+    pub fn is_running_below(&self, dir: &str) -> bool {
+        self.in_flight.keys().any(|k| k.strip_prefix(dir).is_some_and(|r| r.starts_with('/')))
+    }
+
     pub fn running(&self) -> usize {
         self.in_flight.len()
     }

@@ -243,6 +243,30 @@ impl Daemon<'_> {
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon runs").id()
+    }
+
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = i32::try_from(self.pid()).expect("pid fits");
+        // SAFETY: kill(2) on the child this handle started.
+        unsafe { libc::kill(pid, sig) };
+    }
+
+    /// Whether the daemon still runs (`None` while it does, else how it ended).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// `kill -9`, and waits until it is gone.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("the daemon runs");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// SIGTERM; the exit status, within 30 s (then SIGKILL and a panic).
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("the daemon runs");

@@ -8,11 +8,13 @@
 // Each scenario uses a different subset of the helpers.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod ftpmonitor;
 pub mod probe;
 pub mod proxy;
 pub mod servers;
 pub mod tls;
+pub mod toxics;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -214,8 +216,16 @@ pub fn describe_tree(root: &Path) -> String {
         .join(", ")
 }
 
-/// The last `lines` lines of a text file (empty when it does not exist).
+/// Whether diagnostics print whole logs and transcripts instead of their tails
+/// (`FTPMONITOR_FAULT_FULL_LOGS=1`, to study a failure that only shows now and then).
+pub fn full_logs() -> bool {
+    std::env::var_os("FTPMONITOR_FAULT_FULL_LOGS").is_some_and(|v| v == "1")
+}
+
+/// The last `lines` lines of a text file (empty when it does not exist); every line
+/// with [`full_logs`].
 pub fn tail(path: &Path, lines: usize) -> String {
+    let lines = if full_logs() { usize::MAX } else { lines };
     let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

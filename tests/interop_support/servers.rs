@@ -82,6 +82,8 @@ pub struct Server {
     pub run: PathBuf,
     pub pki: Option<Pki>,
     child: Option<Child>,
+    /// The daemon's command line, for [`Server::restart`].
+    command: (std::ffi::OsString, Vec<std::ffi::OsString>),
     tmp: KeptDir,
 }
 
@@ -208,7 +210,7 @@ impl Server {
             text
         };
 
-        let (user, password, mut cmd) = match kind {
+        let (user, password, cmd) = match kind {
             Kind::PureFtpd => {
                 let password = random_password();
                 chown(&root, NOBODY);
@@ -301,14 +303,60 @@ impl Server {
             }
         };
 
-        let out = std::fs::File::create(run.join("server.out")).expect("create server.out");
-        let err = out.try_clone().expect("dup server.out");
-        cmd.current_dir(&run).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", kind.name()));
+        let command = (cmd.get_program().to_owned(), cmd.get_args().map(ToOwned::to_owned).collect());
         let mut server =
-            Server { kind, options, port, passive, user, password, root, run, pki, child: Some(child), tmp };
+            Server { kind, options, port, passive, user, password, root, run, pki, child: None, command, tmp };
+        server.spawn();
         server.wait_ready();
         server
+    }
+
+    /// Starts the daemon's process (its output appended to `run/server.out`).
+    fn spawn(&mut self) {
+        let out = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.run.join("server.out"))
+            .expect("open server.out");
+        let err = out.try_clone().expect("dup server.out");
+        let mut cmd = Command::new(&self.command.0);
+        cmd.args(&self.command.1).current_dir(&self.run).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", self.kind.name())));
+    }
+
+    /// Kills the daemon and every session process with SIGKILL at once, as a crash or
+    /// an OOM kill would; files on its disk stay as they are.
+    pub fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let leader = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let procs = self.processes(leader);
+            if let Ok(pgid) = i32::try_from(leader) {
+                // SAFETY: the group was created for the daemon (process_group(0)).
+                unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            }
+            for &pid in &procs {
+                if let Ok(pid) = i32::try_from(pid) {
+                    // SAFETY: kill(2) on processes of the daemon this test started.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            let exited = !matches!(child.try_wait(), Ok(None));
+            if exited && self.processes(leader).is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} processes {procs:?} survived SIGKILL", self.kind.name());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the daemon again (same config, ports and disk) after [`Server::kill`] or
+    /// [`Server::stop`], and waits until it greets.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart: {} still runs", self.kind.name());
+        self.spawn();
+        self.wait_ready();
     }
 
     /// Waits until the daemon sends its 220 greeting.

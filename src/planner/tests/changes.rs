@@ -175,6 +175,20 @@ fn renames() {
             then: &["delete a", "upload b"],
         },
         Row {
+            rule: "C5 a directory rename while a new file below it uploads is a delete plus uploads: a remote \
+                   rename would move that upload's temporary file away from under it",
+            given: || Given::deleting().file("d/x", 1, 100).journal("d/x", 1, 100).file("d/new", 2, 100),
+            when: |h| {
+                assert_eq!(h.send("d/new"), ["upload d/new"]);
+                h.fs.remove("d");
+                h.fs.put("e/x", Fake::File { len: 1, mtime: 100 });
+                h.fs.put("e/new", Fake::File { len: 2, mtime: 100 });
+                h.change(Change::Renamed { from: abs("d"), to: abs("e") });
+                h.quiet();
+            },
+            then: &["delete d/x", "upload e/new", "upload e/x"],
+        },
+        Row {
             rule: "C5 a rename of a file the server does not have is an upload",
             given: || Given::deleting().file("b", 1, 100),
             when: |h| {

@@ -20,8 +20,8 @@
 //!   halves of a rename inside it are one rename (`changes::moves`)
 //! - C5 deletes and renames reach the server only with `--delete`; a rename
 //!   is one RNFR/RNTO, not a delete plus an upload, unless something is
-//!   pending on either name or the old name is not on the server
-//!   (`changes::renames`, `changes::deletes`)
+//!   pending on either name, an upload runs below the old one, or the old
+//!   name is not on the server (`changes::renames`, `changes::deletes`)
 //! - C6 skipped, with one log line each: symlinks (never followed), sockets,
 //!   FIFOs, devices, unreadable files, excluded paths, names FTP cannot
 //!   carry; scope is checked again when a job is handed to a worker
@@ -72,8 +72,11 @@
 //! - O2 failures are retried with exponential back-off (1 s doubling to
 //!   5 min) with jitter; one failing file never blocks the others; a lost
 //!   connection is retried for the whole server with its own back-off (to
-//!   1 min), one probe at a time; `--once` gives up after 5 attempts
-//!   (`outcome::failures`, `outcome::server_down`, the tests in `planner/retry.rs`)
+//!   1 min), one probe at a time; `--once` gives up after 5 attempts; an
+//!   upload broken off resumes from what the server kept, except when the
+//!   server has no room for it: that copy is removed and the file starts
+//!   over (`outcome::failures`, `outcome::server_down`, the tests in
+//!   `planner/retry.rs`)
 //! - O3 a rename the server refuses becomes an upload under the new name and
 //!   a delete of the old one (`outcome::failures`)
 //! - O4 after a verified upload the journal holds its size, mtime and

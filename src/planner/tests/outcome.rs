@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Fake, Given, H, Row, abs, at, rel, run};
 use crate::event::{Change, Done};
-use crate::ftp::Kind;
+use crate::ftp::{Failure, Kind};
 use crate::journal::mtime_ns;
 use crate::localfs::Stamp;
 use crate::planner::outcome::racy_safe_mtime;
@@ -12,6 +12,11 @@ use crate::planner::retry::RELOG;
 
 const MS: Duration = Duration::from_millis(1);
 const S: Duration = Duration::from_secs(1);
+
+/// The stamp of `a` as the rows give it (3 bytes, mtime 100).
+fn stamp_a() -> Stamp {
+    Stamp { len: 3, mtime: Some(at(100)) }
+}
 
 /// `a` uploading, as planned.
 fn uploading() -> H {
@@ -162,6 +167,33 @@ fn failures() {
                 h.fail("upload a", Kind::Vanished, "a is gone");
             },
             then: &["delete a"],
+        },
+        Row {
+            rule: "O2 a copy broken off is resumed (REST) from what the server kept ...",
+            given: || Given::new().file("a", 3, 100),
+            when: |h| {
+                h.send("a");
+                h.finish("upload a", Err(Failure { partial: Some(stamp_a()), ..Failure::new(Kind::Transient, "426") }));
+                h.advance(S);
+            },
+            then: &["upload a (resume)"],
+        },
+        Row {
+            rule: "O2 ... but a file the server has no room for (a full disk, a quota) starts over, and the \
+                   temporary copy that fills its disk is removed at once (also when the failed session could not)",
+            given: || Given::new().file("a", 3, 100),
+            when: |h| {
+                h.send("a");
+                h.finish("upload a", Err(Failure { partial: Some(stamp_a()), ..Failure::new(Kind::Transient, "426") }));
+                h.advance(S);
+                assert_eq!(h.jobs(), ["upload a (resume)"]);
+                let full = Failure { code: Some(452), no_room: true, ..Failure::new(Kind::Transient, "452 disk full") };
+                h.finish("upload a (resume)", Err(full));
+                assert_eq!(h.jobs(), ["remove temp a"], "the partial copy stays and keeps the disk full");
+                h.succeed("remove temp a");
+                h.advance(2 * S);
+            },
+            then: &["upload a"],
         },
         Row {
             rule: "O3 a rename the server refuses becomes an upload of the new name and a delete of the old",
