@@ -24,6 +24,7 @@ mod listing;
 mod names;
 mod pipeline;
 mod reply;
+mod send;
 mod session;
 mod tls;
 mod upload;
