@@ -15,7 +15,7 @@ use super::names::temp_name;
 use super::reply::reply_line;
 use super::send::{SendError, Sent, Source};
 use super::session::open_data;
-use super::tls::absorb_tickets;
+use super::tls::close_upload;
 use super::{Failure, Kind, Session, Stamp, Uploaded, classify, describe_io};
 use crate::config::TEMP_SUFFIX;
 use crate::localfs::{FileKind, OpenError, Tree};
@@ -24,6 +24,10 @@ use crate::relpath::{Escaped, RelPath};
 /// How long a passive port asked for ahead of an upload is used (see
 /// `Session::ready_port`): a server may close an unused one after a while.
 const READY_PORT_TTL: Duration = Duration::from_secs(2);
+
+/// How long the end of a TLS upload waits for the server to close the data
+/// connection (see `close_upload`), as long as suppaftp waits for it.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// The connect timeout for such a port (see `Session::store_raw`).
 const KEPT_PORT_CONNECT: Duration = Duration::from_secs(3);
@@ -219,9 +223,7 @@ impl Session {
                 .map_err(|e| Failure::new(Kind::Local, format!("cannot read the file again: {e}")))?;
             return self.store_raw(remote, source, abort, ready).map(|sent| (sent.total, sent.blake3));
         }
-        let tickets = self.tickets.clone();
         let timeout = self.timeout;
-        let mut tickets_on_data = self.tickets_on_data;
         // How the send failed, when it was not the server's reply.
         let mut send_failed = None;
         let result = self.with_data(|ftp| {
@@ -235,23 +237,20 @@ impl Session {
             }
             let mut upload = open_data(ftp, format!("STOR {remote}"), timeout)?;
             let sent = source.send(&mut upload, abort).map_err(|e| stash(&mut send_failed, e))?;
-            if let (Some(store), suppaftp::DataStream::Ssl(tls)) = (&tickets, upload.get_mut()) {
-                // Once known to come, a ticket is waited for as long as it
-                // takes; the first time only briefly, as some servers send none.
-                let wait = match tickets_on_data {
-                    Some(false) => Duration::ZERO,
-                    Some(true) => Duration::from_secs(2),
-                    None => Duration::from_secs(1),
+            if let suppaftp::DataStream::Ssl(tls) = upload.get_mut() {
+                let kind = match close_upload(suppaftp::TlsStream::mut_ref(tls.as_mut()), CLOSE_WAIT, timeout) {
+                    Some(suppaftp::rustls::HandshakeKind::Resumed) => "resumed the session",
+                    Some(suppaftp::rustls::HandshakeKind::Full) => "a full handshake",
+                    Some(suppaftp::rustls::HandshakeKind::FullWithHelloRetryRequest) => {
+                        "a full handshake after a retry request"
+                    }
+                    None => "no complete handshake",
                 };
-                let got = absorb_tickets(suppaftp::TlsStream::mut_ref(tls.as_mut()), store, wait, timeout);
-                if tickets_on_data.is_none() {
-                    tickets_on_data = Some(got);
-                }
+                log::debug!("the TLS data connection of {} had {kind}", Escaped(remote));
             }
             upload.finish()?;
             Ok(sent)
         });
-        self.tickets_on_data = tickets_on_data;
         match (result, send_failed) {
             (Ok(sent), _) => Ok((sent.total, sent.blake3)),
             // Reading the local file failed or shutdown came: this file
@@ -260,7 +259,7 @@ impl Session {
             (Err(_), Some(e @ (SendError::Local(_) | SendError::Aborted))) => Err(send_failure(e, "reading")),
             (Err(e), _) => {
                 let mut f = classify(&e, &format!("STOR {}", Escaped(remote)));
-                if self.tickets.is_some()
+                if self.tls
                     && !self.tls12
                     && !self.tls12_broken.load(Ordering::Relaxed)
                     && matches!(f.code, Some(425 | 522))
@@ -344,6 +343,7 @@ impl Session {
             }
         };
         data.set_write_timeout(Some(self.timeout)).map_err(data_failed)?;
+        data.set_nodelay(true).map_err(data_failed)?;
         self.send_raw(&[format!("STOR {remote}")])?;
         let mut replies = self.read_some(&what, 2)?.into_iter();
         let (Some(prelim), gave_up) = (replies.next(), replies.next()) else {
