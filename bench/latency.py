@@ -165,7 +165,8 @@ def memory(binary, root, port, user, password, local, count, work, timeout=600):
             if now == ticks:
                 break
             ticks = now
-        return dict(rss_kib=status_kib(proc.pid, "VmRSS"), hwm_kib=status_kib(proc.pid, "VmHWM"))
+        return dict(rss_kib=status_kib(proc.pid, "VmRSS"), hwm_kib=status_kib(proc.pid, "VmHWM"),
+                    anon_kib=status_kib(proc.pid, "RssAnon"), file_kib=status_kib(proc.pid, "RssFile"))
     finally:
         stop(proc)
         shutil.rmtree(target, ignore_errors=True)

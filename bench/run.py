@@ -455,7 +455,8 @@ def run_memory(ctx, results, ds_name):
     mem = latency.memory(str(ctx.binary), str(ctx.plain.root), ctx.plain.port, USER, PASSWORD, str(local), count,
                          work=ctx.work / f"memory-{ds_name}")
     results.append(dict(workload=f"memory-{ds_name}", files=count, **mem))
-    say(f"memory ({count} files): VmRSS {mem['rss_kib'] / 1024:.1f} MiB, peak {mem['hwm_kib'] / 1024:.1f} MiB")
+    say(f"memory ({count} files): VmRSS {mem['rss_kib'] / 1024:.1f} MiB (anonymous {mem['anon_kib'] / 1024:.1f} MiB, "
+        f"file {mem['file_kib'] / 1024:.1f} MiB), peak {mem['hwm_kib'] / 1024:.1f} MiB")
 
 
 # -------------------------------------------------------------------- report --
@@ -544,7 +545,9 @@ def report(ctx, results, started, command):
         if r["workload"].startswith("memory-"):
             target = "≤ 6.5 MiB" if r["files"] <= 2100 else "≤ 30 MiB"
             extra.append(f"| resident memory watching {r['files']:,} files (VmRSS once synced and idle) | "
-                         f"**{r['rss_kib'] / 1024:.1f} MiB** (peak {r['hwm_kib'] / 1024:.1f} MiB) | {target} |")
+                         f"**{r['rss_kib'] / 1024:.1f} MiB**: {r['anon_kib'] / 1024:.1f} MiB anonymous, "
+                         f"{r['file_kib'] / 1024:.1f} MiB file pages (the binary, libc); "
+                         f"peak {r['hwm_kib'] / 1024:.1f} MiB | {target} |")
     lines += ["### ftpmonitor against the fastest peer", ""] + summary + [""]
     if extra:
         lines += ["| measure | ftpmonitor | target |", "|---|---|---|"] + extra + [""]
