@@ -22,6 +22,12 @@ _ftpmonitor() {
             ftpmonitor,help)
                 cmd="ftpmonitor__subcmd__help"
                 ;;
+            ftpmonitor,pause)
+                cmd="ftpmonitor__subcmd__pause"
+                ;;
+            ftpmonitor,resume)
+                cmd="ftpmonitor__subcmd__resume"
+                ;;
             ftpmonitor,status)
                 cmd="ftpmonitor__subcmd__status"
                 ;;
@@ -30,6 +36,12 @@ _ftpmonitor() {
                 ;;
             ftpmonitor__subcmd__help,help)
                 cmd="ftpmonitor__subcmd__help__subcmd__help"
+                ;;
+            ftpmonitor__subcmd__help,pause)
+                cmd="ftpmonitor__subcmd__help__subcmd__pause"
+                ;;
+            ftpmonitor__subcmd__help,resume)
+                cmd="ftpmonitor__subcmd__help__subcmd__resume"
                 ;;
             ftpmonitor__subcmd__help,status)
                 cmd="ftpmonitor__subcmd__help__subcmd__status"
@@ -41,7 +53,7 @@ _ftpmonitor() {
 
     case "${cmd}" in
         ftpmonitor)
-            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --help --version check status help"
+            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --help --version check status pause resume help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -99,6 +111,10 @@ _ftpmonitor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --include)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --parallel)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -111,6 +127,14 @@ _ftpmonitor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --poll)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -119,7 +143,7 @@ _ftpmonitor() {
             return 0
             ;;
         ftpmonitor__subcmd__check)
-            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --help"
+            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -177,6 +201,10 @@ _ftpmonitor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --include)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --parallel)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -189,6 +217,14 @@ _ftpmonitor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --bwlimit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --poll)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -197,7 +233,7 @@ _ftpmonitor() {
             return 0
             ;;
         ftpmonitor__subcmd__help)
-            opts="check status help"
+            opts="check status pause resume help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -238,6 +274,34 @@ _ftpmonitor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ftpmonitor__subcmd__help__subcmd__pause)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ftpmonitor__subcmd__help__subcmd__resume)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ftpmonitor__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -245,6 +309,50 @@ _ftpmonitor() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ftpmonitor__subcmd__pause)
+            opts="-h --pid-file --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --pid-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ftpmonitor__subcmd__resume)
+            opts="-h --pid-file --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --pid-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_ftpmonitor_global_optspecs
-    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= parallel= rescan-interval= max-delete= once dry-run publish-changing h/help V/version
+    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= include= parallel= rescan-interval= max-delete= once dry-run publish-changing bwlimit= poll= h/help V/version
 end
 
 function __fish_ftpmonitor_needs_command
@@ -36,9 +36,12 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l ca-file -d 'Extra
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l timeout -d 'Connect, reply and data timeout: a server silent this long is given up and retried [default: 30s]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l cooldown -d 'Quiet period before a changed file is uploaded: 5, 0.5, 500ms, 2s [default: 5]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l exclude -d 'Skip paths matching GLOB (relative to WATCH_DIR); repeatable' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l include -d 'Sync only paths matching GLOB (excludes still win); repeatable [default: everything]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l parallel -d 'FTP connections used for transfers [default: 4]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l rescan-interval -d 'Safety reconcile period, 0 turns it off [default: 1h]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l max-delete -d 'With --delete, hold a reconcile that would delete more than this share of synced files [default: 50]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l bwlimit -d 'Total upload rate over all connections: 500k, 10M, off, or a timetable "08:00,512k 18:00,10M 23:00,off" (local time) [default: off]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l poll -d 'Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines\' writes raise no events)' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -s f -l foreground -d 'Do not fork; log lines also go to stderr (systemd, launchd, containers)'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l tls -d 'Explicit FTPS (AUTH TLS); the certificate is verified'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l active -d 'Active mode (PORT) instead of passive (EPSV, falling back to PASV)'
@@ -51,6 +54,8 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -s h -l help -d 'Pri
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -s V -l version -d 'Print version'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "check" -d 'Validate the configuration, test the server, print a report and exit'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "status" -d 'Tell whether the daemon runs, with its PID and what it has synced'
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "pause" -d 'Stop starting transfers (running ones finish); watching and queueing go on, also across a restart'
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "resume" -d 'Start transfers again after `ftpmonitor pause`'
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -s c -l config -d 'TOML config file; command-line values override it' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l pid-file -d 'PID file [default: /var/run/ftpmonitor.pid as root, else $XDG_RUNTIME_DIR/ftpmonitor.pid]' -r -F
@@ -64,9 +69,12 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l ca-file 
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l timeout -d 'Connect, reply and data timeout: a server silent this long is given up and retried [default: 30s]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l cooldown -d 'Quiet period before a changed file is uploaded: 5, 0.5, 500ms, 2s [default: 5]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l exclude -d 'Skip paths matching GLOB (relative to WATCH_DIR); repeatable' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l include -d 'Sync only paths matching GLOB (excludes still win); repeatable [default: everything]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l parallel -d 'FTP connections used for transfers [default: 4]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l rescan-interval -d 'Safety reconcile period, 0 turns it off [default: 1h]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l max-delete -d 'With --delete, hold a reconcile that would delete more than this share of synced files [default: 50]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l bwlimit -d 'Total upload rate over all connections: 500k, 10M, off, or a timetable "08:00,512k 18:00,10M 23:00,off" (local time) [default: off]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l poll -d 'Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines\' writes raise no events)' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -s f -l foreground -d 'Do not fork; log lines also go to stderr (systemd, launchd, containers)'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l tls -d 'Explicit FTPS (AUTH TLS); the certificate is verified'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l active -d 'Active mode (PORT) instead of passive (EPSV, falling back to PASV)'
@@ -80,6 +88,14 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l pid-fil
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l state-dir -d 'State directory of the daemon to ask about' -r -F
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -l json -d 'Print one JSON object'
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand status" -s h -l help -d 'Print help'
-complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status help" -f -a "check" -d 'Validate the configuration, test the server, print a report and exit'
-complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status help" -f -a "status" -d 'Tell whether the daemon runs, with its PID and what it has synced'
-complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand pause" -l pid-file -d 'PID file of the daemon' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand pause" -l state-dir -d 'State directory of the daemon' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand pause" -s h -l help -d 'Print help'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand resume" -l pid-file -d 'PID file of the daemon' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand resume" -l state-dir -d 'State directory of the daemon' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand resume" -s h -l help -d 'Print help'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status pause resume help" -f -a "check" -d 'Validate the configuration, test the server, print a report and exit'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status pause resume help" -f -a "status" -d 'Tell whether the daemon runs, with its PID and what it has synced'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status pause resume help" -f -a "pause" -d 'Stop starting transfers (running ones finish); watching and queueing go on, also across a restart'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status pause resume help" -f -a "resume" -d 'Start transfers again after `ftpmonitor pause`'
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand help; and not __fish_seen_subcommand_from check status pause resume help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -28,6 +28,19 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         None => println!("  log file:        (stderr only)"),
     }
     println!("  state directory: {}", EscapedPath(&cfg.state_dir));
+    println!("  upload rate:     {}", cfg.bwlimit.describe());
+    match cfg.poll {
+        Some(every) => println!("  watching:        by polling every {}", humantime::format_duration(every)),
+        None => println!("  watching:        filesystem events (inotify)"),
+    }
+    let (exclude, include) = cfg.scope.patterns();
+    let list = |v: &[String]| v.iter().map(|p| Escaped(p).to_string()).collect::<Vec<_>>().join(", ");
+    if !include.is_empty() {
+        println!("  included:        only {}", list(include));
+    }
+    if !exclude.is_empty() {
+        println!("  excluded:        {} (and editor and temporary files)", list(exclude));
+    }
     check_local_paths(&cfg, &mut problems);
 
     let connector = Connector::new(&cfg).map_err(|f| Error::usage(f.message))?;

@@ -43,6 +43,10 @@ pub enum Command {
     Check(RunArgs),
     /// Tell whether the daemon runs, with its PID and what it has synced.
     Status(StatusArgs),
+    /// Stop starting transfers (running ones finish); watching and queueing go on, also across a restart.
+    Pause(ControlArgs),
+    /// Start transfers again after `ftpmonitor pause`.
+    Resume(ControlArgs),
 }
 
 /// The arguments of a normal run (and of `check`).
@@ -134,6 +138,9 @@ pub struct SyncArgs {
     /// Skip paths matching GLOB (relative to WATCH_DIR); repeatable
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Sync only paths matching GLOB (excludes still win); repeatable [default: everything]
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
     /// FTP connections used for transfers [default: 4]
     #[arg(long, value_name = "N", env = "FTPMONITOR_PARALLEL", allow_hyphen_values = true)]
     pub parallel: Option<String>,
@@ -152,6 +159,12 @@ pub struct SyncArgs {
     /// Publish a copy of a file that never holds still (a growing log) even if it changed while it was read
     #[arg(long)]
     pub publish_changing: bool,
+    /// Total upload rate over all connections: 500k, 10M, off, or a timetable "08:00,512k 18:00,10M 23:00,off" (local time) [default: off]
+    #[arg(long, value_name = "RATE", env = "FTPMONITOR_BWLIMIT", allow_hyphen_values = true)]
+    pub bwlimit: Option<String>,
+    /// Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines' writes raise no events)
+    #[arg(long, value_name = "DUR", env = "FTPMONITOR_POLL", allow_hyphen_values = true)]
+    pub poll: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -165,6 +178,17 @@ pub struct StatusArgs {
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which daemon `pause` and `resume` talk to.
+#[derive(Debug, Clone, Args)]
+pub struct ControlArgs {
+    /// PID file of the daemon
+    #[arg(long, value_name = "PATH", env = "FTPMONITOR_PID_FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// State directory of the daemon
+    #[arg(long, value_name = "DIR", env = "FTPMONITOR_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Prints a clap error as one line (help and version as they are) and

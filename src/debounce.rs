@@ -90,25 +90,15 @@ impl<K: Clone + Eq + Hash> Debouncer<K> {
         let mut ready = Vec::new();
         loop {
             self.drop_stale_fronts();
-            if let Some((t, k)) = self.by_last.front()
-                && *t + self.cooldown <= now
-            {
-                let k = k.clone();
-                self.by_last.pop_front();
-                self.entries.remove(&k);
-                ready.push(k);
-                continue;
-            }
-            if let Some((t, k)) = self.by_first.front()
-                && *t + self.max_wait <= now
-            {
-                let k = k.clone();
-                self.by_first.pop_front();
-                self.entries.remove(&k);
-                ready.push(k);
-                continue;
-            }
-            break;
+            let due = |queue: &VecDeque<(Instant, K)>, wait: Duration| {
+                queue.front().filter(|(t, _)| *t + wait <= now).map(|(_, k)| k.clone())
+            };
+            // Its entries in both queues are stale now: dropped on the next turn.
+            let Some(k) = due(&self.by_last, self.cooldown).or_else(|| due(&self.by_first, self.max_wait)) else {
+                break;
+            };
+            self.entries.remove(&k);
+            ready.push(k);
         }
         ready
     }

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::ftp::{Failure, RemoteEntry, Stamp, Uploaded};
-use crate::relpath::RelPath;
+use crate::ftp::{Failure, RemoteEntry, Uploaded};
+use crate::localfs::Stamp;
+use crate::relpath::{Escaped, RelPath};
 
 /// A filesystem change, with absolute paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,4 +117,30 @@ pub enum Done {
     Unchanged(Stamp),
     Listed(Vec<RemoteEntry>),
     Ok,
+}
+
+impl Job {
+    /// The job for a log line: `a/b.txt`, `a -> b`, `listing of d`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Upload { rel, .. } | Self::Delete(rel) => rel.to_string(),
+            Self::Rename { from, to } => format!("{from} -> {to}"),
+            Self::List(dir) => {
+                format!("listing of {}", dir.as_ref().map_or_else(|| "/".to_string(), ToString::to_string))
+            }
+            Self::RemoveTemp(rel) => format!("temporary upload of {rel}"),
+            Self::RemoveAside { rel, .. } => format!("old copy of {rel} renamed aside"),
+            Self::RemoveDir(dir) => Escaped(dir).to_string(),
+        }
+    }
+
+    /// A file job, for a debug line about a decision: `upload of a/b.txt`.
+    pub fn what(&self) -> String {
+        match self {
+            Self::Upload { rel, .. } => format!("upload of {rel}"),
+            Self::Delete(rel) => format!("delete of {rel}"),
+            Self::Rename { from, to } => format!("rename of {from} to {to}"),
+            other => other.name(),
+        }
+    }
 }

@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS uploads (
     started_at INTEGER NOT NULL,
     PRIMARY KEY (job, path)
 ) WITHOUT ROWID;
+-- Jobs paused by `ftpmonitor pause` (or SIGUSR2): no transfer starts, also
+-- after a restart, until `ftpmonitor resume`.
+CREATE TABLE IF NOT EXISTS pauses (
+    job       INTEGER PRIMARY KEY REFERENCES jobs(id),
+    paused_at INTEGER NOT NULL
+);
 -- Remote directories this tool created (relative to the remote dir).
 CREATE TABLE IF NOT EXISTS dirs (
     job  INTEGER NOT NULL REFERENCES jobs(id),
@@ -293,70 +299,80 @@ impl Journal {
         JournalError { path: EscapedPath(&self.path).to_string(), source }
     }
 
-    /// Everything the journal knows was synced.
-    pub fn load_synced(&self) -> Result<HashMap<RelPath, Synced>, JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path, size, mtime_ns, blake3 FROM files WHERE job = ?1")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![self.job], |r| {
-                let path: String = r.get(0)?;
-                let size: i64 = r.get(1)?;
-                let mtime_ns: i64 = r.get(2)?;
-                let hash: Option<Vec<u8>> = r.get(3)?;
-                Ok((path, size, mtime_ns, hash))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut out = HashMap::new();
+    /// The rows of `sql` (the job is `?1`) whose first column is a path
+    /// that can be synced, with the rest of each row as `rest` reads it.
+    fn path_rows<T>(
+        &self,
+        sql: &str,
+        rest: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<(RelPath, T)>, JournalError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows =
+            stmt.query_map(params![self.job], |r| Ok((r.get::<_, String>(0)?, rest(r)?))).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
         for row in rows {
-            let (path, size, mtime_ns, hash) = row.map_err(|e| self.err(e))?;
-            let Some(rel) = RelPath::parse(&path) else {
-                continue;
-            };
-            let hash = hash.and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
-            out.insert(rel, Synced { size: u64::try_from(size).unwrap_or(0), mtime_ns, hash });
+            let (path, value) = row.map_err(|e| self.err(e))?;
+            if let Some(rel) = RelPath::parse(&path) {
+                out.push((rel, value));
+            }
         }
         Ok(out)
     }
 
+    /// Everything the journal knows was synced.
+    pub fn load_synced(&self) -> Result<HashMap<RelPath, Synced>, JournalError> {
+        let rows = self.path_rows("SELECT path, size, mtime_ns, blake3 FROM files WHERE job = ?1", |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<Vec<u8>>>(3)?))
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(rel, (size, mtime_ns, hash))| {
+                let hash = hash.and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
+                (rel, Synced { size: u64::try_from(size).unwrap_or(0), mtime_ns, hash })
+            })
+            .collect())
+    }
+
     /// The queue left by the previous run.
     pub fn load_queue(&self) -> Result<Vec<(RelPath, Op, u32)>, JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path, op, attempts FROM queue WHERE job = ?1 ORDER BY queued_at")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![self.job], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?)))
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (path, op, attempts) = row.map_err(|e| self.err(e))?;
-            let Some(rel) = RelPath::parse(&path) else {
-                continue;
-            };
-            let op = if op == "delete" { Op::Delete } else { Op::Upload };
-            out.push((rel, op, attempts));
-        }
-        Ok(out)
+        let rows = self.path_rows("SELECT path, op, attempts FROM queue WHERE job = ?1 ORDER BY queued_at", |r| {
+            Ok((r.get::<_, String>(1)?, r.get::<_, u32>(2)?))
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(rel, (op, attempts))| (rel, if op == "delete" { Op::Delete } else { Op::Upload }, attempts))
+            .collect())
     }
 
     /// Uploads a previous run left under way: path, size and mtime (ns) of the
     /// local file when each started.
     pub fn load_uploads(&self) -> Result<Vec<(RelPath, u64, i64)>, JournalError> {
-        let mut stmt =
-            self.conn.prepare("SELECT path, size, mtime_ns FROM uploads WHERE job = ?1").map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![self.job], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (path, size, mtime_ns) = row.map_err(|e| self.err(e))?;
-            if let Some(rel) = RelPath::parse(&path) {
-                out.push((rel, u64::try_from(size).unwrap_or(0), mtime_ns));
-            }
-        }
-        Ok(out)
+        let rows = self.path_rows("SELECT path, size, mtime_ns FROM uploads WHERE job = ?1", |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })?;
+        Ok(rows.into_iter().map(|(rel, (size, mtime_ns))| (rel, u64::try_from(size).unwrap_or(0), mtime_ns)).collect())
+    }
+
+    /// Whether the job is paused.
+    pub fn paused(&self) -> Result<bool, JournalError> {
+        self.conn
+            .query_row("SELECT 1 FROM pauses WHERE job = ?1", params![self.job], |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a pause or its end at once (`status` and `pause`/`resume` read it).
+    pub fn set_paused(&mut self, paused: bool) -> Result<(), JournalError> {
+        let r = if paused {
+            self.conn.execute(
+                "INSERT OR REPLACE INTO pauses (job, paused_at) VALUES (?1, ?2)",
+                params![self.job, now_secs()],
+            )
+        } else {
+            self.conn.execute("DELETE FROM pauses WHERE job = ?1", params![self.job])
+        };
+        r.map(drop).map_err(|e| self.err(e))
     }
 
     /// Remote directories this tool created.
@@ -475,6 +491,7 @@ pub struct JobStatus {
     pub last_upload_path: Option<String>,
     pub last_error_at: Option<i64>,
     pub last_error: Option<String>,
+    pub paused: bool,
 }
 
 /// Reads every job's status from the journal in `state_dir`, without
@@ -492,7 +509,8 @@ pub fn read_status(state_dir: &Path) -> Result<Vec<JobStatus>, String> {
             "SELECT id, watch_dir, host, port, remote_dir, user, started_at, pid,
                     last_upload_at, last_upload_path, last_error_at, last_error,
                     (SELECT count(*) FROM files f WHERE f.job = jobs.id),
-                    (SELECT count(*) FROM queue q WHERE q.job = jobs.id)
+                    (SELECT count(*) FROM queue q WHERE q.job = jobs.id),
+                    EXISTS (SELECT 1 FROM pauses p WHERE p.job = jobs.id)
              FROM jobs ORDER BY started_at DESC",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -511,6 +529,7 @@ pub fn read_status(state_dir: &Path) -> Result<Vec<JobStatus>, String> {
                 last_error: r.get(11)?,
                 synced: r.get(12)?,
                 pending: r.get(13)?,
+                paused: r.get(14)?,
             })
         })?;
         rows.collect()
@@ -534,70 +553,4 @@ impl<T: Default> OptionalOk<T> for rusqlite::Result<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(w: &str) -> JobKey {
-        JobKey { watch_dir: w.into(), host: "h".into(), port: 21, remote_dir: "/r".into(), user: "u".into() }
-    }
-
-    fn rel(s: &str) -> RelPath {
-        RelPath::parse(s).unwrap()
-    }
-
-    #[test]
-    fn batches_survive_reopening_and_jobs_are_separate() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(tmp.path(), &key("/a")).unwrap();
-        let s = Synced { size: 3, mtime_ns: 42, hash: Some([7; 32]) };
-        let mut b = Batch::default();
-        b.dequeue(rel("again"));
-        b.queue(rel("again"), Op::Upload);
-        b.queue(rel("x/y"), Op::Upload);
-        b.queue(rel("gone"), Op::Delete);
-        j.apply(&mut b).unwrap();
-        b.synced(rel("x/y"), s, true);
-        j.apply(&mut b).unwrap();
-        drop(j);
-
-        let j = Journal::open(tmp.path(), &key("/a")).unwrap();
-        assert_eq!(j.load_synced().unwrap().get(&rel("x/y")), Some(&s));
-        let mut queue = j.load_queue().unwrap();
-        queue.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(queue, vec![(rel("again"), Op::Upload, 0), (rel("gone"), Op::Delete, 0)]);
-        let other = Journal::open(tmp.path(), &key("/b")).unwrap();
-        assert!(other.load_synced().unwrap().is_empty());
-
-        let st = read_status(tmp.path()).unwrap();
-        let a = st.iter().find(|s| s.watch_dir == "/a").unwrap();
-        assert_eq!((a.synced, a.pending), (1, 2));
-        assert_eq!(a.last_upload_path.as_deref(), Some("x/y"));
-    }
-
-    #[test]
-    fn uploads_under_way_survive_a_restart_until_they_end() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(tmp.path(), &key("/a")).unwrap();
-        let mut b = Batch::default();
-        b.upload_started(rel("big.bin"), 300, 7);
-        b.upload_started(rel("quick.txt"), 1, 8);
-        b.upload_ended(rel("quick.txt"));
-        j.apply(&mut b).unwrap();
-        drop(j);
-        let mut j = Journal::open(tmp.path(), &key("/a")).unwrap();
-        assert_eq!(j.load_uploads().unwrap(), vec![(rel("big.bin"), 300, 7)]);
-        b.upload_ended(rel("big.bin"));
-        j.apply(&mut b).unwrap();
-        assert!(j.load_uploads().unwrap().is_empty());
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_journal_is_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let _j = Journal::open(tmp.path(), &key("/a")).unwrap();
-        let mode = std::fs::metadata(tmp.path().join(FILE_NAME)).unwrap().permissions().mode();
-        assert_eq!(mode & 0o077, 0, "{mode:o}");
-    }
-}
+mod tests;

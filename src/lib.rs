@@ -4,6 +4,7 @@
 //! example can run the real daemon in-process.
 
 pub mod app;
+pub mod bwlimit;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -16,7 +17,10 @@ pub mod journal;
 pub mod localfs;
 pub mod logging;
 pub mod mounts;
+pub mod pause;
+pub mod planner;
 pub mod relpath;
+pub mod scope;
 pub mod signals;
 pub mod status;
 pub mod systemd;

@@ -80,6 +80,11 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 /// the panic hook's time stamps.
 static LOCAL_OFFSET: OnceLock<time::UtcOffset> = OnceLock::new();
 
+/// The local time's offset from UTC read at start-up, in seconds.
+pub fn local_offset_secs() -> i32 {
+    LOCAL_OFFSET.get().map_or(0, |o| o.whole_seconds())
+}
+
 /// Values no line may show (the password).
 static HIDDEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -304,6 +309,24 @@ pub fn set_progress(bar: Option<indicatif::ProgressBar>) {
     }
 }
 
+/// A byte count for a log line: `12 B`, `4.0 KiB`, `512.0 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,5 +338,12 @@ mod tests {
         assert_eq!(redact("530 pw-unit-test-81 is wrong (pw-unit-test-81)"), "530 *** is wrong (***)");
         assert_eq!(redact("ab stays: too short to hide"), "ab stays: too short to hide");
         assert_eq!(replace_all(b"aaa", b"aa", b"x"), b"xa");
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(4096), "4.0 KiB");
+        assert_eq!(human_bytes(512 * 1024 * 1024), "512.0 MiB");
     }
 }

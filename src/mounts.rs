@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub struct Mount {
     pub id: u64,
     pub point: PathBuf,
+    /// The file system type (`ext4`, `nfs4`, `fuse.sshfs`, ...).
+    pub fstype: String,
 }
 
 /// The mounts that decide what the watch directory shows: the one holding
@@ -53,14 +55,16 @@ impl Snapshot {
             let (Some(id), Some(point)) = (fields.next().and_then(|f| f.parse().ok()), fields.nth(3)) else {
                 continue;
             };
+            // Optional fields end at "-"; the type follows.
+            let fstype = fields.skip_while(|f| *f != "-").nth(1).map(unescape).unwrap_or_default();
             let point = PathBuf::from(unescape(point));
             if point != root && point.starts_with(root) {
-                below.push(Mount { id, point });
+                below.push(Mount { id, point, fstype });
             } else if root.starts_with(&point)
                 && holding.as_ref().is_none_or(|h| point.as_os_str().len() >= h.point.as_os_str().len())
             {
                 // Later lines are mounted over earlier ones at the same point.
-                holding = Some(Mount { id, point });
+                holding = Some(Mount { id, point, fstype });
             }
         }
         below.sort();
@@ -76,6 +80,33 @@ impl Snapshot {
     pub fn lost_in<'a>(&'a self, now: &'a Snapshot) -> impl Iterator<Item = &'a Path> + 'a {
         self.below.iter().filter(|m| !now.below.iter().any(|n| n.point == m.point)).map(|m| m.point.as_path())
     }
+}
+
+/// Whether a file system of this type is known to miss changes made from
+/// elsewhere (other machines of a network file system, the remote side of a
+/// FUSE mount): inotify sees only this machine's own writes there.
+pub fn misses_remote_changes(fstype: &str) -> bool {
+    let base = fstype.split('.').next().unwrap_or(fstype);
+    matches!(
+        base,
+        "nfs"
+            | "nfs4"
+            | "cifs"
+            | "smb3"
+            | "smbfs"
+            | "fuse"
+            | "fuseblk"
+            | "9p"
+            | "afs"
+            | "ceph"
+            | "glusterfs"
+            | "lustre"
+            | "gfs2"
+            | "ocfs2"
+            | "vboxsf"
+            | "virtiofs"
+            | "davfs"
+    )
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
@@ -109,17 +140,17 @@ mod tests {
 27 1 254:1 / / rw,relatime - ext4 /dev/vda1 rw
 40 27 0:40 / /srv rw - tmpfs tmpfs rw
 41 40 0:41 / /srv/w rw - tmpfs tmpfs rw
-42 41 0:42 / /srv/w/disk\\040one rw - tmpfs tmpfs rw
+42 41 0:42 / /srv/w/disk\\040one rw shared:7 - fuse.sshfs host:/x rw
 43 40 0:43 / /srv/wx rw - tmpfs tmpfs rw
-44 40 0:44 / /srv/w rw - tmpfs tmpfs rw
+44 40 0:44 / /srv/w rw - nfs4 server:/export rw
 ";
 
     #[test]
     fn finds_the_mount_holding_the_root_and_those_below_it() {
         let s = Snapshot::parse(TABLE, Path::new("/srv/w"));
         // 44 was mounted over 41.
-        assert_eq!(s.holding, Some(Mount { id: 44, point: "/srv/w".into() }));
-        assert_eq!(s.below, vec![Mount { id: 42, point: "/srv/w/disk one".into() }]);
+        assert_eq!(s.holding, Some(Mount { id: 44, point: "/srv/w".into(), fstype: "nfs4".into() }));
+        assert_eq!(s.below, vec![Mount { id: 42, point: "/srv/w/disk one".into(), fstype: "fuse.sshfs".into() }]);
         assert!(s.root_is_mount_point(Path::new("/srv/w")));
         let plain = Snapshot::parse(TABLE, Path::new("/srv/other"));
         assert_eq!(plain.holding.map(|m| m.id), Some(40));
@@ -136,6 +167,16 @@ mod tests {
         assert_eq!(before.lost_in(&after).collect::<Vec<_>>(), vec![Path::new("/srv/w/disk one")]);
         let remounted = unmounted.replace("44 40 0:44 / /srv/w ", "45 40 0:45 / /srv/w ");
         assert_ne!(Snapshot::parse(&remounted, root), after);
+    }
+
+    #[test]
+    fn network_and_fuse_file_systems_are_known() {
+        for t in ["nfs", "nfs4", "cifs", "smb3", "fuse.sshfs", "fuse.rclone", "9p", "virtiofs"] {
+            assert!(misses_remote_changes(t), "{t}");
+        }
+        for t in ["ext4", "xfs", "btrfs", "tmpfs", "zfs", "overlay"] {
+            assert!(!misses_remote_changes(t), "{t}");
+        }
     }
 
     #[test]

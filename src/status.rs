@@ -47,6 +47,9 @@ fn print_text(running: Option<u32>, pid_file: &str, job: Option<&JobStatus>, jou
     if let Some(t) = j.started_at {
         println!("since: {}", format_time(t));
     }
+    if j.paused {
+        println!("paused: yes (no transfer starts until ftpmonitor resume)");
+    }
     println!("synced: {} files", j.synced);
     println!("pending: {} files", j.pending);
     match (&j.last_upload_path, j.last_upload_at) {
@@ -88,6 +91,7 @@ fn json(running: Option<u32>, pid_file: &str, job: Option<&JobStatus>, journal_e
              \"last_upload\":null,\"last_upload_at\":null,\"last_error\":null,\"last_error_at\":null",
         ),
     }
+    out.push_str(&format!(",\"paused\":{}", job.is_some_and(|j| j.paused)));
     if let Some(e) = journal_error {
         out.push_str(&format!(",\"journal_error\":{}", json_string(e)));
     }
@@ -104,7 +108,7 @@ fn format_time(secs: i64) -> String {
 }
 
 /// The PID of the live daemon holding `path`'s lock, if any.
-fn probe(path: &std::path::Path) -> Option<u32> {
+pub(crate) fn probe(path: &std::path::Path) -> Option<u32> {
     let mut file = File::open(path).ok()?;
     match file.try_lock_shared() {
         Ok(()) => None,

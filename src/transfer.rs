@@ -123,7 +123,7 @@ impl Pool {
 /// The file's stamp if its bytes hash to `known` (read here, in a worker,
 /// so that a big file never stalls the main loop). Opened like an upload:
 /// no link followed, never a FIFO.
-fn same_content(tree: &Tree, rel: &RelPath, known: &[u8; 32]) -> Option<crate::ftp::Stamp> {
+fn same_content(tree: &Tree, rel: &RelPath, known: &[u8; 32]) -> Option<crate::localfs::Stamp> {
     let rel = std::path::Path::new(rel.as_str());
     let (file, before) = tree.open_file(rel).ok()?;
     let mut hasher = blake3::Hasher::new();

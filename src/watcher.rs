@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
+use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
@@ -17,13 +18,17 @@ use crate::event::Event;
 use crate::localfs::{FileKind, Tree};
 
 pub struct Watcher {
-    _inner: RecommendedWatcher,
+    /// inotify (or the OS's events), or notify's poll watcher with `--poll`.
+    _inner: Box<dyn notify::Watcher + Send>,
     /// Tells the loop when the mount table changes (Linux).
     _mounts: Option<MountWatch>,
 }
 
 impl Watcher {
-    pub fn start(root: &Path, recursive: bool, tx: Sender<Event>) -> notify::Result<Self> {
+    /// Watches `root`; with `poll`, by looking at every file at that interval
+    /// (network and FUSE file systems raise no events for other machines'
+    /// writes).
+    pub fn start(root: &Path, recursive: bool, poll: Option<Duration>, tx: Sender<Event>) -> notify::Result<Self> {
         let tree = Tree::new(root);
         let tx_mounts = tx.clone();
         let handler = move |res: notify::Result<notify::Event>| {
@@ -33,7 +38,14 @@ impl Watcher {
             }
         };
         let config = notify::Config::default().with_follow_symlinks(false);
-        let mut inner = RecommendedWatcher::new(handler, config)?;
+        let mut inner: Box<dyn notify::Watcher + Send> = match poll {
+            // Size and mtime are compared, not contents: a poll reads no file.
+            Some(every) => Box::new(notify::PollWatcher::new(
+                handler,
+                config.with_poll_interval(every).with_compare_contents(false),
+            )?),
+            None => Box::new(RecommendedWatcher::new(handler, config)?),
+        };
         let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
         inner.watch(root, mode)?;
         let mounts = match MountWatch::start(&tx_mounts) {
@@ -146,7 +158,7 @@ fn translate(res: notify::Result<notify::Event>, tree: &Tree) -> Vec<Change> {
 /// Something moved in under this name: a directory is walked, a file (or a
 /// link, even to a directory) waits. Looked at without following a link in
 /// any component.
-pub fn appeared(tree: &Tree, p: PathBuf) -> Change {
+fn appeared(tree: &Tree, p: PathBuf) -> Change {
     let dir =
         tree.relative(&p).is_some_and(|rel| tree.lstat(rel).is_ok_and(|m| m.is_some_and(|m| m.kind == FileKind::Dir)));
     if dir { Change::DirAppeared(p) } else { Change::Touched(p) }

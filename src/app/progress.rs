@@ -79,7 +79,7 @@ impl Progress {
 
     fn rate(&self) -> String {
         let secs = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64()).max(0.001);
-        format!("{}/s", crate::app::human_bytes((self.bytes as f64 / secs) as u64))
+        format!("{}/s", crate::logging::human_bytes((self.bytes as f64 / secs) as u64))
     }
 
     pub fn next_tick(&self) -> Option<Instant> {
@@ -117,7 +117,7 @@ impl Progress {
                 info!(
                     "reconcile finished: {} files, {} in {:.1} s",
                     self.done,
-                    crate::app::human_bytes(self.bytes),
+                    crate::logging::human_bytes(self.bytes),
                     started.elapsed().as_secs_f64()
                 );
             }

@@ -185,12 +185,23 @@ fn is_at(_file: &File, path: &Path) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_second_lock_on_the_same_file_is_refused_with_the_pid() {
+    /// A daemon that took `x.pid` in a new directory and wrote its PID.
+    fn running_daemon() -> (tempfile::TempDir, PathBuf, PidFile) {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("x.pid");
-        let mut first = PidFile::acquire(&path).unwrap();
-        first.write_pid().unwrap();
+        let mut pid_file = PidFile::acquire(&path).unwrap();
+        pid_file.write_pid().unwrap();
+        (tmp, path, pid_file)
+    }
+
+    fn assert_a_third_is_refused(path: &Path) {
+        let err = PidFile::acquire(path).unwrap_err().to_string();
+        assert!(err.contains("already running"), "a third instance won the lock too: {err}");
+    }
+
+    #[test]
+    fn a_second_lock_on_the_same_file_is_refused_with_the_pid() {
+        let (_tmp, path, first) = running_daemon();
         let err = PidFile::acquire(&path).unwrap_err().to_string();
         assert!(err.contains(&format!("already running (pid {})", std::process::id())), "{err}");
         first.remove();
@@ -217,16 +228,12 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn a_start_during_a_stop_leaves_one_holder_of_the_file_at_the_path() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("x.pid");
-        let mut stopping = PidFile::acquire(&path).unwrap();
-        stopping.write_pid().unwrap();
+        let (_tmp, path, stopping) = running_daemon();
         let mut started = None;
         stopping.remove_with(|| started = Some(PidFile::acquire(&path).unwrap()));
         let started = started.unwrap();
         assert!(is_at(&started.file, &path), "the new holder's file is no longer at the path");
-        let err = PidFile::acquire(&path).unwrap_err().to_string();
-        assert!(err.contains("already running"), "a third instance won the lock too: {err}");
+        assert_a_third_is_refused(&path);
     }
 
     /// A starting daemon opened the file just before the running one
@@ -235,16 +242,12 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn a_lock_won_on_a_file_unlinked_meanwhile_is_retried_on_the_path() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("x.pid");
-        let mut running = PidFile::acquire(&path).unwrap();
-        running.write_pid().unwrap();
+        let (_tmp, path, running) = running_daemon();
         let opened_early = OpenOptions::new().read(true).write(true).open(&path).unwrap();
         running.remove();
         let starting = PidFile::acquire_with(&path, Some(opened_early)).unwrap();
         assert!(is_at(&starting.file, &path), "the lock was kept on an unlinked file");
-        let err = PidFile::acquire(&path).unwrap_err().to_string();
-        assert!(err.contains("already running"), "a third instance won the lock too: {err}");
+        assert_a_third_is_refused(&path);
     }
 
     /// A starting daemon opened the file, then found it locked by one that
@@ -253,10 +256,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn a_holder_that_already_unlinked_the_file_does_not_count_as_running() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("x.pid");
-        let mut stopping = PidFile::acquire(&path).unwrap();
-        stopping.write_pid().unwrap();
+        let (_tmp, path, stopping) = running_daemon();
         let opened_early = OpenOptions::new().read(true).write(true).open(&path).unwrap();
         let mut started = None;
         stopping.remove_with(|| started = Some(PidFile::acquire_with(&path, Some(opened_early))));

@@ -48,6 +48,8 @@ pub struct Connector {
     no_pasv_logged: Arc<AtomicBool>,
     remote_dir: String,
     dirs: Arc<RemoteDirs>,
+    /// `--bwlimit`: the bucket every session's uploads take their bytes from.
+    limiter: crate::bwlimit::Limiter,
 }
 
 impl fmt::Debug for Connector {
@@ -72,6 +74,7 @@ impl Connector {
             tls,
             remote_dir: cfg.remote_dir.clone(),
             dirs: Arc::new(RemoteDirs::default()),
+            limiter: crate::bwlimit::Limiter::default(),
             tls12_only: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             tls12_broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             visible_temp: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -80,6 +83,11 @@ impl Connector {
             no_pasv_logged: Arc::new(AtomicBool::new(false)),
             timeout: cfg.timeout,
         })
+    }
+
+    /// The upload rate limit shared by every session of the job.
+    pub fn limiter(&self) -> &crate::bwlimit::Limiter {
+        &self.limiter
     }
 
     /// Connects and logs in.
@@ -170,6 +178,7 @@ impl Connector {
             broken: false,
             visible_temp: Arc::clone(&self.visible_temp),
             timeout: self.timeout,
+            limiter: self.limiter.clone(),
         })
     }
 }

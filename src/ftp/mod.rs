@@ -39,6 +39,7 @@ use std::time::{Duration, SystemTime};
 
 use suppaftp::{FtpError, RustlsFtpStream};
 
+use crate::localfs::Stamp;
 use crate::relpath::Escaped;
 
 pub use connect::Connector;
@@ -233,23 +234,12 @@ pub struct Session {
     /// The job's "no dot in temporary names" switch (see [`Connector`]).
     visible_temp: Arc<std::sync::atomic::AtomicBool>,
     timeout: Duration,
+    /// `--bwlimit` (see [`crate::bwlimit`]).
+    limiter: crate::bwlimit::Limiter,
     /// Set by the passive stream builder when EPSV (or PASV) was answered
     /// and suppaftp connects: a 500-502 before that is the refusal of EPSV
     /// itself, one after it the data command's (see `Session::with_data`).
     data_opened: Arc<AtomicBool>,
     /// The job's "EPSV refused on IPv6 was logged" switch (see [`Connector`]).
     no_pasv_logged: Arc<AtomicBool>,
-}
-
-/// A file's identity for "did it change while we read it".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    pub len: u64,
-    pub mtime: Option<SystemTime>,
-}
-
-impl Stamp {
-    pub fn of(meta: &std::fs::Metadata) -> Self {
-        Self { len: meta.len(), mtime: meta.modified().ok() }
-    }
 }

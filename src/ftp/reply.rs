@@ -164,6 +164,41 @@ pub(super) fn parse_replies(buf: &[u8], want: usize, out: &mut Vec<Reply>) -> Re
     Ok(buf.len() - splitter.buf.len())
 }
 
+/// The replies of one exchange, read from the control connection.
+struct Replies<'a> {
+    socket: &'a TcpStream,
+    splitter: ReplySplitter,
+    chunk: [u8; 4096],
+}
+
+impl<'a> Replies<'a> {
+    fn new(socket: &'a TcpStream) -> Self {
+        Self { socket, splitter: ReplySplitter::default(), chunk: [0; 4096] }
+    }
+
+    /// One read from the connection: the end of the stream is an error (a
+    /// reply is still missing).
+    fn fill(&mut self) -> io::Result<()> {
+        let mut socket = self.socket;
+        let got = socket.read(&mut self.chunk)?;
+        if got == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
+        }
+        self.splitter.push(&self.chunk[..got]);
+        Ok(())
+    }
+
+    /// The next complete reply read, if one is; a malformed one is an error.
+    fn next(&mut self) -> io::Result<Option<Reply>> {
+        self.splitter.next_reply().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Nothing read is left over.
+    fn is_empty(&self) -> bool {
+        self.splitter.is_empty()
+    }
+}
+
 impl Session {
     /// Writes `cmds` to the control connection in one write (see
     /// [`Session::pipeline`]).
@@ -193,18 +228,12 @@ impl Session {
         let mut out = Vec::with_capacity(n);
         let result = {
             let socket = self.ftp.get_ref();
-            let mut socket: &TcpStream = &socket;
-            let mut replies = ReplySplitter::default();
-            let mut chunk = [0u8; 4096];
+            let mut replies = Replies::new(&socket);
             (|| {
                 while out.len() < n {
-                    let got = socket.read(&mut chunk)?;
-                    if got == 0 {
-                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
-                    }
-                    replies.push(&chunk[..got]);
+                    replies.fill()?;
                     while out.len() < n {
-                        match replies.next_reply().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))? {
+                        match replies.next()? {
                             Some(reply) => out.push(reply),
                             None => break,
                         }
@@ -248,14 +277,10 @@ impl Session {
         let mut out = Vec::new();
         let result = {
             let socket = self.ftp.get_ref();
-            let mut socket: &TcpStream = &socket;
-            let mut replies = ReplySplitter::default();
-            let mut chunk = [0u8; 4096];
+            let mut replies = Replies::new(&socket);
             (|| {
                 loop {
-                    while let Some(reply) =
-                        replies.next_reply().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
-                    {
+                    while let Some(reply) = replies.next()? {
                         if out.len() == max {
                             return Err(io::Error::new(io::ErrorKind::InvalidData, "more replies than expected"));
                         }
@@ -264,11 +289,7 @@ impl Session {
                     if !out.is_empty() && replies.is_empty() {
                         return Ok(());
                     }
-                    let got = socket.read(&mut chunk)?;
-                    if got == 0 {
-                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection"));
-                    }
-                    replies.push(&chunk[..got]);
+                    replies.fill()?;
                 }
             })()
         };

@@ -11,12 +11,18 @@
 //! receiving side: over TLS each write of 64 KiB or more goes out as
 //! full-size records, which the server decrypts and stores in a quarter of
 //! the calls that 8 KiB writes would cost it.
+//!
+//! `--bwlimit`: each chunk is taken from the job's shared bucket
+//! ([`Limiter`]) before it is written; the part of a resumed upload that is
+//! only read for the fingerprint is not.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+
+use crate::bwlimit::Limiter;
 
 /// Bytes read from the file and written to the connection at a time.
 pub(super) const CHUNK: usize = 256 * 1024;
@@ -68,14 +74,17 @@ pub(super) struct Source<'a> {
     len: u64,
     hasher: blake3::Hasher,
     read: u64,
+    /// `--bwlimit`: what is written is taken from this bucket first.
+    limiter: &'a Limiter,
 }
 
 impl<'a> Source<'a> {
-    /// Starts reading `file` (of length `len` when opened) from its start.
-    pub(super) fn new(file: &'a File, len: u64) -> Result<Self, SendError> {
+    /// Starts reading `file` (of length `len` when opened) from its start,
+    /// to be sent at the rate `limiter` allows.
+    pub(super) fn new(file: &'a File, len: u64, limiter: &'a Limiter) -> Result<Self, SendError> {
         let mut f = file;
         f.rewind().map_err(SendError::Local)?;
-        Ok(Self { file, len, hasher: blake3::Hasher::new(), read: 0 })
+        Ok(Self { file, len, hasher: blake3::Hasher::new(), read: 0, limiter })
     }
 
     /// Reads and fingerprints the first `n` bytes without sending them:
@@ -121,6 +130,7 @@ impl<'a> Source<'a> {
                 break;
             }
             self.hasher.update(&buf[..n]);
+            self.limiter.take(n, abort);
             out.write_all(&buf[..n]).map_err(SendError::Remote)?;
             self.read += n as u64;
         }
@@ -134,7 +144,7 @@ impl<'a> Source<'a> {
     fn send_hashing_beside(self, out: &mut dyn Write, abort: &AtomicBool) -> Result<Sent, SendError> {
         let (to_hash, chunks) = mpsc::sync_channel::<Arc<Vec<u8>>>(RING);
         let (give_back, hashed) = mpsc::channel::<Arc<Vec<u8>>>();
-        let (file, mut read) = (self.file, self.read);
+        let (file, mut read, limiter) = (self.file, self.read, self.limiter);
         let sent = std::thread::scope(|scope| {
             let mut hasher = self.hasher.clone();
             let started = std::thread::Builder::new().name("upload-hash".to_string()).spawn_scoped(scope, move || {
@@ -169,6 +179,7 @@ impl<'a> Source<'a> {
                     buf.truncate(n);
                     let chunk = Arc::new(buf);
                     to_hash.send(Arc::clone(&chunk)).map_err(|_| stopped())?;
+                    limiter.take(n, abort);
                     out.write_all(&chunk).map_err(SendError::Remote)?;
                     read += n as u64;
                 }
@@ -207,7 +218,8 @@ mod tests {
     use super::*;
 
     fn send_file(file: &File, len: u64, skip: u64, out: &mut dyn Write, abort: &AtomicBool) -> Result<Sent, SendError> {
-        let mut source = Source::new(file, len)?;
+        let unlimited = Limiter::default();
+        let mut source = Source::new(file, len, &unlimited)?;
         source.skip(skip, abort)?;
         source.send(out, abort)
     }
@@ -303,6 +315,26 @@ mod tests {
             let mut out = Recorder::default();
             assert!(matches!(send_file(&file, len as u64, 0, &mut out, &yes), Err(SendError::Aborted)));
             assert!(out.data.is_empty());
+        }
+    }
+
+    #[test]
+    fn what_is_written_is_taken_from_the_bwlimit_bucket_inline_and_beside() {
+        // 2 MiB/s with a burst of 512 KiB: never faster than that (a loaded
+        // machine may make it slower), on both ways of hashing.
+        let no = AtomicBool::new(false);
+        let limiter = Limiter::default();
+        for len in [BESIDE_FROM as usize - 24 * 1024, 2 * BESIDE_FROM as usize] {
+            limiter.set(Some(2 * 1024 * 1024));
+            let (_dir, file, content) = file_of(len);
+            let started = std::time::Instant::now();
+            let mut out = Recorder::default();
+            let sent = Source::new(&file, len as u64, &limiter).unwrap().send(&mut out, &no).unwrap();
+            let took = started.elapsed().as_secs_f64();
+            let least = (len - 512 * 1024) as f64 / (2.0 * 1024.0 * 1024.0) * 0.95;
+            assert!(took >= least, "{len} B at 2 MiB/s took {took:.3} s, under {least:.3} s");
+            assert!(out.data == content);
+            assert_eq!(sent.blake3, *blake3::hash(&content).as_bytes());
         }
     }
 

@@ -16,9 +16,9 @@ use super::reply::reply_line;
 use super::send::{SendError, Sent, Source};
 use super::session::open_data;
 use super::tls::close_upload;
-use super::{Failure, Kind, Session, Stamp, Uploaded, classify, describe_io};
+use super::{Failure, Kind, Session, Uploaded, classify, describe_io};
 use crate::config::TEMP_SUFFIX;
-use crate::localfs::{FileKind, OpenError, Tree};
+use crate::localfs::{FileKind, OpenError, Stamp, Tree};
 use crate::relpath::{Escaped, RelPath};
 
 /// How long a passive port asked for ahead of an upload is used (see
@@ -218,8 +218,9 @@ impl Session {
     ) -> Result<(u64, [u8; 32]), Failure> {
         // Read from the start, also when an earlier attempt of this upload
         // read the file already (a STOR refused after its data, tried again).
+        let limiter = self.limiter.clone();
         if self.pipelines() && self.epsv && offset == 0 {
-            let source = Source::new(file, len)
+            let source = Source::new(file, len, &limiter)
                 .map_err(|e| Failure::new(Kind::Local, format!("cannot read the file again: {e}")))?;
             return self.store_raw(remote, source, abort, ready).map(|sent| (sent.total, sent.blake3));
         }
@@ -228,10 +229,11 @@ impl Session {
         let mut send_failed = None;
         let result = self.with_data(|ftp| {
             // Run again by the EPSV fallback: from the start again.
-            let mut source = Source::new(file, len).map_err(|e| stash(&mut send_failed, e))?;
+            let mut source = Source::new(file, len, &limiter).map_err(|e| stash(&mut send_failed, e))?;
             if offset > 0 {
                 // The fingerprint covers the whole file: the part the server
-                // already holds is read through it first.
+                // already holds is read through it first (not taken from
+                // the --bwlimit bucket: it does not go out).
                 source.skip(offset, abort).map_err(|e| stash(&mut send_failed, e))?;
                 ftp.resume_transfer(usize::try_from(offset).unwrap_or(0))?;
             }

@@ -59,8 +59,21 @@ pub struct Meta {
 
 impl Meta {
     /// The identity the uploader compares before and after reading.
-    pub fn stamp(&self) -> crate::ftp::Stamp {
-        crate::ftp::Stamp { len: self.len, mtime: self.modified }
+    pub fn stamp(&self) -> Stamp {
+        Stamp { len: self.len, mtime: self.modified }
+    }
+}
+
+/// A file's identity for "did it change while we read it".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub len: u64,
+    pub mtime: Option<SystemTime>,
+}
+
+impl Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        Self { len: meta.len(), mtime: meta.modified().ok() }
     }
 }
 
@@ -162,14 +175,13 @@ impl Tree {
     /// Walks `start` (relative; empty for the root): the start itself if it
     /// is not a directory, else what lies below it, read through directory
     /// descriptors. With `recursive` false only the start's own entries.
-    /// `keep` sees each entry's absolute path before it is reported or
-    /// entered: false leaves it out silently (excludes).
-    pub fn walk<F: FnMut(&Path) -> bool>(&self, start: &Path, recursive: bool, keep: F) -> Walk<F> {
-        let inner = match check_relative(start) {
-            Ok(()) => sys::Walk::new(self, start, recursive),
-            Err(e) => sys::Walk::failed(self.root.join(start), e),
-        };
-        Walk { inner, keep }
+    /// `keep` sees each entry's absolute path and kind before it is reported
+    /// or entered: false leaves it out silently (excludes, includes).
+    pub fn walk<F: FnMut(&Path, FileKind) -> bool>(&self, start: &Path, recursive: bool, keep: F) -> Walk<F> {
+        match check_relative(start) {
+            Ok(()) => Walk { inner: Some(sys::Walk::new(self, start, recursive)), failed: None, keep },
+            Err(e) => Walk { inner: None, failed: Some(Found::Unreadable(self.root.join(start), e)), keep },
+        }
     }
 
     /// Whether the watch directory is a directory (not a link to one).
@@ -185,15 +197,21 @@ impl Tree {
 
 /// The iterator [`Tree::walk`] returns.
 pub struct Walk<F> {
-    inner: sys::Walk,
+    /// `None` for a start that is no plain relative path.
+    inner: Option<sys::Walk>,
+    /// Why such a start cannot be walked: the only thing reported.
+    failed: Option<Found>,
     keep: F,
 }
 
-impl<F: FnMut(&Path) -> bool> Iterator for Walk<F> {
+impl<F: FnMut(&Path, FileKind) -> bool> Iterator for Walk<F> {
     type Item = Found;
 
     fn next(&mut self) -> Option<Found> {
-        self.inner.next(&mut self.keep)
+        if let Some(found) = self.failed.take() {
+            return Some(found);
+        }
+        self.inner.as_mut()?.next(&mut self.keep)
     }
 }
 

@@ -56,8 +56,8 @@ fn kind(tree: &Tree, rel: &str) -> Option<FileKind> {
 }
 
 /// What a walk reported, by path relative to the root.
-fn walked(tree: &Tree, start: &str, recursive: bool, keep: impl FnMut(&Path) -> bool) -> BTreeMap<String, String> {
-    tree.walk(Path::new(start), recursive, keep)
+fn walked(tree: &Tree, start: &str, recursive: bool, mut keep: impl FnMut(&Path) -> bool) -> BTreeMap<String, String> {
+    tree.walk(Path::new(start), recursive, |p, _| keep(p))
         .map(|found| {
             let (path, what) = match found {
                 Found::File(p, m) => (p, format!("file {}", m.len)),
@@ -301,13 +301,13 @@ fn metadata_matches_what_std_reports_to_the_nanosecond() {
     ] {
         file.set_modified(t).unwrap();
         let std_meta = std::fs::symlink_metadata(&path).unwrap();
-        let std_stamp = crate::ftp::Stamp::of(&std_meta);
+        let std_stamp = crate::localfs::Stamp::of(&std_meta);
         for tree in both(&fx.w) {
             let looked = tree.lstat(Path::new("f.txt")).unwrap().unwrap();
             assert_eq!(looked.stamp(), std_stamp);
             assert_eq!(looked.modified, Some(t));
             let walked: Vec<_> = tree
-                .walk(Path::new(""), false, |p| p == path)
+                .walk(Path::new(""), false, |p, _| p == path)
                 .filter_map(|f| if let Found::File(_, m) = f { Some(m.stamp()) } else { None })
                 .collect();
             assert_eq!(walked, vec![std_stamp]);

@@ -224,14 +224,7 @@ impl Walk {
         }
     }
 
-    pub(super) fn failed(path: PathBuf, e: io::Error) -> Self {
-        let mut walk = Self::new(&Tree::new(PathBuf::new()), Path::new(""), false);
-        walk.start = None;
-        walk.ready.push_back(Found::Unreadable(path, e));
-        walk
-    }
-
-    pub(super) fn next(&mut self, keep: &mut dyn FnMut(&Path) -> bool) -> Option<Found> {
+    pub(super) fn next(&mut self, keep: &mut dyn FnMut(&Path, FileKind) -> bool) -> Option<Found> {
         loop {
             if let Some(found) = self.ready.pop_front() {
                 return Some(found);
@@ -245,7 +238,7 @@ impl Walk {
         }
     }
 
-    fn begin(&mut self, start: PathBuf, keep: &mut dyn FnMut(&Path) -> bool) {
+    fn begin(&mut self, start: PathBuf, keep: &mut dyn FnMut(&Path, FileKind) -> bool) {
         let abs = self.tree.root.join(&start);
         let root = match open_root(&self.tree, THROUGH) {
             Ok(fd) => fd,
@@ -268,7 +261,7 @@ impl Walk {
         }
     }
 
-    fn enter(&mut self, dir: Pending, keep: &mut dyn FnMut(&Path) -> bool) {
+    fn enter(&mut self, dir: Pending, keep: &mut dyn FnMut(&Path, FileKind) -> bool) {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let opened = match (&dir.parent, &self.root) {
             (Some(parent), _) => parent.fd().and_then(|fd| rustix::fs::openat(fd, &dir.name, flags, Mode::empty())),
@@ -308,7 +301,7 @@ impl Walk {
 
     /// Lists the directory `fd` (at `rel`): its files and what is skipped
     /// become ready, its directories pending.
-    fn read(&mut self, fd: OwnedFd, rel: PathBuf, depth: usize, keep: &mut dyn FnMut(&Path) -> bool) {
+    fn read(&mut self, fd: OwnedFd, rel: PathBuf, depth: usize, keep: &mut dyn FnMut(&Path, FileKind) -> bool) {
         let here = self.tree.root.join(&rel);
         let mut dir = match Dir::new(fd) {
             Ok(dir) => dir,
@@ -337,20 +330,30 @@ impl Walk {
         for (name, file_type) in entries {
             let child = rel.join(&name);
             let abs = self.tree.root.join(&child);
-            if !keep(&abs) {
+            // The kind from the directory entry; `None` where the file
+            // system does not say (then it is looked at first).
+            let listed = match file_type {
+                FileType::Directory => Some(FileKind::Dir),
+                FileType::Symlink => Some(FileKind::Symlink),
+                FileType::RegularFile => Some(FileKind::File),
+                FileType::Fifo | FileType::Socket | FileType::CharacterDevice | FileType::BlockDevice => {
+                    Some(FileKind::Special)
+                }
+                _ => None,
+            };
+            if listed.is_some_and(|kind| !keep(&abs, kind)) {
                 continue;
             }
-            let kind = match file_type {
-                FileType::Directory => FileKind::Dir,
-                FileType::Symlink => FileKind::Symlink,
-                FileType::Fifo | FileType::Socket | FileType::CharacterDevice | FileType::BlockDevice => {
-                    FileKind::Special
-                }
+            let kind = match listed {
+                Some(kind) if kind != FileKind::File => kind,
                 // A regular file (its size and time are needed), or a file
                 // system that does not say.
                 _ => match dir.fd().and_then(|fd| rustix::fs::statat(fd, &name, AtFlags::SYMLINK_NOFOLLOW)) {
                     Ok(st) => {
                         let meta = meta_of(&st);
+                        if listed.is_none() && !keep(&abs, meta.kind) {
+                            continue;
+                        }
                         if meta.kind == FileKind::File {
                             self.ready.push_back(Found::File(abs, meta));
                             continue;

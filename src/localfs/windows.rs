@@ -142,14 +142,7 @@ impl Walk {
         }
     }
 
-    pub(super) fn failed(path: PathBuf, e: io::Error) -> Self {
-        let mut walk = Self::new(&Tree::new(PathBuf::new()), Path::new(""), false);
-        walk.start = None;
-        walk.ready.push_back(Found::Unreadable(path, e));
-        walk
-    }
-
-    pub(super) fn next(&mut self, keep: &mut dyn FnMut(&Path) -> bool) -> Option<Found> {
+    pub(super) fn next(&mut self, keep: &mut dyn FnMut(&Path, FileKind) -> bool) -> Option<Found> {
         loop {
             if let Some(found) = self.ready.pop_front() {
                 return Some(found);
@@ -163,7 +156,7 @@ impl Walk {
     }
 
     /// Reads the directory `rel` if it still is one (checked right before).
-    fn visit(&mut self, rel: PathBuf, first: bool, keep: &mut dyn FnMut(&Path) -> bool) {
+    fn visit(&mut self, rel: PathBuf, first: bool, keep: &mut dyn FnMut(&Path, FileKind) -> bool) {
         let abs = self.tree.root.join(&rel);
         match lstat(&self.tree, &rel) {
             Ok(None) if first && rel.as_os_str().is_empty() => {
@@ -202,11 +195,9 @@ impl Walk {
             };
             let child = rel.join(entry.file_name());
             let path = self.tree.root.join(&child);
-            if !keep(&path) {
-                continue;
-            }
             // From the directory listing itself: nothing is followed.
             match entry.metadata() {
+                Ok(m) if !keep(&path, kind_of(&m)) => {}
                 Ok(m) => match kind_of(&m) {
                     FileKind::File => self.ready.push_back(Found::File(path, meta_of(&m))),
                     FileKind::Dir if self.recursive => self.pending.push(child),

@@ -16,6 +16,7 @@ pub const INT: i32 = SIGINT;
 pub const TERM: i32 = SIGTERM;
 pub const HUP: i32 = -1;
 pub const USR1: i32 = -2;
+pub const USR2: i32 = -3;
 
 pub struct SignalThread {
     stop: Arc<AtomicBool>,

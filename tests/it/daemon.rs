@@ -66,6 +66,23 @@ fn second_instance_is_refused_while_the_first_runs() {
 }
 
 #[test]
+fn a_second_instance_is_refused_before_it_connects_to_the_server() {
+    let first = Test::new().start();
+    let pid = first.pid();
+    // A "server" that takes connections into its backlog and never greets: a login
+    // attempt would wait for --timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    silent.set_nonblocking(true).unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let started = std::time::Instant::now();
+    let out = first.again().port_arg(&port).args(["--timeout", "30s"]).run();
+    out.assert_exit(EXIT_RUNTIME);
+    out.assert_one_line_error(&[&already_running(pid)]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "it waited for the server first");
+    assert!(silent.accept().is_err(), "the refused instance connected to the server");
+}
+
+#[test]
 fn stale_pid_file_is_replaced() {
     let t = Test::new().daemonize();
     let stale = proc::unused_pid();

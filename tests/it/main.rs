@@ -11,6 +11,7 @@
 mod support;
 
 mod badinput;
+mod bwlimit;
 mod changing;
 mod check;
 mod cli;
@@ -19,12 +20,15 @@ mod daemon;
 mod dataconn;
 mod engine;
 mod hostile;
+mod include;
 mod ipv6;
 mod kinds;
 mod listing;
 mod localfiles;
 mod login;
+mod pause;
 mod pipeline;
+mod poll;
 mod privdrop;
 mod renames;
 mod root;

@@ -23,6 +23,7 @@ use unftp_core::auth::{AuthenticationError, Authenticator, Credentials, Principa
 use unftp_sbe_fs::Filesystem;
 
 use super::TIMEOUT;
+use super::trees::files_under;
 
 /// The only account the test server knows.
 pub const USER: &str = "alice";
@@ -293,34 +294,4 @@ impl Drop for FtpServer {
 
 fn accepts(ip: IpAddr, port: u16) -> bool {
     TcpStream::connect_timeout(&SocketAddr::from((ip, port)), Duration::from_millis(500)).is_ok()
-}
-
-/// Every regular file under `root` (symlinks not followed), keyed by `/`-separated relative path.
-pub fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(ft) = entry.file_type() else { continue };
-            if ft.is_dir() {
-                walk(root, &path, out);
-            } else if ft.is_file() {
-                let rel = path
-                    .strip_prefix(root)
-                    .expect("walked path is under the root")
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                if let Ok(bytes) = std::fs::read(&path) {
-                    out.insert(rel, bytes);
-                }
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
 }

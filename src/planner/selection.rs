@@ -1,0 +1,83 @@
+//! What this run syncs: the paths below WATCH_DIR that the globs of
+//! [`crate::scope`] let through (`--exclude`, `--include`), not below the top
+//! level with `--no-recursive`, and whose names FTP can carry. Checked when
+//! a change arrives, when a walk reports or enters something, when a path is
+//! planned, and again when a job is handed to a worker (a job queued before
+//! SIGHUP added an exclude, or left in the journal's queue, must not leave
+//! the machine).
+
+use std::path::{Path, PathBuf};
+
+use crate::localfs::FileKind;
+use crate::relpath::{BadName, RelPath};
+use crate::scope::{Out, Scope};
+
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// WATCH_DIR (absolute, canonical): changes and walks name absolute paths.
+    pub watch_dir: PathBuf,
+    pub recursive: bool,
+    pub globs: Scope,
+}
+
+/// Why a local path is not synced, for a log line; `None`: silently (outside
+/// the tree, below the top level with `--no-recursive`, or not included:
+/// most of a tree may not be, and that is not worth a line each).
+pub type Unsynced = Option<(String, &'static str)>;
+
+impl Selection {
+    /// The path below WATCH_DIR of `path` (a file or a directory), if this
+    /// run syncs it.
+    pub fn rel(&self, path: &Path) -> Result<RelPath, Unsynced> {
+        match RelPath::from_local(&self.watch_dir, path) {
+            Ok(rel) if !self.recursive && rel.parent().is_some() => Err(None),
+            Ok(rel) => match self.globs.path(rel.as_str()) {
+                Some(Out::Excluded) => Err(Some((rel.to_string(), Out::Excluded.reason()))),
+                Some(Out::NotIncluded) => Err(None),
+                None => Ok(rel),
+            },
+            Err(BadName::Outside) => Err(None),
+            Err(BadName::NotUtf8(name)) => {
+                Err(Some((name, "name is not valid UTF-8, which FTP commands cannot carry")))
+            }
+            Err(BadName::LineBreak(name)) => Err(Some((name, "name contains a line break, which FTP cannot carry"))),
+        }
+    }
+
+    /// Why the file `rel` (or with `file` false, a path that may be a
+    /// directory) is outside what this run syncs now, if it is.
+    pub fn out_of_scope(&self, rel: &RelPath, file: bool) -> Option<&'static str> {
+        if !self.recursive && rel.parent().is_some() {
+            return Some("below the top level (--no-recursive) now; dropped from the queue");
+        }
+        let out = if file { self.globs.file(rel.as_str()) } else { self.globs.path(rel.as_str()) };
+        match out? {
+            Out::Excluded => Some("excluded now; dropped from the queue"),
+            Out::NotIncluded => Some("not matched by any --include now; dropped from the queue"),
+        }
+    }
+
+    /// Whether the file `rel` (a journal entry) is still synced.
+    pub fn contains(&self, rel: &RelPath) -> bool {
+        self.out_of_scope(rel, true).is_none()
+    }
+
+    /// Whether a walk of `dir` (`None`: WATCH_DIR) can find anything synced:
+    /// with `--no-recursive`, nothing below a directory of the top level is.
+    pub fn walks_into(&self, dir: Option<&RelPath>) -> bool {
+        self.recursive || dir.is_none()
+    }
+
+    /// Whether a walk reports or enters the absolute `path` of this `kind`:
+    /// left out silently are what is excluded, what is not included, and a
+    /// directory below which nothing can be included.
+    pub fn keeps(&self, path: &Path, kind: FileKind) -> bool {
+        RelPath::from_local(&self.watch_dir, path).map_or(true, |r| {
+            if kind == FileKind::Dir {
+                self.globs.dir(r.as_str()).is_none()
+            } else {
+                self.globs.file(r.as_str()).is_none()
+            }
+        })
+    }
+}
