@@ -60,37 +60,78 @@ pub(super) fn tls_configs(ca_file: Option<&Path>) -> Result<(Arc<ClientConfig>, 
 /// comes at all) is in hand by then: there is no time to guess, and a
 /// server that sends none costs no wait. A server that does not close
 /// within `wait` is left to the final reply on the control connection.
-/// Returns how this connection's handshake went, for the log.
 pub(super) fn close_upload(
     stream: &mut suppaftp::rustls::StreamOwned<suppaftp::rustls::ClientConnection, TcpStream>,
     wait: Duration,
     restore: Duration,
-) -> Option<suppaftp::rustls::HandshakeKind> {
+) -> UploadEnd {
     use std::io::Write as _;
+    let mut end = UploadEnd { handshake: None, closed_by_server: false };
     // Flushing also completes the handshake, which an empty upload has
     // not started yet.
     if stream.flush().is_err() {
-        return None;
+        return end;
     }
-    let kind = stream.conn.handshake_kind();
+    end.handshake = stream.conn.handshake_kind();
     stream.conn.send_close_notify();
     while stream.conn.wants_write() {
         if !matches!(stream.conn.write_tls(&mut stream.sock), Ok(n) if n > 0) {
-            return kind;
+            return end;
         }
     }
     if stream.sock.shutdown(std::net::Shutdown::Write).is_err() || stream.sock.set_read_timeout(Some(wait)).is_err() {
-        return kind;
+        return end;
     }
-    // Until the server's EOF; a close_notify or an error ends it too.
-    while !stream.conn.wants_write() && matches!(stream.conn.read_tls(&mut stream.sock), Ok(n) if n > 0) {
+    // Until the server's EOF or close_notify; an error or `wait` running
+    // out ends it too.
+    loop {
+        match stream.conn.read_tls(&mut stream.sock) {
+            Ok(0) => {
+                end.closed_by_server = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
         match stream.conn.process_new_packets() {
-            Ok(state) if !state.peer_has_closed() => {}
+            Ok(state) if state.peer_has_closed() => {
+                end.closed_by_server = true;
+                break;
+            }
+            Ok(_) if !stream.conn.wants_write() => {}
             _ => break,
         }
     }
     let _ = stream.sock.set_read_timeout(Some(restore));
-    kind
+    end
+}
+
+/// How the end of an upload's TLS data connection went (see
+/// [`close_upload`]), for the log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct UploadEnd {
+    /// How the connection's handshake went (`None`: it never completed).
+    pub(super) handshake: Option<suppaftp::rustls::HandshakeKind>,
+    /// The server closed the connection (EOF or close_notify) within the
+    /// wait: nothing was left to chance.
+    pub(super) closed_by_server: bool,
+}
+
+impl std::fmt::Display for UploadEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use suppaftp::rustls::HandshakeKind;
+        f.write_str(match self.handshake {
+            Some(HandshakeKind::Resumed) => "resumed the session",
+            Some(HandshakeKind::Full) => "a full handshake",
+            Some(HandshakeKind::FullWithHelloRetryRequest) => "a full handshake after a retry request",
+            None => "no complete handshake",
+        })?;
+        f.write_str(if self.closed_by_server {
+            "; the server closed it"
+        } else {
+            "; the server had not closed it when the wait ended"
+        })
+    }
 }
 
 #[cfg(test)]
@@ -175,10 +216,10 @@ mod tests {
         let mut data = connect(&client_config(dir.path()), addr);
         data.write_all(&[7u8; 4096]).unwrap();
         let started = Instant::now();
-        let kind = close_upload(&mut data, Duration::from_secs(10), Duration::from_secs(10));
+        let end = close_upload(&mut data, Duration::from_secs(10), Duration::from_secs(10));
         // It waited for the server's close, not for a ticket until `wait` ran out.
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-        assert_eq!(kind, Some(HandshakeKind::Full));
+        assert_eq!(end, UploadEnd { handshake: Some(HandshakeKind::Full), closed_by_server: true });
         assert_eq!(server.join().unwrap(), vec![4096]);
     }
 
@@ -197,7 +238,7 @@ mod tests {
             .map(|_| {
                 let mut data = connect(&config, addr);
                 data.write_all(&[1u8; 10_000]).unwrap();
-                close_upload(&mut data, Duration::from_secs(10), Duration::from_secs(10))
+                close_upload(&mut data, Duration::from_secs(10), Duration::from_secs(10)).handshake
             })
             .collect();
         assert_eq!(kinds, vec![Some(HandshakeKind::Resumed); 4]);

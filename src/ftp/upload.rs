@@ -240,15 +240,8 @@ impl Session {
             let mut upload = open_data(ftp, format!("STOR {remote}"), timeout)?;
             let sent = source.send(&mut upload, abort).map_err(|e| stash(&mut send_failed, e))?;
             if let suppaftp::DataStream::Ssl(tls) = upload.get_mut() {
-                let kind = match close_upload(suppaftp::TlsStream::mut_ref(tls.as_mut()), CLOSE_WAIT, timeout) {
-                    Some(suppaftp::rustls::HandshakeKind::Resumed) => "resumed the session",
-                    Some(suppaftp::rustls::HandshakeKind::Full) => "a full handshake",
-                    Some(suppaftp::rustls::HandshakeKind::FullWithHelloRetryRequest) => {
-                        "a full handshake after a retry request"
-                    }
-                    None => "no complete handshake",
-                };
-                log::debug!("the TLS data connection of {} had {kind}", Escaped(remote));
+                let end = close_upload(suppaftp::TlsStream::mut_ref(tls.as_mut()), CLOSE_WAIT, timeout);
+                log::debug!("the TLS data connection of {} had {end}", Escaped(remote));
             }
             upload.finish()?;
             Ok(sent)
