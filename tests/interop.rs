@@ -51,6 +51,12 @@ macro_rules! scenarios_for {
 
             #[test]
             #[ignore = "needs real FTP daemons: tests/interop/setup.sh, then cargo test --test interop -- --ignored"]
+            fn b_ftps_upload_ends_when_the_server_closes_the_data_connection() {
+                scenarios::ftps_upload_ends_with_the_servers_close(KIND);
+            }
+
+            #[test]
+            #[ignore = "needs real FTP daemons: tests/interop/setup.sh, then cargo test --test interop -- --ignored"]
             fn b_ftps_wrong_ca_fails_at_start_naming_the_host() {
                 scenarios::ftps_wrong_ca(KIND);
             }

@@ -13,7 +13,7 @@ use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode, RustlsConnector, RustlsFtpStream};
 
 use super::pipeline::takes_pipelines;
-use super::tls::{SessionStore, tls_config};
+use super::tls::tls_configs;
 use super::{Failure, Features, Kind, RemoteDirs, Session, classify, describe_io, is_tls_error};
 use crate::config::Config;
 
@@ -64,11 +64,7 @@ impl fmt::Debug for Connector {
 
 impl Connector {
     pub fn new(cfg: &Config) -> Result<Self, Failure> {
-        let tls = if cfg.tls {
-            Some((tls_config(cfg.ca_file.as_deref(), false)?, tls_config(cfg.ca_file.as_deref(), true)?))
-        } else {
-            None
-        };
+        let tls = if cfg.tls { Some(tls_configs(cfg.ca_file.as_deref())?) } else { None };
         Ok(Self {
             host: cfg.host.clone(),
             port: cfg.port,
@@ -109,20 +105,21 @@ impl Connector {
             let s = TcpStream::connect_timeout(&addr, timeout).map_err(FtpError::ConnectionError)?;
             s.set_read_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
             s.set_write_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+            s.set_nodelay(true).map_err(FtpError::ConnectionError)?;
 
             Ok(s)
         });
-        let mut tickets = None;
+        let mut tls_on = false;
         let tls12 = self.tls12_only.load(Ordering::Relaxed);
         if let Some((any, only12)) = &self.tls {
             let tls = if tls12 { only12 } else { any };
             // Each control connection gets its own session store: its data
             // connections must resume *its* TLS session (vsftpd's
             // require_ssl_reuse, proftpd, FileZilla Server), not another's.
-            let store = Arc::new(SessionStore::default());
+            let store = Arc::new(suppaftp::rustls::client::ClientSessionMemoryCache::new(8));
             let mut config = (**tls).clone();
-            config.resumption = suppaftp::rustls::client::Resumption::store(store.clone());
-            tickets = Some(store);
+            config.resumption = suppaftp::rustls::client::Resumption::store(store);
+            tls_on = true;
             ftp = ftp.into_secure(RustlsConnector::from(Arc::new(config)), &self.host).map_err(|e| {
                 let mut f = classify(&e, &format!("TLS with {}", self.host));
                 if is_tls_error(&e) || f.code.is_some() {
@@ -157,9 +154,8 @@ impl Connector {
             let _ = ftp.opts("UTF8", Some("ON"));
         }
         // Pipelining writes to the control socket itself: plain text only.
-        let pipelining = tickets.is_none()
-            && !self.pipeline_off.load(Ordering::Relaxed)
-            && ftp.get_welcome_msg().is_some_and(takes_pipelines);
+        let pipelining =
+            !tls_on && !self.pipeline_off.load(Ordering::Relaxed) && ftp.get_welcome_msg().is_some_and(takes_pipelines);
         Ok(Session {
             ftp,
             epsv: !self.active,
@@ -168,8 +164,7 @@ impl Connector {
             rename_over_refused: false,
             features,
             created: Vec::new(),
-            tickets,
-            tickets_on_data: None,
+            tls: tls_on,
             data_opened,
             no_pasv_logged: Arc::clone(&self.no_pasv_logged),
             tls12_only: Arc::clone(&self.tls12_only),

@@ -10,7 +10,7 @@
 //! that is the caller's policy.
 //!
 //! The parts: `connect` makes a logged-in [`Session`]; `tls` sets up
-//! rustls and keeps each connection's TLS session tickets; `reply` reads
+//! rustls and ends upload data connections without losing TLS tickets; `reply` reads
 //! and parses raw control replies; `pipeline` decides which servers get
 //! several commands at once and falls back when they answer out of step;
 //! `listing` parses MLSD and LIST lines; `session` holds the operations
@@ -24,6 +24,7 @@ mod listing;
 mod names;
 mod pipeline;
 mod reply;
+mod send;
 mod session;
 mod tls;
 mod upload;
@@ -43,7 +44,6 @@ use crate::relpath::Escaped;
 
 pub use connect::Connector;
 pub use names::{NAME_MAX, leftover_temps, temp_name};
-use tls::SessionStore;
 
 /// How an operation failed, as far as the caller's policy cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,8 +230,8 @@ pub struct Session {
     features: Features,
     /// Remote directories this session created since the caller last took them.
     created: Vec<String>,
-    /// With TLS: this connection's session store.
-    tickets: Option<Arc<SessionStore>>,
+    /// Whether the session uses TLS.
+    tls: bool,
     /// The job's "TLS 1.2 only" switch (see [`Connector`]).
     tls12_only: Arc<std::sync::atomic::AtomicBool>,
     tls12_broken: Arc<std::sync::atomic::AtomicBool>,
@@ -257,9 +257,6 @@ pub struct Session {
     timeout: Duration,
     /// `--bwlimit` (see [`crate::bwlimit`]).
     limiter: crate::bwlimit::Limiter,
-    /// Whether the server sends a TLS 1.3 ticket on upload data connections
-    /// (`None`: not known yet).
-    tickets_on_data: Option<bool>,
     /// Set by the passive stream builder when EPSV (or PASV) was answered
     /// and suppaftp connects: a 500-502 before that is the refusal of EPSV
     /// itself, one after it the data command's (see `Session::with_data`).

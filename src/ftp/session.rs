@@ -430,5 +430,6 @@ pub(super) fn open_data<T: TlsStream>(
     let socket = data.get_ref().get_ref();
     socket.set_read_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
     socket.set_write_timeout(Some(timeout)).map_err(FtpError::ConnectionError)?;
+    socket.set_nodelay(true).map_err(FtpError::ConnectionError)?;
     Ok(data)
 }

@@ -3,7 +3,7 @@
 //! renamed over the final name.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,8 +13,9 @@ use suppaftp::{FtpError, Status};
 
 use super::names::temp_name;
 use super::reply::reply_line;
+use super::send::{SendError, Sent, Source};
 use super::session::open_data;
-use super::tls::absorb_tickets;
+use super::tls::close_upload;
 use super::{Failure, Kind, Session, Uploaded, classify, describe_io};
 use crate::config::TEMP_SUFFIX;
 use crate::localfs::{FileKind, OpenError, Stamp, Tree};
@@ -24,35 +25,12 @@ use crate::relpath::{Escaped, RelPath};
 /// `Session::ready_port`): a server may close an unused one after a while.
 const READY_PORT_TTL: Duration = Duration::from_secs(2);
 
+/// How long the end of a TLS upload waits for the server to close the data
+/// connection (see `close_upload`), as long as suppaftp waits for it.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// The connect timeout for such a port (see `Session::store_raw`).
 const KEPT_PORT_CONNECT: Duration = Duration::from_secs(3);
-
-/// Reads a file for upload, fingerprinting what it reads, and stops when
-/// shutdown asks for it.
-struct Abortable<'a, R> {
-    inner: R,
-    abort: &'a AtomicBool,
-    /// `--bwlimit`: the bytes read are taken from the shared bucket (`None`
-    /// while reading what the server already holds, for the fingerprint).
-    limiter: Option<&'a crate::bwlimit::Limiter>,
-    hasher: blake3::Hasher,
-    /// Reading the local file failed (not the server's fault).
-    local_error: bool,
-}
-
-impl<R: Read> Read for Abortable<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.abort.load(Ordering::Relaxed) {
-            return Err(io::Error::other("upload aborted for shutdown"));
-        }
-        let n = self.inner.read(buf).inspect_err(|_| self.local_error = true)?;
-        self.hasher.update(&buf[..n]);
-        if let Some(limiter) = self.limiter {
-            limiter.take(n, self.abort);
-        }
-        Ok(n)
-    }
-}
 
 /// Names and paths longer than this get a hint when the server refuses them.
 const LONG: usize = 200;
@@ -248,94 +226,59 @@ impl Session {
         offset: u64,
         ready: Option<SocketAddr>,
     ) -> Result<(u64, [u8; 32]), Failure> {
-        // From the start, also when an earlier attempt of this upload read the
-        // file already (a STOR refused after its data, tried again).
-        std::io::Seek::rewind(&mut &*file)
-            .map_err(|e| Failure::new(Kind::Local, format!("cannot read the file again: {e}")))?;
-        // A buffer the size of a small file: no large allocation per file.
-        let capacity = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX).clamp(8 * 1024, 256 * 1024);
+        // Read from the start, also when an earlier attempt of this upload
+        // read the file already (a STOR refused after its data, tried again).
         let limiter = self.limiter.clone();
-        let mut reader = Abortable {
-            inner: BufReader::with_capacity(capacity, file),
-            abort,
-            limiter: Some(&limiter),
-            hasher: blake3::Hasher::new(),
-            local_error: false,
-        };
         if self.pipelines() && self.epsv && offset == 0 {
-            return match self.store_raw(remote, &mut reader, ready) {
-                Ok(n) => Ok((n, *reader.hasher.finalize().as_bytes())),
-                Err(_) if abort.load(Ordering::Relaxed) => {
-                    Err(Failure::new(Kind::Aborted, "upload aborted for shutdown"))
-                }
-                Err(f) if reader.local_error => Err(Failure::new(Kind::LocalBroken, format!("reading the file: {f}"))),
-                Err(f) => Err(f),
-            };
+            let source = Source::new(file, len, &limiter)
+                .map_err(|e| Failure::new(Kind::Local, format!("cannot read the file again: {e}")))?;
+            return self.store_raw(remote, source, abort, ready).map(|sent| (sent.total, sent.blake3));
         }
-        let mut first_try = true;
-        let tickets = self.tickets.clone();
         let timeout = self.timeout;
-        let mut tickets_on_data = self.tickets_on_data;
+        // How the send failed, when it was not the server's reply.
+        let mut send_failed = None;
         let result = self.with_data(|ftp| {
-            if !std::mem::take(&mut first_try) {
-                // The EPSV fallback runs the transfer a second time.
-                std::io::Seek::rewind(&mut reader.inner).map_err(FtpError::ConnectionError)?;
-                reader.hasher.reset();
-            }
+            // Run again by the EPSV fallback: from the start again.
+            let mut source = Source::new(file, len, &limiter).map_err(|e| stash(&mut send_failed, e))?;
             if offset > 0 {
-                // The fingerprint covers the whole file: read the part the
-                // server already holds through the hasher.
-                let limiter = reader.limiter.take();
-                io::copy(&mut (&mut reader).take(offset), &mut io::sink()).map_err(FtpError::ConnectionError)?;
-                reader.limiter = limiter;
+                // The fingerprint covers the whole file: the part the server
+                // already holds is read through it first (not taken from
+                // the --bwlimit bucket: it does not go out).
+                source.skip(offset, abort).map_err(|e| stash(&mut send_failed, e))?;
                 ftp.resume_transfer(usize::try_from(offset).unwrap_or(0))?;
             }
             let mut upload = open_data(ftp, format!("STOR {remote}"), timeout)?;
-            let sent = match io::copy(&mut reader, &mut upload) {
-                Ok(n) => n,
-                Err(e) if reader.local_error || abort.load(Ordering::Relaxed) => {
-                    return Err(FtpError::ConnectionError(e));
-                }
+            let sent = match source.send(&mut upload, abort) {
+                Ok(sent) => sent,
                 // The data connection broke while sending: the server may
                 // have closed it and said why (a full disk), which tells
                 // more than a broken pipe.
-                Err(e) => {
+                Err(e @ SendError::Remote(_)) => {
+                    let broke = stash(&mut send_failed, e);
                     return Err(match upload.finish() {
                         Err(reply @ FtpError::UnexpectedResponse(_)) => reply,
-                        _ => FtpError::ConnectionError(e),
+                        _ => broke,
                     });
                 }
+                Err(e) => return Err(stash(&mut send_failed, e)),
             };
-            if let (Some(store), suppaftp::DataStream::Ssl(tls)) = (&tickets, upload.get_mut()) {
-                // Once known to come, a ticket is waited for as long as it
-                // takes; the first time only briefly, as some servers send none.
-                let wait = match tickets_on_data {
-                    Some(false) => Duration::ZERO,
-                    Some(true) => Duration::from_secs(2),
-                    None => Duration::from_secs(1),
-                };
-                let got = absorb_tickets(suppaftp::TlsStream::mut_ref(tls.as_mut()), store, wait, timeout);
-                if tickets_on_data.is_none() {
-                    tickets_on_data = Some(got);
-                }
+            if let suppaftp::DataStream::Ssl(tls) = upload.get_mut() {
+                let end = close_upload(suppaftp::TlsStream::mut_ref(tls.as_mut()), CLOSE_WAIT, timeout);
+                log::debug!("the TLS data connection of {} had {end}", Escaped(remote));
             }
             wait_sent(upload.get_ref().get_ref(), timeout).map_err(FtpError::ConnectionError)?;
             upload.finish()?;
             Ok(sent)
         });
-        self.tickets_on_data = tickets_on_data;
-        match result {
-            Ok(n) => Ok((n + offset, *reader.hasher.finalize().as_bytes())),
-            Err(e) if abort.load(Ordering::Relaxed) => {
-                let _ = e;
-                Err(Failure::new(Kind::Aborted, "upload aborted for shutdown"))
-            }
-            // The local disk failed, not the server: this file only, and the
-            // half-sent data connection leaves the session unusable.
-            Err(e) if reader.local_error => Err(Failure::new(Kind::LocalBroken, format!("reading the file: {e}"))),
-            Err(e) => {
+        match (result, send_failed) {
+            (Ok(sent), _) => Ok((sent.total, sent.blake3)),
+            // Reading the local file failed or shutdown came: this file
+            // only, and a half-sent data connection leaves the session
+            // unusable.
+            (Err(_), Some(e @ (SendError::Local(_) | SendError::Aborted))) => Err(send_failure(e, "reading")),
+            (Err(e), _) => {
                 let mut f = classify(&e, &format!("STOR {}", Escaped(remote)));
-                if self.tickets.is_some()
+                if self.tls
                     && !self.tls12
                     && !self.tls12_broken.load(Ordering::Relaxed)
                     && matches!(f.code, Some(425 | 522))
@@ -357,7 +300,13 @@ impl Session {
     /// that pipelines: to the passive port `ready` (asked for together with
     /// the previous upload's rename) or one asked for now. suppaftp always
     /// sends its own EPSV first, which would cost that round trip back.
-    fn store_raw(&mut self, remote: &str, reader: &mut impl Read, ready: Option<SocketAddr>) -> Result<u64, Failure> {
+    fn store_raw(
+        &mut self,
+        remote: &str,
+        source: Source<'_>,
+        abort: &AtomicBool,
+        ready: Option<SocketAddr>,
+    ) -> Result<Sent, Failure> {
         let what = format!("STOR {}", Escaped(remote));
         let addr = match ready {
             Some(addr) => addr,
@@ -416,6 +365,7 @@ impl Session {
             }
         };
         data.set_write_timeout(Some(self.timeout)).map_err(data_failed)?;
+        data.set_nodelay(true).map_err(data_failed)?;
         self.send_raw(&[format!("STOR {remote}")])?;
         let mut replies = self.read_some(&what, 2)?.into_iter();
         let (Some(prelim), gave_up) = (replies.next(), replies.next()) else {
@@ -441,17 +391,17 @@ impl Session {
             // The final reply came before the data: the server gave up.
             return Err(classify(&done.into_error(), &what));
         }
-        let sent = match copy_data(reader, &mut data) {
-            Ok(n) => n,
-            Err(Broke::Reading(e)) => {
+        let sent = match source.send(&mut data, abort) {
+            Ok(sent) => sent,
+            Err(SendError::Remote(e)) => {
+                drop(data);
+                return Err(self.why_the_server_stopped(&what, &e));
+            }
+            Err(e) => {
                 // The server's final reply comes at its own pace: this
                 // session is out of step now.
                 self.broken = true;
-                return Err(Failure::new(Kind::Connection, format!("{what}: {}", describe_io(&e))));
-            }
-            Err(Broke::Sending(e)) => {
-                drop(data);
-                return Err(self.why_the_server_stopped(&what, &e));
+                return Err(send_failure(e, &what));
             }
         };
         if let Err(e) = wait_sent(&data, self.timeout) {
@@ -507,30 +457,6 @@ fn wait_sent(_socket: &TcpStream, _timeout: Duration) -> io::Result<()> {
     Ok(())
 }
 
-/// Why copying an upload's bytes stopped.
-enum Broke {
-    /// Reading the local file failed (or shutdown aborted the read).
-    Reading(io::Error),
-    /// Writing to the data connection failed.
-    Sending(io::Error),
-}
-
-/// `io::copy` that says which side failed.
-fn copy_data(reader: &mut impl Read, data: &mut TcpStream) -> Result<u64, Broke> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut sent = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(sent),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Broke::Reading(e)),
-        };
-        io::Write::write_all(data, &buf[..n]).map_err(Broke::Sending)?;
-        sent += n as u64;
-    }
-}
-
 impl Session {
     /// The failure of an upload whose data connection broke while sending
     /// (`e`): the server's reply if it sent one (it may have stopped reading
@@ -557,6 +483,27 @@ impl Session {
             }
             Err(_) => Failure::new(Kind::Connection, format!("{what}: {}", describe_io(e))),
         }
+    }
+}
+
+/// Keeps how a send failed for the caller of a suppaftp closure, which only
+/// carries `FtpError`s.
+fn stash(slot: &mut Option<SendError>, e: SendError) -> FtpError {
+    let io = match &e {
+        SendError::Local(io) | SendError::Remote(io) => io::Error::new(io.kind(), e.to_string()),
+        SendError::Aborted => io::Error::other(e.to_string()),
+    };
+    *slot = Some(e);
+    FtpError::ConnectionError(io)
+}
+
+/// The failure of a send that broke off for a reason of its own (the data
+/// connection's, the local file's, shutdown); `what` names the command.
+fn send_failure(e: SendError, what: &str) -> Failure {
+    match e {
+        SendError::Aborted => Failure::new(Kind::Aborted, "upload aborted for shutdown"),
+        SendError::Local(e) => Failure::new(Kind::LocalBroken, format!("reading the file: {e}")),
+        SendError::Remote(e) => Failure::new(Kind::Connection, format!("{what}: {}", describe_io(&e))),
     }
 }
 

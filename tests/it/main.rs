@@ -41,6 +41,7 @@ mod root;
 mod safety;
 mod scope;
 mod secrets;
+mod sending;
 mod service;
 mod signals;
 mod symlinks;

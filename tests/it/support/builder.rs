@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::process::{Daemon, Finished};
 use super::sandbox::Sandbox;
-use super::server::{PASSWORD, USER};
+use super::server::{FtpServer, PASSWORD, TEST_CA, USER};
 use super::{TIMEOUT, proc};
 
 #[derive(Clone)]
@@ -68,9 +68,22 @@ impl Test {
         Test::with_server_on(Ipv6Addr::LOCALHOST.into())
     }
 
+    /// [`Test::new`] with a server that requires FTPS on control and data connections, and
+    /// the daemon given `--tls --ca-file` with the CA that signed its certificate.
+    pub fn tls() -> Test {
+        let server = FtpServer::start_tls();
+        let mut t = Test::with_sandbox(Sandbox::with_server(server), Ipv4Addr::LOCALHOST.into());
+        t.opts.args.extend(["--tls".into(), "--ca-file".into(), TEST_CA.into()]);
+        t
+    }
+
     fn with_server_on(ip: IpAddr) -> Test {
+        Test::with_sandbox(Sandbox::new(ip), ip)
+    }
+
+    fn with_sandbox(sandbox: Sandbox, ip: IpAddr) -> Test {
         Test {
-            sandbox: Arc::new(Sandbox::new(ip)),
+            sandbox: Arc::new(sandbox),
             opts: Opts {
                 subcommand: None,
                 foreground: true,

@@ -37,12 +37,16 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub(super) fn new(ip: IpAddr) -> Sandbox {
+        Sandbox::with_server(FtpServer::start_on(ip))
+    }
+
+    pub(super) fn with_server(server: FtpServer) -> Sandbox {
         let tmp = tempfile::Builder::new().prefix("ftpmonitor-it.").tempdir().expect("create the test's temp dir");
         let dir = tmp.path().canonicalize().expect("canonicalize the temp dir");
         for sub in ["watch", "state", "outside", "home", "run", "xdg"] {
             std::fs::create_dir(dir.join(sub)).expect("create a test directory");
         }
-        Sandbox { dir, server: FtpServer::start_on(ip), spawned: AtomicUsize::new(0), _tmp: tmp }
+        Sandbox { dir, server, spawned: AtomicUsize::new(0), _tmp: tmp }
     }
 
     /// The test's private temporary directory.

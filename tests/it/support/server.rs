@@ -4,6 +4,10 @@
 //! Each server runs on its own thread with its own tokio runtime, on a port found by binding
 //! `127.0.0.1:0`, with its own block of passive ports so parallel tests do not fight over them.
 //! `stop`/`restart` keep the port and the files, for tests of an unreachable server.
+//!
+//! [`FtpServer::start_tls`] requires explicit FTPS on the control and the data connections
+//! (libunftp's rustls, TLS 1.2 and 1.3, session IDs and tickets), with the test-only
+//! certificate of `src/ftp/testdata` (for `localhost` and 127.0.0.1, signed by [`TEST_CA`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use libunftp::ServerBuilder;
 use libunftp::notification::{DataEvent, DataListener, EventMeta};
-use libunftp::options::{ActivePassiveMode, Shutdown};
+use libunftp::options::{ActivePassiveMode, FtpsRequired, Shutdown};
 use tempfile::TempDir;
 use unftp_core::auth::{AuthenticationError, Authenticator, Credentials, Principal};
 use unftp_sbe_fs::Filesystem;
@@ -29,6 +33,11 @@ use super::trees::files_under;
 pub const USER: &str = "alice";
 /// Its password.
 pub const PASSWORD: &str = "s3cret-pass";
+
+/// The CA that signed the FTPS test server's certificate (`--ca-file`).
+pub const TEST_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ftp/testdata/ca.pem");
+const TEST_CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ftp/testdata/server.pem");
+const TEST_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/ftp/testdata/server.key");
 
 const PASSIVE_FIRST: u16 = 50_000;
 const PASSIVE_BLOCKS: u16 = 200;
@@ -105,6 +114,8 @@ pub struct FtpServer {
     passive: RangeInclusive<u16>,
     running: Mutex<Option<Running>>,
     recorder: Arc<Recorder>,
+    /// FTPS required on control and data connections.
+    tls: bool,
 }
 
 impl FtpServer {
@@ -116,6 +127,15 @@ impl FtpServer {
 
     /// [`FtpServer::start`] on another loopback address (`::1`: IPv6).
     pub fn start_on(ip: IpAddr) -> FtpServer {
+        FtpServer::start_with(ip, false)
+    }
+
+    /// [`FtpServer::start`] requiring FTPS on control and data connections.
+    pub fn start_tls() -> FtpServer {
+        FtpServer::start_with(Ipv4Addr::LOCALHOST.into(), true)
+    }
+
+    fn start_with(ip: IpAddr, tls: bool) -> FtpServer {
         let root = tempfile::Builder::new()
             .prefix("ftpmonitor-it-server.")
             .tempdir()
@@ -133,6 +153,7 @@ impl FtpServer {
             passive: first..=first + PASSIVE_BLOCK - 1,
             running: Mutex::new(None),
             recorder: Arc::default(),
+            tls,
         };
         server.restart();
         server
@@ -152,6 +173,11 @@ impl FtpServer {
     /// The server-side filesystem root: `/` for FTP clients.
     pub fn root(&self) -> &Path {
         self.root.path()
+    }
+
+    /// Whether the server requires FTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// Whether the server currently listens.
@@ -218,6 +244,7 @@ impl FtpServer {
         let passive = self.passive.clone();
         let recorder = Arc::clone(&self.recorder);
         let addr = SocketAddr::from((self.ip, self.port));
+        let tls = self.tls;
         let thread = std::thread::Builder::new()
             .name(format!("ftp-server-{}", self.port))
             .spawn(move || {
@@ -229,7 +256,7 @@ impl FtpServer {
                     }
                 };
                 let storage_root = Arc::clone(&root);
-                let built = ServerBuilder::with_authenticator(
+                let builder = ServerBuilder::with_authenticator(
                     Box::new(move || Filesystem::new(storage_root.as_path()).expect("open the server root")),
                     Arc::new(OneUser),
                 )
@@ -240,8 +267,13 @@ impl FtpServer {
                 .shutdown_indicator(async move {
                     let _ = on_shutdown.await;
                     Shutdown::new().grace_period(Duration::from_millis(500))
-                })
-                .build();
+                });
+                let builder = if tls {
+                    builder.ftps(TEST_CERT, TEST_KEY).ftps_required(FtpsRequired::All, FtpsRequired::All)
+                } else {
+                    builder
+                };
+                let built = builder.build();
                 let server = match built {
                     Ok(server) => server,
                     Err(e) => {
