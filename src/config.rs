@@ -103,6 +103,8 @@ pub struct Config {
     /// `--remove-source` or `--archive-dir`: what happens to a file once its
     /// upload is verified.
     pub hand_off: Option<HandOff>,
+    /// `--last`: trigger files, published after the rest of their directory.
+    pub last: crate::scope::Globs,
     /// `--on-upload`, `--on-failure`: the hooks' command lines, split.
     pub on_upload: Option<crate::hooks::Argv>,
     pub on_failure: Option<crate::hooks::Argv>,
@@ -395,6 +397,9 @@ impl Config {
         let mut include = file.include.clone().unwrap_or_default();
         include.extend(y.include.iter().cloned());
         let scope = Scope::new(&exclude, &include)?;
+        let mut last = file.last.clone().unwrap_or_default();
+        last.extend(y.last.iter().cloned());
+        let last = crate::scope::Globs::new(&last, "--last")?;
 
         let once = y.once || file.once.unwrap_or(false);
         let run_as = text_of(&d.run_as, "--run-as", Some("FTPMONITOR_RUN_AS"))
@@ -488,6 +493,7 @@ impl Config {
             bwlimit,
             poll,
             hand_off,
+            last,
             on_upload,
             on_failure,
             min_age,

@@ -27,6 +27,7 @@ mod hostile;
 mod include;
 mod ipv6;
 mod kinds;
+mod last;
 mod listing;
 mod localfiles;
 mod logformat;

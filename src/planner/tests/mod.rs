@@ -96,9 +96,14 @@
 //!   reconciles and the first sync, and is not gone for `--delete`
 //!   (`ages::max_age_leaves_old_files`)
 //! - G3 a SIGHUP that changes the ages reconciles (`ages::reload`)
+//! - K1 `--last`: a trigger file is published only after every other pending
+//!   file of its directory (cooling down, queued, running, retrying); triggers
+//!   do not wait for one another; with `--once` a trigger whose data failed
+//!   for good is not published (`last::trigger_waits`)
 
 mod ages;
 mod changes;
+mod last;
 mod listing;
 mod outcome;
 mod plan;
@@ -277,6 +282,7 @@ impl Given {
                 once: false,
                 dry_run: false,
                 hand_off: false,
+                last: crate::scope::Globs::default(),
             },
             fs: Fs::default(),
             synced: BTreeMap::new(),
