@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::relpath::EscapedPath;
 
 pub use crate::scope::{ASIDE_SUFFIX, DEFAULT_EXCLUDES, Scope, TEMP_SUFFIX};
-pub use checks::parse_duration;
+pub use checks::{Order, parse_duration};
 
 /// Connect, greeting, control-reply and data timeout, unless `--timeout` says.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -105,6 +105,8 @@ pub struct Config {
     pub hand_off: Option<HandOff>,
     /// `--last`: trigger files, published after the rest of their directory.
     pub last: crate::scope::Globs,
+    /// `--order`, if given: files of a directory are published in this order.
+    pub order: Option<checks::Order>,
     /// `--on-upload`, `--on-failure`: the hooks' command lines, split.
     pub on_upload: Option<crate::hooks::Argv>,
     pub on_failure: Option<crate::hooks::Argv>,
@@ -246,6 +248,13 @@ impl Config {
             })?,
             None => file.max_delete.unwrap_or(50),
         };
+        let order =
+            match &y.order {
+                Some(o) => Some(checks::parse_order(o).map_err(|e| {
+                    Error::usage(format!("{}: {e}", cli("--order", Some("FTPMONITOR_ORDER"), o.as_ref())))
+                })?),
+                None => file.order,
+            };
         let bwlimit = match &y.bwlimit {
             Some(b) => crate::bwlimit::Timetable::parse(b).map_err(|e| {
                 Error::usage(format!("{}: {e}", cli("--bwlimit", Some("FTPMONITOR_BWLIMIT"), b.as_ref())))
@@ -494,6 +503,7 @@ impl Config {
             poll,
             hand_off,
             last,
+            order,
             on_upload,
             on_failure,
             min_age,

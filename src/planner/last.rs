@@ -47,7 +47,7 @@ pub(super) struct LastState {
     left: HashSet<String>,
 }
 
-fn dir_of(rel: &RelPath) -> &str {
+pub(super) fn dir_of(rel: &RelPath) -> &str {
     rel.parent().unwrap_or("")
 }
 
@@ -58,7 +58,7 @@ impl Planner {
     }
 
     /// The trigger file `rel` would publish (an upload or a rename onto it).
-    fn trigger_of(&self, job: &Job) -> Option<RelPath> {
+    pub(super) fn trigger_of(&self, job: &Job) -> Option<RelPath> {
         match job {
             Job::Upload { rel, .. } | Job::Rename { to: rel, .. } if self.is_last(rel) => Some(rel.clone()),
             _ => None,
@@ -137,18 +137,29 @@ impl Planner {
     /// A held trigger that may go now (its directory has nothing pending),
     /// if a slot is free; held triggers whose data failed or was left are
     /// dropped on the way.
+    ///
+    /// With `--order` every queued job is held, and only the one its
+    /// directory's order puts first may go (see `order`).
     pub(super) fn release_held(&mut self) -> Option<Job> {
         if !self.queue.has_slot() {
             return None;
         }
-        let mut i = 0;
-        while i < self.queue.held().len() {
+        if self.rules.order.is_some() {
+            self.queue.hold_all();
+        }
+        let allowed = self.in_order();
+        for i in 0..self.queue.held().len() {
+            if allowed.as_ref().is_some_and(|a| !a.contains(&i)) {
+                continue;
+            }
             match self.verdict(&self.queue.held()[i]) {
-                Verdict::Hold => i += 1,
+                Verdict::Hold => {}
                 Verdict::Go => return Some(self.queue.release(i)),
                 Verdict::Drop | Verdict::Leave => {
                     let job = self.queue.release(i);
                     self.not_published(&job);
+                    // The indices moved: look again.
+                    return self.release_held();
                 }
             }
         }

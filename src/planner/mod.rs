@@ -25,6 +25,7 @@ mod age;
 mod changes;
 mod last;
 mod listing;
+mod order;
 mod outcome;
 mod plan;
 mod queue;
@@ -78,6 +79,8 @@ pub struct Rules {
     pub hand_off: bool,
     /// `--last`: trigger files, published after the rest of their directory.
     pub last: crate::scope::Globs,
+    /// `--order`: files of a directory are published in this order.
+    pub order: Option<crate::config::Order>,
 }
 
 impl Rules {
@@ -97,6 +100,7 @@ impl Rules {
             dry_run: cfg.dry_run,
             hand_off: cfg.hand_off.is_some(),
             last: cfg.last.clone(),
+            order: cfg.order,
         }
     }
 }

@@ -159,12 +159,21 @@ impl Queue {
         job
     }
 
-    /// The paths of the jobs queued (not held) and running.
-    pub fn paths(&self) -> impl Iterator<Item = &str> + '_ {
-        let queued = self.pending.iter().chain(self.pending_large.iter()).filter_map(Job::path).map(RelPath::as_str);
+    /// Every queued job is held (`--order` picks among them).
+    pub fn hold_all(&mut self) {
+        self.held.extend(self.pending.drain(..).chain(self.pending_large.drain(..)));
+    }
+
+    /// The paths of the file jobs running.
+    pub fn running_paths(&self) -> impl Iterator<Item = &str> + '_ {
         // A file job's key is its path; the others' begin with a NUL.
-        let running = self.in_flight.keys().map(String::as_str).filter(|k| !k.starts_with('\0'));
-        running.chain(queued)
+        self.in_flight.keys().map(String::as_str).filter(|k| !k.starts_with('\0'))
+    }
+
+    /// The paths of the file jobs running, queued and held.
+    pub fn paths(&self) -> impl Iterator<Item = &str> + '_ {
+        let queued = self.pending.iter().chain(self.pending_large.iter()).chain(self.held.iter());
+        self.running_paths().chain(queued.filter_map(Job::path).map(RelPath::as_str))
     }
 
     pub fn started(&mut self, key: String, large: bool) {

@@ -93,6 +93,7 @@ const OPTIONS: &[Row] = &[
     Row { name: "log format", args: &["--log-format", "xml"], words: &["--log-format", "xml", "text or json"], ..D },
     Row { name: "exclude glob", args: &["--exclude", "["], words: &["--exclude", "glob"], ..D },
     Row { name: "exclude open group", args: &["--exclude", "{a,b"], words: &["--exclude", "{a,b", "glob"], ..D },
+    Row { name: "order word", args: &["--order", "oldest"], words: &["--order", "oldest", "mtime"], ..D },
     Row { name: "last glob", args: &["--last", "*.[done"], words: &["--last", "*.[done", "glob"], ..D },
     Row {
         name: "password file missing while the environment has a password",
@@ -486,6 +487,13 @@ const CONFIG: &[Row] = &[
         ..D
     },
     Row { name: "exclude a number", config: Some("{base}exclude = [1]"), words: &["line 5", "exclude", "item 1"], ..D },
+    Row {
+        name: "order a word",
+        config: Some("{base}order = \"random\""),
+        words: &["line 5", "order", "arrival, mtime, name or size"],
+        ..D
+    },
+    Row { name: "order a number", config: Some("{base}order = 1"), words: &["line 5", "order"], ..D },
     Row { name: "last a string", config: Some("{base}last = \"*.done\""), words: &["line 5", "last", "list"], ..D },
     Row {
         name: "last bad glob",

@@ -32,6 +32,7 @@ mod listing;
 mod localfiles;
 mod logformat;
 mod login;
+mod order;
 mod pause;
 mod pipeline;
 mod poll;

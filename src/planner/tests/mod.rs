@@ -100,11 +100,15 @@
 //!   file of its directory (cooling down, queued, running, retrying); triggers
 //!   do not wait for one another; with `--once` a trigger whose data failed
 //!   for good is not published (`last::trigger_waits`)
+//! - K2 `--order`: the files of a directory are published one at a time, the
+//!   first by the order (arrival, mtime, name, size) first; directories go in
+//!   parallel (`order::one_directory_in_order`)
 
 mod ages;
 mod changes;
 mod last;
 mod listing;
+mod order;
 mod outcome;
 mod plan;
 mod queue;
@@ -283,6 +287,7 @@ impl Given {
                 dry_run: false,
                 hand_off: false,
                 last: crate::scope::Globs::default(),
+                order: None,
             },
             fs: Fs::default(),
             synced: BTreeMap::new(),
