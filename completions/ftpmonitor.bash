@@ -53,7 +53,7 @@ _ftpmonitor() {
 
     case "${cmd}" in
         ftpmonitor)
-            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --metrics-addr --log-format --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --on-upload --on-failure --min-age --max-age --help --version check status pause resume help"
+            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --metrics-addr --log-format --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --order --last --on-upload --on-failure --min-age --max-age --help --version check status pause resume help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -147,6 +147,14 @@ _ftpmonitor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --order)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --last)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --on-upload)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -171,7 +179,7 @@ _ftpmonitor() {
             return 0
             ;;
         ftpmonitor__subcmd__check)
-            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --metrics-addr --log-format --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --on-upload --on-failure --min-age --max-age --help"
+            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --metrics-addr --log-format --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --order --last --on-upload --on-failure --min-age --max-age --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -262,6 +270,14 @@ _ftpmonitor() {
                     return 0
                     ;;
                 --archive-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --order)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --last)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -58,6 +58,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if !exclude.is_empty() {
         println!("  excluded:        {} (and editor and temporary files)", list(exclude));
     }
+    if let Some(order) = cfg.order {
+        println!(
+            "  order:           {} (files of a directory published one after another)",
+            format!("{order:?}").to_lowercase()
+        );
+    }
+    if !cfg.last.is_empty() {
+        println!("  published last:  {} (after the other files of their directory)", list(cfg.last.patterns()));
+    }
     match &cfg.hand_off {
         Some(crate::config::HandOff::Remove) => {
             println!("  after upload:    the local file is deleted (--remove-source)")

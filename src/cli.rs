@@ -178,6 +178,12 @@ pub struct SyncArgs {
     /// Move each local file to DIR (same path relative to WATCH_DIR) once its upload is verified; DIR outside WATCH_DIR
     #[arg(long, value_name = "DIR", env = "FTPMONITOR_ARCHIVE_DIR")]
     pub archive_dir: Option<PathBuf>,
+    /// Order ready files are sent and published in, per directory: arrival, mtime, name, size [default: arrival, with no order kept between connections]
+    #[arg(long, value_name = "ORDER", env = "FTPMONITOR_ORDER")]
+    pub order: Option<String>,
+    /// Publish files matching GLOB (*.done, *.ok) only after every other pending file of their directory; repeatable
+    #[arg(long, value_name = "GLOB")]
+    pub last: Vec<String>,
     /// Program run (no shell) after each verified upload; the file is in FTPMONITOR_PATH, _RELPATH, _REMOTE_PATH, _SIZE
     #[arg(long, value_name = "CMD", env = "FTPMONITOR_ON_UPLOAD", allow_hyphen_values = true)]
     pub on_upload: Option<String>,

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::relpath::EscapedPath;
 
 pub use crate::scope::{ASIDE_SUFFIX, DEFAULT_EXCLUDES, Scope, TEMP_SUFFIX};
-pub use checks::parse_duration;
+pub use checks::{Order, parse_duration};
 
 /// Connect, greeting, control-reply and data timeout, unless `--timeout` says.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -105,6 +105,10 @@ pub struct Config {
     /// `--remove-source` or `--archive-dir`: what happens to a file once its
     /// upload is verified.
     pub hand_off: Option<HandOff>,
+    /// `--last`: trigger files, published after the rest of their directory.
+    pub last: crate::scope::Globs,
+    /// `--order`, if given: files of a directory are published in this order.
+    pub order: Option<checks::Order>,
     /// `--on-upload`, `--on-failure`: the hooks' command lines, split.
     pub on_upload: Option<crate::hooks::Argv>,
     pub on_failure: Option<crate::hooks::Argv>,
@@ -246,6 +250,13 @@ impl Config {
             })?,
             None => file.max_delete.unwrap_or(50),
         };
+        let order =
+            match &y.order {
+                Some(o) => Some(checks::parse_order(o).map_err(|e| {
+                    Error::usage(format!("{}: {e}", cli("--order", Some("FTPMONITOR_ORDER"), o.as_ref())))
+                })?),
+                None => file.order,
+            };
         let bwlimit = match &y.bwlimit {
             Some(b) => crate::bwlimit::Timetable::parse(b).map_err(|e| {
                 Error::usage(format!("{}: {e}", cli("--bwlimit", Some("FTPMONITOR_BWLIMIT"), b.as_ref())))
@@ -403,6 +414,9 @@ impl Config {
         let mut include = file.include.clone().unwrap_or_default();
         include.extend(y.include.iter().cloned());
         let scope = Scope::new(&exclude, &include)?;
+        let mut last = file.last.clone().unwrap_or_default();
+        last.extend(y.last.iter().cloned());
+        let last = crate::scope::Globs::new(&last, "--last")?;
 
         let once = y.once || file.once.unwrap_or(false);
         let run_as = text_of(&d.run_as, "--run-as", Some("FTPMONITOR_RUN_AS"))
@@ -497,6 +511,8 @@ impl Config {
             bwlimit,
             poll,
             hand_off,
+            last,
+            order,
             on_upload,
             on_failure,
             min_age,

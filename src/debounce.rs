@@ -47,6 +47,11 @@ impl<K: Clone + Eq + Hash> Debouncer<K> {
         self.by_last.push_back((now, key));
     }
 
+    /// The keys cooling down.
+    pub fn keys(&self) -> impl Iterator<Item = &K> + '_ {
+        self.entries.keys()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -165,6 +165,47 @@ impl Scope {
     }
 }
 
+/// A list of globs matched against a file's path relative to WATCH_DIR, with
+/// the syntax of `--exclude` (a glob without `/` matches a name at any
+/// depth): `--last`.
+#[derive(Clone, Debug)]
+pub struct Globs {
+    set: GlobSet,
+    patterns: Vec<String>,
+}
+
+impl Globs {
+    /// `patterns` compiled; `what` names the option in an error.
+    pub fn new(patterns: &[String], what: &str) -> Result<Self> {
+        let mut builder = GlobSetBuilder::new();
+        for pat in patterns {
+            for g in globs(pat, what)? {
+                builder.add(g);
+            }
+        }
+        let set = builder.build().map_err(|e| Error::usage(format!("{what} patterns: {e}")))?;
+        Ok(Self { set, patterns: patterns.to_vec() })
+    }
+
+    pub fn is_match(&self, rel: &str) -> bool {
+        !self.patterns.is_empty() && self.set.is_match(rel)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+}
+
+impl Default for Globs {
+    fn default() -> Self {
+        Self { set: GlobSet::empty(), patterns: Vec::new() }
+    }
+}
+
 /// Whether a path below the directory `dir` can match the glob split into
 /// `parts`: each of `dir`'s components matches the glob's component at its
 /// place (until a `**`, which matches any depth).

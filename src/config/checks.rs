@@ -188,6 +188,29 @@ pub(super) fn parse_percent(s: &str) -> std::result::Result<u8, String> {
     }
 }
 
+/// `--order`: the order ready files are sent and published in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// The order in which files went quiet.
+    Arrival,
+    /// Oldest modification time first.
+    Mtime,
+    /// By name.
+    Name,
+    /// Smallest first.
+    Size,
+}
+
+pub(super) fn parse_order(s: &str) -> std::result::Result<Order, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "arrival" => Ok(Order::Arrival),
+        "mtime" => Ok(Order::Mtime),
+        "name" => Ok(Order::Name),
+        "size" => Ok(Order::Size),
+        _ => Err(format!("{s:?} is not an order: use arrival, mtime, name or size")),
+    }
+}
+
 pub(super) fn parse_log_level(s: &str) -> std::result::Result<LevelFilter, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "error" => Ok(LevelFilter::Error),

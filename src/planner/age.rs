@@ -68,6 +68,11 @@ impl AgeState {
         self.young.is_empty()
     }
 
+    /// The files waiting.
+    pub(super) fn paths(&self) -> impl Iterator<Item = &RelPath> + '_ {
+        self.young.keys()
+    }
+
     pub(super) fn forget(&mut self, rel: &RelPath) {
         self.young.remove(rel);
     }
@@ -129,6 +134,7 @@ impl Planner {
                 false
             }
             Verdict::Wait(left) if self.rules.once => {
+                self.last_left(rel);
                 self.skip_once(
                     rel.as_str(),
                     &format!("modified less than --min-age ago; left for a later run ({} to go)", human(left)),

@@ -58,6 +58,11 @@ impl Listings {
         self.awaiting.is_empty()
     }
 
+    /// The files waiting for a listing.
+    pub fn paths(&self) -> impl Iterator<Item = &RelPath> + '_ {
+        self.awaiting.values().flatten().map(|(rel, _)| rel)
+    }
+
     /// Plans the listings for `files`: one per directory that holds files,
     /// each reached from its parent's listing. Returns the number of files
     /// and of directories.

@@ -23,7 +23,9 @@
 
 mod age;
 mod changes;
+mod last;
 mod listing;
+mod order;
 mod outcome;
 mod plan;
 mod queue;
@@ -75,6 +77,10 @@ pub struct Rules {
     /// `--remove-source` or `--archive-dir`: each file is handed off (removed
     /// or archived) once its upload is verified.
     pub hand_off: bool,
+    /// `--last`: trigger files, published after the rest of their directory.
+    pub last: crate::scope::Globs,
+    /// `--order`: files of a directory are published in this order.
+    pub order: Option<crate::config::Order>,
 }
 
 impl Rules {
@@ -93,6 +99,8 @@ impl Rules {
             once: cfg.once,
             dry_run: cfg.dry_run,
             hand_off: cfg.hand_off.is_some(),
+            last: cfg.last.clone(),
+            order: cfg.order,
         }
     }
 }
@@ -236,6 +244,8 @@ pub struct Planner {
     notices: Vec<Notice>,
     /// Hand-offs that failed (the file stays): tried again at the next reconcile.
     handoffs_failed: HashMap<RelPath, (Stamp, [u8; 32])>,
+    /// `--last`: the directories whose triggers are not published this run.
+    last: last::LastState,
 }
 
 impl Planner {
@@ -277,6 +287,7 @@ impl Planner {
             tallies: Vec::new(),
             notices: Vec::new(),
             handoffs_failed: HashMap::new(),
+            last: last::LastState::default(),
         }
     }
 
@@ -365,7 +376,8 @@ impl Planner {
 
     /// The next job for a worker, if one may start now: none while paused
     /// or stopping; while the server is down one job at a time probes it,
-    /// once its back-off ran out.
+    /// once its back-off ran out. Trigger files (`--last`) wait for the rest
+    /// of their directory.
     pub fn next_job(&mut self, now: Instant) -> Option<Job> {
         if self.stopping || self.paused {
             return None;
@@ -374,8 +386,12 @@ impl Planner {
             if !self.server.lets_start(now, self.queue.running()) {
                 return None;
             }
-            let (job, large) = self.queue.pop()?;
+            let (job, large) = match self.release_held() {
+                Some(job) => (job, false),
+                None => self.queue.pop()?,
+            };
             let Some(job) = self.scoped(job) else { continue };
+            let Some(job) = self.held_back(job) else { continue };
             if let Job::Upload { rel, stamp, .. } = &job {
                 self.batch.upload_started(rel.clone(), stamp.len, mtime_ns(stamp.mtime));
             }

@@ -388,6 +388,10 @@ impl Planner {
         }
         self.failure_notice(job, why);
         self.failed_for_good.push((job.name(), why.to_string()));
+        if let Some(rel) = job.path() {
+            let rel = rel.clone();
+            self.last_failed(&rel);
+        }
     }
 
     /// Tells the `--on-failure` hook of a file job's failure.

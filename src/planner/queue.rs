@@ -4,7 +4,9 @@
 //! stay on the server; a rename holds both its names until it is done; a
 //! path changed while its job runs is "dirty" and looked at again
 //! afterwards. Large files wait in their own queue so that small ones never
-//! wait behind them while a connection is free.
+//! wait behind them while a connection is free. Trigger files (`--last`)
+//! that must wait for the rest of their directory are held aside, still
+//! queued: a newer intent replaces them, and shutdown drains them.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -37,6 +39,9 @@ pub struct Queue {
     dirty: HashSet<RelPath>,
     /// The old names of the renames queued or running: they are busy too.
     renaming: HashSet<RelPath>,
+    /// Jobs taken off the queue and held until the planner lets them go
+    /// (`--last`); still queued.
+    held: Vec<Job>,
 }
 
 impl Queue {
@@ -51,6 +56,7 @@ impl Queue {
             large_cap: workers.saturating_sub(1).max(1),
             dirty: HashSet::new(),
             renaming: HashSet::new(),
+            held: Vec::new(),
         }
     }
 
@@ -74,7 +80,7 @@ impl Queue {
             // path is looked at again once the rename is done.
             if job.path().is_some() {
                 for q in [&mut self.pending, &mut self.pending_large] {
-                    if let Some(slot) = q.iter_mut().find(|j| j.key() == key) {
+                    if let Some(slot) = q.iter_mut().chain(self.held.iter_mut()).find(|j| j.key() == key) {
                         if matches!(slot, Job::Rename { .. }) {
                             debug!("{} waits for the {}", job.what(), slot.what());
                             if let Some(p) = job.path() {
@@ -129,6 +135,47 @@ impl Queue {
         Some((job, take_large))
     }
 
+    /// Whether a job may be handed out now (a slot is free).
+    pub fn has_slot(&self) -> bool {
+        self.free_slots > 0
+    }
+
+    /// Holds a job just popped (it stays queued) until [`Queue::release`].
+    pub fn hold(&mut self, job: Job) {
+        self.queued.insert(job.key());
+        self.held.push(job);
+    }
+
+    /// The jobs held.
+    pub fn held(&self) -> &[Job] {
+        &self.held
+    }
+
+    /// Takes the held job at `i` (an index into [`Queue::held`]): no longer
+    /// queued, not yet running.
+    pub fn release(&mut self, i: usize) -> Job {
+        let job = self.held.remove(i);
+        self.queued.remove(&job.key());
+        job
+    }
+
+    /// Every queued job is held (`--order` picks among them).
+    pub fn hold_all(&mut self) {
+        self.held.extend(self.pending.drain(..).chain(self.pending_large.drain(..)));
+    }
+
+    /// The paths of the file jobs running.
+    pub fn running_paths(&self) -> impl Iterator<Item = &str> + '_ {
+        // A file job's key is its path; the others' begin with a NUL.
+        self.in_flight.keys().map(String::as_str).filter(|k| !k.starts_with('\0'))
+    }
+
+    /// The paths of the file jobs running, queued and held.
+    pub fn paths(&self) -> impl Iterator<Item = &str> + '_ {
+        let queued = self.pending.iter().chain(self.pending_large.iter()).chain(self.held.iter());
+        self.running_paths().chain(queued.filter_map(Job::path).map(RelPath::as_str))
+    }
+
     pub fn started(&mut self, key: String, large: bool) {
         self.in_flight.insert(key, large);
         if large {
@@ -174,31 +221,33 @@ impl Queue {
     }
 
     pub fn waiting(&self) -> usize {
-        self.pending.len() + self.pending_large.len()
+        self.pending.len() + self.pending_large.len() + self.held.len()
     }
 
     pub fn has_waiting(&self) -> bool {
-        !self.pending.is_empty() || !self.pending_large.is_empty()
+        !self.pending.is_empty() || !self.pending_large.is_empty() || !self.held.is_empty()
     }
 
     /// Drops the queued jobs that `drop` picks.
     pub fn drop_where(&mut self, mut drop: impl FnMut(&Job) -> bool) {
         let queued = &mut self.queued;
-        for q in [&mut self.pending, &mut self.pending_large] {
-            q.retain(|j| {
-                let gone = drop(j);
-                if gone {
-                    queued.remove(&j.key());
-                }
-                !gone
-            });
-        }
+        let mut keep = |j: &Job| {
+            let gone = drop(j);
+            if gone {
+                queued.remove(&j.key());
+            }
+            !gone
+        };
+        self.pending.retain(&mut keep);
+        self.pending_large.retain(&mut keep);
+        self.held.retain(keep);
     }
 
-    /// Takes every queued job out (first the small, then the large queue).
+    /// Takes every queued job out (first the small, then the large queue,
+    /// then the held jobs).
     pub fn drain(&mut self) -> Vec<Job> {
         self.queued.clear();
-        self.pending.drain(..).chain(self.pending_large.drain(..)).collect()
+        self.pending.drain(..).chain(self.pending_large.drain(..)).chain(self.held.drain(..)).collect()
     }
 }
 

@@ -116,6 +116,11 @@ impl Retries {
         self.by_key.remove(key).map(|r| r.attempts)
     }
 
+    /// The paths of the file jobs waiting for their retry.
+    pub fn paths(&self) -> impl Iterator<Item = &crate::relpath::RelPath> + '_ {
+        self.jobs.values().filter_map(Job::path)
+    }
+
     /// When the next retry is due.
     pub fn next_due(&self) -> Option<Instant> {
         self.due.peek().map(|Reverse((t, _))| *t)

@@ -99,6 +99,8 @@ const OPTIONS: &[Row] = &[
     Row { name: "log format", args: &["--log-format", "xml"], words: &["--log-format", "xml", "text or json"], ..D },
     Row { name: "exclude glob", args: &["--exclude", "["], words: &["--exclude", "glob"], ..D },
     Row { name: "exclude open group", args: &["--exclude", "{a,b"], words: &["--exclude", "{a,b", "glob"], ..D },
+    Row { name: "order word", args: &["--order", "oldest"], words: &["--order", "oldest", "mtime"], ..D },
+    Row { name: "last glob", args: &["--last", "*.[done"], words: &["--last", "*.[done", "glob"], ..D },
     Row {
         name: "password file missing while the environment has a password",
         args: &["--password-file", "{tmp}/no-such-password"],
@@ -491,6 +493,20 @@ const CONFIG: &[Row] = &[
         ..D
     },
     Row { name: "exclude a number", config: Some("{base}exclude = [1]"), words: &["line 5", "exclude", "item 1"], ..D },
+    Row {
+        name: "order a word",
+        config: Some("{base}order = \"random\""),
+        words: &["line 5", "order", "arrival, mtime, name or size"],
+        ..D
+    },
+    Row { name: "order a number", config: Some("{base}order = 1"), words: &["line 5", "order"], ..D },
+    Row { name: "last a string", config: Some("{base}last = \"*.done\""), words: &["line 5", "last", "list"], ..D },
+    Row {
+        name: "last bad glob",
+        config: Some("{base}last = [\"*.ok\", \"{a,b\"]"),
+        words: &["line 5", "last", "item 2", "glob"],
+        ..D
+    },
     Row { name: "user a number", config: Some("{base}user = 42"), words: &["line 5", "user", "quoted"], ..D },
     Row { name: "user empty", config: Some("{base}user = \"\""), words: &["line 5", "user", "empty"], ..D },
     Row {

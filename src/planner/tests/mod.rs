@@ -99,10 +99,19 @@
 //!   reconciles and the first sync, and is not gone for `--delete`
 //!   (`ages::max_age_leaves_old_files`)
 //! - G3 a SIGHUP that changes the ages reconciles (`ages::reload`)
+//! - K1 `--last`: a trigger file is published only after every other pending
+//!   file of its directory (cooling down, queued, running, retrying); triggers
+//!   do not wait for one another; with `--once` a trigger whose data failed
+//!   for good is not published (`last::trigger_waits`)
+//! - K2 `--order`: the files of a directory are published one at a time, the
+//!   first by the order (arrival, mtime, name, size) first; directories go in
+//!   parallel (`order::one_directory_in_order`)
 
 mod ages;
 mod changes;
+mod last;
 mod listing;
+mod order;
 mod outcome;
 mod plan;
 mod queue;
@@ -280,6 +289,8 @@ impl Given {
                 once: false,
                 dry_run: false,
                 hand_off: false,
+                last: crate::scope::Globs::default(),
+                order: None,
             },
             fs: Fs::default(),
             synced: BTreeMap::new(),
