@@ -119,7 +119,16 @@ fn an_ftps_upload_ends_when_the_server_closes_the_data_connection_and_the_next_o
     for (rel, bytes) in &files {
         t.write(rel, bytes);
     }
-    let done = t.run_for(PATIENCE);
+    let mut done = t.run_for(PATIENCE);
+    // libunftp 0.24 switches to TLS after AUTH in a spawned task and can read the
+    // ClientHello as a command first (about 1 handshake in 10): the pre-flight login
+    // then fails before anything is sent. That is the test server's race, not the
+    // client's: such a run is tried again (at most twice).
+    for _ in 0..2 {
+        if done.status.code() == Some(1) && done.stderr.contains("InvalidContentType") {
+            done = done.daemon.again().run_for(PATIENCE);
+        }
+    }
     done.assert_exit(EXIT_OK);
     let d = &done.daemon;
     let log = d.own_log();
