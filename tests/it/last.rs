@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{ServerEvent, Test};
+use crate::support::Test;
 
 #[test]
 fn trigger_file_is_renamed_into_place_after_every_data_file_of_its_directory() {
@@ -15,16 +15,7 @@ fn trigger_file_is_renamed_into_place_after_every_data_file_of_its_directory() {
     for n in &names {
         d.write(n, n.as_bytes());
     }
-    let renamed_to = || -> Vec<String> {
-        d.server()
-            .events()
-            .into_iter()
-            .filter_map(|e| match e {
-                ServerEvent::Renamed { to, .. } => to.strip_prefix("/upload/").map(str::to_string),
-                _ => None,
-            })
-            .collect()
-    };
+    let renamed_to = || d.renamed_to();
     d.wait_until_for(Duration::from_secs(60), "all 201 files published", || renamed_to().len() >= 201);
     let order = renamed_to();
     let done_at = order.iter().position(|p| p == "edi/out/batch.done").expect("the trigger was published");

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::support::Test;
 use crate::support::control::subcommand;
-use crate::support::{ServerEvent, Test};
 
 #[test]
 fn order_mtime_with_four_connections_renames_the_oldest_first() {
@@ -23,16 +23,7 @@ fn order_mtime_with_four_connections_renames_the_oldest_first() {
         d.wait_for_log(&format!("queued upload of {n}"));
     }
     d.signal(libc::SIGUSR2);
-    let renamed_to = || -> Vec<String> {
-        d.server()
-            .events()
-            .into_iter()
-            .filter_map(|e| match e {
-                ServerEvent::Renamed { to, .. } => to.strip_prefix("/upload/").map(str::to_string),
-                _ => None,
-            })
-            .collect()
-    };
+    let renamed_to = || d.renamed_to();
     d.wait_until_for(Duration::from_secs(60), "all 16 files published", || renamed_to().len() >= 16);
     let mut oldest_first = names.clone();
     oldest_first.reverse();

@@ -11,6 +11,20 @@ use super::contract;
 use super::process::Daemon;
 
 impl Daemon {
+    /// The paths below REMOTE_DIR the server renamed files to, in order
+    /// (each publish of an upload is one).
+    pub fn renamed_to(&self) -> Vec<String> {
+        let prefix = format!("{}/", self.remote_dir());
+        self.server()
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                super::ServerEvent::Renamed { to, .. } => to.strip_prefix(&prefix).map(str::to_string),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The REMOTE_DIR argument (an absolute FTP path, e.g. `/upload`).
     pub fn remote_dir(&self) -> &str {
         &self.opts.remote_dir
