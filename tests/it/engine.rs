@@ -7,13 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::{
     Daemon, EXIT_NOT_RUNNING, EXIT_OK, EXIT_RUNTIME, HOLDING_ALL_DELETES, HOLDING_THESE_DELETES, ONCE_DONE,
     ONCE_FAILED, READY_ONCE, SAME_CONTENT, SERVER_BACK, SERVER_UNAVAILABLE, STOPPED, Sandbox, ServerEvent, TEMP_SUFFIX,
-    TIMEOUT, Test, deleted, files_under, is_upload_line, poll_until, renamed, temp_files_under, would_upload,
+    TIMEOUT, Test, deleted, files_under, is_upload_line, renamed, temp_files_under, would_upload,
 };
 use crate::support::{FtpProxy, PROXY_IP, Transparent};
 
@@ -149,36 +148,7 @@ fn random_bytes(seed: &str, len: usize) -> Vec<u8> {
 /// Runs `ftpmonitor status --pid-file P --state-dir D [--json]` for the sandbox: (exit code,
 /// stdout, stderr).
 fn status(s: &Sandbox, json: bool) -> (Option<i32>, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftpmonitor"));
-    cmd.arg("status").arg("--pid-file").arg(s.pid_file_path()).arg("--state-dir").arg(s.state_dir());
-    if json {
-        cmd.arg("--json");
-    }
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("FTPMONITOR_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("HOME", s.tmp().join("home"))
-        .env("XDG_RUNTIME_DIR", s.tmp().join("run"))
-        .env("XDG_STATE_HOME", s.tmp().join("xdg").join("state"))
-        .current_dir(s.tmp())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn ftpmonitor status");
-    // The output is a few lines: it fits in the pipes, so polling for the exit cannot deadlock.
-    if !poll_until(TIMEOUT, || child.try_wait().expect("try_wait").is_some()) {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("`ftpmonitor status` did not exit within {TIMEOUT:?}");
-    }
-    let out = child.wait_with_output().expect("status output");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::support::control::subcommand(s, if json { &["status", "--json"] } else { &["status"] })
 }
 
 /// A value of the `status --json` object (nested ones as serde_json has them).
