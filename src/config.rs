@@ -290,7 +290,7 @@ impl Config {
             )));
         }
         let metrics_addr = match &d.metrics_addr {
-            Some(a) => Some(crate::metrics::parse_addr(a).map_err(|e| {
+            Some(a) => Some(parse_listen_addr(a).map_err(|e| {
                 Error::usage(format!("{}: {e}", cli("--metrics-addr", Some("FTPMONITOR_METRICS_ADDR"), a.as_ref())))
             })?),
             None => file.metrics_addr,

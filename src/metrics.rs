@@ -66,16 +66,6 @@ fn reason(kind: Kind) -> &'static str {
     }
 }
 
-/// `--metrics-addr`: `ADDR:PORT`, or a port alone for the loopback address.
-pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    let t = s.trim();
-    let port_only = t.strip_prefix(':').unwrap_or(t);
-    if let Ok(port) = port_only.parse::<u16>() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    t.parse().map_err(|_| format!("{s:?} is not an address to listen on: use ADDR:PORT such as 127.0.0.1:9190 or [::1]:9190, or a port alone (loopback)"))
-}
-
 /// What the scrape thread needs.
 pub struct Source {
     pub counters: Counters,
@@ -153,22 +143,5 @@ impl Source {
             out.clear();
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses() {
-        assert_eq!(parse_addr("9190"), Ok("127.0.0.1:9190".parse().unwrap()));
-        assert_eq!(parse_addr(":9190"), Ok("127.0.0.1:9190".parse().unwrap()));
-        assert_eq!(parse_addr("0.0.0.0:9190"), Ok("0.0.0.0:9190".parse().unwrap()));
-        assert_eq!(parse_addr("[::1]:9190"), Ok("[::1]:9190".parse().unwrap()));
-        for bad in ["", "localhost:9190", "70000", "1.2.3.4"] {
-            let e = parse_addr(bad).unwrap_err();
-            assert!(e.contains("ADDR:PORT"), "{bad}: {e}");
-        }
     }
 }

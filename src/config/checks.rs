@@ -201,6 +201,16 @@ pub enum Order {
     Size,
 }
 
+/// `--metrics-addr`: `ADDR:PORT`, or a port alone for the loopback address.
+pub(super) fn parse_listen_addr(s: &str) -> std::result::Result<SocketAddr, String> {
+    let t = s.trim();
+    let port_only = t.strip_prefix(':').unwrap_or(t);
+    if let Ok(port) = port_only.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    t.parse().map_err(|_| format!("{s:?} is not an address to listen on: use ADDR:PORT such as 127.0.0.1:9190 or [::1]:9190, or a port alone (loopback)"))
+}
+
 pub(super) fn parse_order(s: &str) -> std::result::Result<Order, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "arrival" => Ok(Order::Arrival),

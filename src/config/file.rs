@@ -181,9 +181,7 @@ impl FileConfig {
             "state-dir" => self.state_dir = Some(path_value(v)?),
             "run-as" => self.run_as = Some(string_value(v)?),
             "log-level" => self.log_level = Some(parse_log_level(&string_value(v)?)?),
-            "metrics-addr" => {
-                self.metrics_addr = Some(crate::metrics::parse_addr(&number_text(v, "\"127.0.0.1:9190\"")?)?)
-            }
+            "metrics-addr" => self.metrics_addr = Some(parse_listen_addr(&number_text(v, "\"127.0.0.1:9190\"")?)?),
             "log-format" => self.log_format = Some(string_value(v)?.parse()?),
             "user" => self.user = Some(string_value(v)?),
             "password" => match v {

@@ -221,3 +221,15 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn metrics_addresses_take_a_port_alone_or_an_address() {
+    assert_eq!(parse_listen_addr("9190"), Ok("127.0.0.1:9190".parse().unwrap()));
+    assert_eq!(parse_listen_addr(":9190"), Ok("127.0.0.1:9190".parse().unwrap()));
+    assert_eq!(parse_listen_addr("0.0.0.0:9190"), Ok("0.0.0.0:9190".parse().unwrap()));
+    assert_eq!(parse_listen_addr("[::1]:9190"), Ok("[::1]:9190".parse().unwrap()));
+    for bad in ["", "localhost:9190", "70000", "1.2.3.4"] {
+        let e = parse_listen_addr(bad).unwrap_err();
+        assert!(e.contains("ADDR:PORT"), "{bad}: {e}");
+    }
+}
