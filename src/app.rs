@@ -476,12 +476,13 @@ impl App {
         if !new.same_job(&self.cfg) {
             warn!(
                 "warning: SIGHUP: the new configuration changes what is synced where (watch directory, \
-                 server, login, TLS, mode or connections): restart ftpmonitor to apply that part"
+                 server, login, TLS, mode, connections, --temp-dir or --chmod): restart ftpmonitor to apply that part"
             );
         }
         self.cfg.cooldown = new.cooldown;
         self.cfg.log_level = new.log_level;
-        self.cfg.scope = new.scope;
+        // The staging directory stays the one the sessions use until a restart.
+        self.cfg.scope = new.scope.reserve(self.cfg.scope.reserved().map(str::to_string));
         self.cfg.delete = new.delete;
         self.cfg.max_delete = new.max_delete;
         self.cfg.publish_changing = new.publish_changing;

@@ -67,6 +67,17 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if !cfg.last.is_empty() {
         println!("  published last:  {} (after the other files of their directory)", list(cfg.last.patterns()));
     }
+    if let Some(staging) = &cfg.temp_dir {
+        println!("  staging:         {} (--temp-dir: temporary names go there, renamed into place)", Escaped(staging));
+    }
+    if cfg.chmod.is_some() || cfg.chmod_dirs.is_some() {
+        let shown = |m: Option<u32>| m.map_or_else(|| "the server's".to_string(), |m| format!("{m:03o}"));
+        println!(
+            "  modes:           files {}, created directories {} (SITE CHMOD)",
+            shown(cfg.chmod),
+            shown(cfg.chmod_dirs)
+        );
+    }
     match &cfg.hand_off {
         Some(crate::config::HandOff::Remove) => {
             println!("  after upload:    the local file is deleted (--remove-source)")
@@ -210,13 +221,20 @@ fn probe_upload(cfg: &Config, session: &mut Session, problems: &mut Vec<String>)
         let tree = crate::localfs::Tree::new(probe_dir.clone());
         let abort = AtomicBool::new(false);
         let t = Instant::now();
-        match session.upload(&tree, &rel, &abort, None, false) {
-            Ok(_) => println!(
+        match (session.upload(&tree, &rel, &abort, None, false), &cfg.temp_dir) {
+            (Ok(_), None) => println!(
                 "upload: probe stored in {} (created if missing) under a temporary name, checked and renamed into place in {} ms",
                 Escaped(&cfg.remote_dir),
                 t.elapsed().as_millis()
             ),
-            Err(f) => {
+            (Ok(_), Some(staging)) => println!(
+                "upload: probe stored in {} (--temp-dir, created if missing) under a temporary name, checked and \
+                 renamed from there into {} in {} ms",
+                Escaped(staging),
+                Escaped(&cfg.remote_dir),
+                t.elapsed().as_millis()
+            ),
+            (Err(f), None) => {
                 problems.push(format!(
                     "cannot upload into {}: {f}: check that {} may create files and directories there",
                     Escaped(&cfg.remote_dir),
@@ -224,6 +242,46 @@ fn probe_upload(cfg: &Config, session: &mut Session, problems: &mut Vec<String>)
                 ));
                 return Ok(());
             }
+            (Err(f), Some(staging)) => {
+                problems.push(format!(
+                    "cannot upload into {} through --temp-dir {}: {f}: check that {} may create files there and \
+                     that the staging directory is on the same server disk as REMOTE_DIR (a rename cannot cross disks)",
+                    Escaped(&cfg.remote_dir),
+                    Escaped(staging),
+                    cfg.user
+                ));
+                return Ok(());
+            }
+        }
+        match (session.chmod_works(), cfg.chmod, cfg.chmod_dirs) {
+            (_, None, None) => {}
+            (Some(true), file, dir) => {
+                let shown = |m: Option<u32>| m.map_or_else(|| "the server's".to_string(), |m| format!("{m:03o}"));
+                println!(
+                    "chmod: SITE CHMOD works: files get mode {}, directories the tool creates {}",
+                    shown(file),
+                    shown(dir)
+                );
+            }
+            (Some(false), _, _) => problems.push(
+                "warning: the server refuses SITE CHMOD: uploaded files and created directories keep the modes the \
+                 server gives them; set the server's umask instead, or leave out --chmod and --chmod-dirs"
+                    .to_string(),
+            ),
+            (None, None, Some(mode)) => {
+                // The probe created no directory: try the mode on the probe itself.
+                let probe = crate::relpath::join_remote(&cfg.remote_dir, &name);
+                match session.try_chmod(&probe, mode) {
+                    Ok(true) => println!("chmod: SITE CHMOD works: directories the tool creates get mode {mode:03o}"),
+                    Ok(false) => problems.push(
+                        "warning: the server refuses SITE CHMOD: directories the tool creates keep the mode the \
+                         server gives them; leave out --chmod-dirs"
+                            .to_string(),
+                    ),
+                    Err(f) => problems.push(format!("SITE CHMOD: {f}")),
+                }
+            }
+            (None, Some(_), _) => {}
         }
         std::fs::write(&local, b"ftpmonitor check, second version\n")
             .map_err(|e| Error::runtime(format!("cannot rewrite the probe file: {e}")))?;

@@ -178,6 +178,15 @@ pub struct SyncArgs {
     /// Move each local file to DIR (same path relative to WATCH_DIR) once its upload is verified; DIR outside WATCH_DIR
     #[arg(long, value_name = "DIR", env = "FTPMONITOR_ARCHIVE_DIR")]
     pub archive_dir: Option<PathBuf>,
+    /// Remote directory to store uploads in under temporary names, renamed into place from there (absolute, or relative to REMOTE_DIR) [default: beside the final name]
+    #[arg(long, value_name = "REMOTE_PATH", env = "FTPMONITOR_TEMP_DIR")]
+    pub temp_dir: Option<String>,
+    /// Octal mode (644) set with SITE CHMOD on each uploaded file before it is renamed into place [default: the server's]
+    #[arg(long, value_name = "MODE", env = "FTPMONITOR_CHMOD")]
+    pub chmod: Option<String>,
+    /// Octal mode (755) set with SITE CHMOD on each remote directory the tool creates [default: the server's]
+    #[arg(long, value_name = "MODE", env = "FTPMONITOR_CHMOD_DIRS")]
+    pub chmod_dirs: Option<String>,
     /// Order ready files are sent and published in, per directory: arrival, mtime, name, size [default: arrival, with no order kept between connections]
     #[arg(long, value_name = "ORDER", env = "FTPMONITOR_ORDER")]
     pub order: Option<String>,

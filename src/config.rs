@@ -112,6 +112,12 @@ pub struct Config {
     /// `--on-upload`, `--on-failure`: the hooks' command lines, split.
     pub on_upload: Option<crate::hooks::Argv>,
     pub on_failure: Option<crate::hooks::Argv>,
+    /// `--temp-dir`: the remote directory uploads are stored in under
+    /// temporary names (a full remote path, as REMOTE_DIR is written).
+    pub temp_dir: Option<String>,
+    /// `--chmod`, `--chmod-dirs`: modes set with SITE CHMOD.
+    pub chmod: Option<u32>,
+    pub chmod_dirs: Option<u32>,
     /// `--min-age`: a file is uploaded once its mtime is this old.
     pub min_age: Option<Duration>,
     /// `--max-age`: a file whose mtime is older is left alone.
@@ -413,7 +419,24 @@ impl Config {
         exclude.extend(y.exclude.iter().cloned());
         let mut include = file.include.clone().unwrap_or_default();
         include.extend(y.include.iter().cloned());
-        let scope = Scope::new(&exclude, &include)?;
+        let temp_dir = match text_of(&y.temp_dir, "--temp-dir", Some("FTPMONITOR_TEMP_DIR"))
+            .or_else(|| file.temp_dir.clone().map(|t| (t, from_file("temp-dir"))))
+        {
+            Some((t, origin)) => Some(check_temp_dir(&t, &remote_dir, &origin)?),
+            None => None,
+        };
+        // WATCH_DIR's twin of a staging directory below REMOTE_DIR is not
+        // synced: its files would be uploaded among the temporary names.
+        let scope = Scope::new(&exclude, &include)?.reserve(temp_dir.as_ref().and_then(|(_, inside)| inside.clone()));
+        let temp_dir = temp_dir.map(|(full, _)| full);
+        let mode = |given: &Option<String>, flag: &'static str, var: &'static str, in_file: Option<u32>| match given {
+            Some(m) => {
+                parse_mode(m).map(Some).map_err(|e| Error::usage(format!("{}: {e}", cli(flag, Some(var), m.as_ref()))))
+            }
+            None => Ok(in_file),
+        };
+        let chmod = mode(&y.chmod, "--chmod", "FTPMONITOR_CHMOD", file.chmod)?;
+        let chmod_dirs = mode(&y.chmod_dirs, "--chmod-dirs", "FTPMONITOR_CHMOD_DIRS", file.chmod_dirs)?;
         let mut last = file.last.clone().unwrap_or_default();
         last.extend(y.last.iter().cloned());
         let last = crate::scope::Globs::new(&last, "--last")?;
@@ -515,6 +538,9 @@ impl Config {
             order,
             on_upload,
             on_failure,
+            temp_dir,
+            chmod,
+            chmod_dirs,
             min_age,
             max_age,
             config_file,
@@ -549,6 +575,9 @@ impl Config {
             && self.timeout == other.timeout
             && self.recursive == other.recursive
             && self.parallel == other.parallel
+            && self.temp_dir == other.temp_dir
+            && self.chmod == other.chmod
+            && self.chmod_dirs == other.chmod_dirs
     }
 }
 

@@ -52,6 +52,9 @@ pub struct Scope {
     includes: Option<Includes>,
     /// The user's patterns, for telling whether a reload changed them.
     patterns: (Vec<String>, Vec<String>),
+    /// A path (relative to WATCH_DIR) never synced, nor anything below it:
+    /// the local twin of `--temp-dir` when it lies below REMOTE_DIR.
+    reserved: Option<String>,
 }
 
 /// The `--include` globs, whole and split into path components (to tell
@@ -114,7 +117,19 @@ impl Scope {
             let set = builder.build().map_err(|e| Error::usage(format!("--include patterns: {e}")))?;
             Some(Includes { set, parts })
         };
-        Ok(Self { excludes, includes, patterns: (exclude.to_vec(), include.to_vec()) })
+        Ok(Self { excludes, includes, patterns: (exclude.to_vec(), include.to_vec()), reserved: None })
+    }
+
+    /// The same, with `rel` (a path relative to WATCH_DIR) and everything
+    /// below it excluded (`None`: nothing besides the globs).
+    pub fn reserve(mut self, rel: Option<String>) -> Self {
+        self.reserved = rel;
+        self
+    }
+
+    /// The path [`Scope::reserve`] excludes.
+    pub fn reserved(&self) -> Option<&str> {
+        self.reserved.as_deref()
     }
 
     /// Whether `set` matches `rel` or a directory above it.
@@ -124,7 +139,11 @@ impl Scope {
 
     /// Whether `rel` or one of its parent directories is excluded.
     pub fn excluded(&self, rel: &str) -> bool {
-        Self::matches_here_or_above(&self.excludes, rel)
+        let reserved = self
+            .reserved
+            .as_deref()
+            .is_some_and(|r| rel.strip_prefix(r).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')));
+        reserved || Self::matches_here_or_above(&self.excludes, rel)
     }
 
     /// Why the file `rel` is not synced, if it is not.
@@ -225,6 +244,19 @@ fn may_lead_to(parts: &[Option<GlobMatcher>], dir: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reserved_path_and_everything_below_it_are_excluded_but_not_its_neighbours() {
+        let s = Scope::new(&[], &[]).unwrap().reserve(Some(".incoming".into()));
+        for rel in [".incoming", ".incoming/a.txt", ".incoming/d/b.txt"] {
+            assert_eq!(s.file(rel), Some(Out::Excluded), "{rel}");
+            assert_eq!(s.dir(rel), Some(Out::Excluded), "{rel}");
+        }
+        for rel in [".incoming2", "a/.incoming", "x.txt"] {
+            assert_eq!(s.file(rel), None, "{rel}");
+        }
+        assert_eq!(Scope::new(&[], &[]).unwrap().file(".incoming/a.txt"), None);
+    }
 
     fn scope(exclude: &[&str], include: &[&str]) -> Scope {
         let s = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();

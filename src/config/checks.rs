@@ -211,6 +211,52 @@ pub(super) fn parse_listen_addr(s: &str) -> std::result::Result<SocketAddr, Stri
     t.parse().map_err(|_| format!("{s:?} is not an address to listen on: use ADDR:PORT such as 127.0.0.1:9190 or [::1]:9190, or a port alone (loopback)"))
 }
 
+/// `--chmod`, `--chmod-dirs`: an octal mode such as `644` or `0640`.
+pub(super) fn parse_mode(s: &str) -> std::result::Result<u32, String> {
+    let t = s.trim();
+    let digits = t.strip_prefix("0o").unwrap_or(t);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if !digits.is_empty() && digits.len() <= 4 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(m),
+        _ => Err(format!("{s:?} is not a file mode: give three or four octal digits, such as 644 or 0640")),
+    }
+}
+
+/// `--temp-dir`: the staging directory's full remote path (relative to
+/// REMOTE_DIR unless absolute) and, when it lies below REMOTE_DIR, its path
+/// relative to REMOTE_DIR (WATCH_DIR's twin of it is then not synced).
+pub(super) fn check_temp_dir(dir: &str, remote_dir: &str, origin: &Origin) -> Result<(String, Option<String>)> {
+    let dir = normalize_remote_dir(dir, origin)?;
+    if dir.split('/').any(|c| c == "..") {
+        return Err(Error::usage(format!(
+            "{origin}: has a .. component, which servers resolve each their own way: give the staging \
+             directory without .., absolute or relative to REMOTE_DIR"
+        )));
+    }
+    let absolute = dir.starts_with('/');
+    let parts: Vec<&str> = dir.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let full = if absolute {
+        format!("/{}", parts.join("/"))
+    } else if parts.is_empty() {
+        remote_dir.to_string()
+    } else {
+        crate::relpath::join_remote(remote_dir, &parts.join("/"))
+    };
+    if full == remote_dir {
+        return Err(Error::usage(format!(
+            "{origin}: is REMOTE_DIR itself, where temporary names already go by default: give a directory \
+             beside or below it, such as .incoming, or leave --temp-dir out"
+        )));
+    }
+    let below = if remote_dir == "/" { full.strip_prefix('/') } else { full.strip_prefix(&format!("{remote_dir}/")) };
+    if remote_dir.starts_with(&format!("{full}/")) || (full == "/" && remote_dir.starts_with('/')) {
+        return Err(Error::usage(format!(
+            "{origin}: holds REMOTE_DIR: the staging directory must not be above the files it is for; \
+             give a directory beside or below REMOTE_DIR, such as .incoming"
+        )));
+    }
+    Ok((full.clone(), below.map(str::to_string)))
+}
+
 pub(super) fn parse_order(s: &str) -> std::result::Result<Order, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "arrival" => Ok(Order::Arrival),

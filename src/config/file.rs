@@ -54,6 +54,9 @@ pub(super) struct FileConfig {
     pub(super) poll: Option<Duration>,
     pub(super) remove_source: Option<bool>,
     pub(super) archive_dir: Option<PathBuf>,
+    pub(super) temp_dir: Option<String>,
+    pub(super) chmod: Option<u32>,
+    pub(super) chmod_dirs: Option<u32>,
     pub(super) on_upload: Option<String>,
     pub(super) on_failure: Option<String>,
     /// `min-age` and `max-age`: `Some(None)` is an explicit "off".
@@ -102,6 +105,9 @@ pub(super) const FILE_KEYS: &[&str] = &[
     "poll",
     "remove-source",
     "archive-dir",
+    "temp-dir",
+    "chmod",
+    "chmod-dirs",
     "on-upload",
     "on-failure",
     "min-age",
@@ -212,6 +218,9 @@ impl FileConfig {
             "bwlimit" => self.bwlimit = Some(crate::bwlimit::Timetable::parse(&number_text(v, "\"10M\"")?)?),
             "remove-source" => self.remove_source = Some(bool_value(v)?),
             "archive-dir" => self.archive_dir = Some(path_value(v)?),
+            "temp-dir" => self.temp_dir = Some(string_value(v)?),
+            "chmod" => self.chmod = Some(mode_value(v)?),
+            "chmod-dirs" => self.chmod_dirs = Some(mode_value(v)?),
             "on-upload" => self.on_upload = Some(string_value(v)?),
             "on-failure" => self.on_failure = Some(string_value(v)?),
             _ => return Err("not a key of the config file".to_string()),
@@ -329,6 +338,17 @@ pub(super) fn number_text(v: &DeValue<'_>, example: &str) -> std::result::Result
         }
         DeValue::Float(f) => Ok(f.as_str().replace('_', "")),
         other => Err(format!("must be a number or a quoted value like {example}, not {}", type_name(other))),
+    }
+}
+
+/// A file mode: `"644"`, or unquoted `644` (its digits read as octal, as
+/// chmod reads them) or `0o644`.
+pub(super) fn mode_value(v: &DeValue<'_>) -> std::result::Result<u32, String> {
+    match v {
+        DeValue::String(s) => parse_mode(s),
+        DeValue::Integer(i) if i.radix() == 8 => parse_mode(i.as_str()),
+        DeValue::Integer(i) => parse_mode(i.as_str()),
+        other => Err(format!("must be an octal mode like \"644\", not {}", type_name(other))),
     }
 }
 

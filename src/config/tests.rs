@@ -233,3 +233,47 @@ fn metrics_addresses_take_a_port_alone_or_an_address() {
         assert!(e.contains("ADDR:PORT"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn modes_are_octal_digits() {
+    assert_eq!(parse_mode("644"), Ok(0o644));
+    assert_eq!(parse_mode("0640"), Ok(0o640));
+    assert_eq!(parse_mode("0o755"), Ok(0o755));
+    assert_eq!(parse_mode("2775"), Ok(0o2775));
+    for bad in ["", "8", "649", "rw-r--r--", "07555", "-644", "+644", " "] {
+        assert!(parse_mode(bad).unwrap_err().contains("644"), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_config_file_mode_is_read_as_chmod_reads_it() {
+    for (text, mode) in [("chmod = 644", 0o644), ("chmod = \"0640\"", 0o640), ("chmod = 0o600", 0o600)] {
+        let f = FileConfig::parse(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        assert_eq!(f.chmod, Some(mode), "{text}");
+    }
+    assert!(FileConfig::parse("chmod-dirs = 0o17777").is_err());
+}
+
+#[test]
+fn the_staging_directory_is_placed_against_remote_dir() {
+    let origin = Origin::Cli("--temp-dir");
+    let ok = |dir: &str, remote: &str| check_temp_dir(dir, remote, &origin).unwrap();
+    assert_eq!(ok(".incoming", "/up"), ("/up/.incoming".into(), Some(".incoming".into())));
+    assert_eq!(ok("./a/b/", "/up"), ("/up/a/b".into(), Some("a/b".into())));
+    assert_eq!(ok("/up/.incoming", "/up"), ("/up/.incoming".into(), Some(".incoming".into())));
+    assert_eq!(ok("/stage", "/up"), ("/stage".into(), None));
+    assert_eq!(ok("/upstage", "/up"), ("/upstage".into(), None));
+    assert_eq!(ok("/stage", "/"), ("/stage".into(), Some("stage".into())));
+    assert_eq!(ok("stage", "."), ("./stage".into(), Some("stage".into())));
+    for (dir, remote, words) in [
+        (".", "/up", "REMOTE_DIR itself"),
+        ("/up/", "/up", "REMOTE_DIR itself"),
+        ("/", "/up", "holds REMOTE_DIR"),
+        ("/a", "/a/b", "holds REMOTE_DIR"),
+        ("../x", "/up", ".."),
+        ("x/../../y", "/up", ".."),
+    ] {
+        let e = check_temp_dir(dir, remote, &origin).unwrap_err().to_string();
+        assert!(e.contains(words) && e.contains("--temp-dir"), "{dir} in {remote}: {e}");
+    }
+}

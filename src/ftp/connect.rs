@@ -14,7 +14,7 @@ use suppaftp::{FtpError, Mode, RustlsConnector, RustlsFtpStream};
 
 use super::pipeline::takes_pipelines;
 use super::tls::tls_configs;
-use super::{Failure, Features, Kind, RemoteDirs, Session, classify, describe_io, is_tls_error};
+use super::{Failure, Features, Kind, Publishing, RemoteDirs, Session, classify, describe_io, is_tls_error};
 use crate::config::Config;
 
 /// How to reach and log in to the server; shared by all sessions.
@@ -48,6 +48,7 @@ pub struct Connector {
     no_pasv_logged: Arc<AtomicBool>,
     remote_dir: String,
     dirs: Arc<RemoteDirs>,
+    publishing: Arc<Publishing>,
     /// `--bwlimit`: the bucket every session's uploads take their bytes from.
     limiter: crate::bwlimit::Limiter,
 }
@@ -74,6 +75,12 @@ impl Connector {
             tls,
             remote_dir: cfg.remote_dir.clone(),
             dirs: Arc::new(RemoteDirs::default()),
+            publishing: Arc::new(Publishing {
+                temp_dir: cfg.temp_dir.clone(),
+                chmod: cfg.chmod,
+                chmod_dirs: cfg.chmod_dirs,
+                ..Publishing::default()
+            }),
             limiter: crate::bwlimit::Limiter::default(),
             tls12_only: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             tls12_broken: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -177,6 +184,7 @@ impl Connector {
             jobs_waiting: None,
             broken: false,
             visible_temp: Arc::clone(&self.visible_temp),
+            publishing: Arc::clone(&self.publishing),
             timeout: self.timeout,
             limiter: self.limiter.clone(),
         })

@@ -43,7 +43,7 @@ use crate::localfs::Stamp;
 use crate::relpath::Escaped;
 
 pub use connect::Connector;
-pub use names::{NAME_MAX, leftover_temps, temp_name};
+pub use names::{NAME_MAX, leftover_temps, staged_name, temp_name};
 
 /// How an operation failed, as far as the caller's policy cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +188,20 @@ fn says_no_room(code: Option<u16>, text: &str) -> bool {
 #[derive(Debug, Default)]
 struct RemoteDirs(Mutex<HashSet<String>>);
 
+/// How uploads are published, from `--temp-dir`, `--chmod` and
+/// `--chmod-dirs`; shared by all sessions of one job.
+#[derive(Debug, Default)]
+pub(crate) struct Publishing {
+    /// The staging directory's full remote path.
+    pub temp_dir: Option<String>,
+    pub chmod: Option<u32>,
+    pub chmod_dirs: Option<u32>,
+    /// Set once the server refused SITE CHMOD (logged then): not tried again.
+    pub chmod_refused: AtomicBool,
+    /// Set once SITE CHMOD worked (for `check`).
+    pub chmod_worked: AtomicBool,
+}
+
 /// What the server said it supports (FEAT), read once per session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Features {
@@ -254,6 +268,8 @@ pub struct Session {
     broken: bool,
     /// The job's "no dot in temporary names" switch (see [`Connector`]).
     visible_temp: Arc<std::sync::atomic::AtomicBool>,
+    /// `--temp-dir`, `--chmod`, `--chmod-dirs` (see [`Publishing`]).
+    publishing: Arc<Publishing>,
     timeout: Duration,
     /// `--bwlimit` (see [`crate::bwlimit`]).
     limiter: crate::bwlimit::Limiter,

@@ -49,6 +49,17 @@ pub fn temp_name(dir: &str, name: &str, visible: bool) -> String {
     join_remote(dir, &temp_file_name(name, visible))
 }
 
+/// The temporary name of the upload of `rel` (a path below REMOTE_DIR) in
+/// the staging directory `staging` (`--temp-dir`): `NAME~HASH.ftpmonitor-part`,
+/// the hash standing for the whole path, since the files of every
+/// directory share the staging directory. Never hidden: receivers do not
+/// look there.
+pub fn staged_name(staging: &str, rel: &str) -> String {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    let hash = blake3::hash(rel.as_bytes()).to_hex();
+    join_remote(staging, &affixed("", name, &format!("~{}{TEMP_SUFFIX}", &hash[..HASH_HEX])))
+}
+
 /// The name the file at the remote path `target` is renamed aside to while
 /// a new version takes its place.
 pub(super) fn aside_name(target: &str) -> String {
@@ -107,6 +118,18 @@ mod tests {
         }
         let (a, b) = (format!("{}a", "n".repeat(250)), format!("{}b", "n".repeat(250)));
         assert_ne!(temp_file_name(&a, false), temp_file_name(&b, false));
+    }
+
+    #[test]
+    fn staged_names_stay_apart_across_directories_and_fit() {
+        let a = staged_name("/stage", "a/report.csv");
+        let b = staged_name("/stage", "b/report.csv");
+        assert!(a.starts_with("/stage/report.csv~") && a.ends_with(TEMP_SUFFIX), "{a}");
+        assert_ne!(a, b, "two directories' files share a staged name");
+        assert_eq!(a, staged_name("/stage", "a/report.csv"), "not stable");
+        assert!(is_temp_name(&a));
+        let long = staged_name("/stage", &format!("d/{}", "n".repeat(250)));
+        assert!(long.len() - "/stage/".len() <= NAME_MAX, "{long}");
     }
 
     #[test]

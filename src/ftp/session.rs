@@ -9,7 +9,7 @@ use std::time::Duration;
 use suppaftp::{FtpError, ImplFtpStream, Mode, RustlsFtpStream, Status, TlsStream, TransferStream};
 
 use super::listing::{is_too_large, read_listing};
-use super::names::{aside_name, is_temp_name, temp_name};
+use super::names::{aside_name, is_temp_name, staged_name, temp_name};
 use super::{Failure, Features, Kind, RemoteEntry, Session, classify, reply_code, reply_text};
 use crate::relpath::{Escaped, RelPath, join_remote};
 
@@ -67,6 +67,76 @@ impl Session {
         join_remote(&self.remote_dir, rel)
     }
 
+    /// The staging directory (`--temp-dir`), if uploads go through one.
+    pub fn staging(&self) -> Option<&str> {
+        self.publishing.temp_dir.as_deref()
+    }
+
+    /// Where the upload of `rel`, whose directory on the server is `dir`, is
+    /// stored until it is renamed into place: in the staging directory, or
+    /// beside the final name (hidden unless `visible`).
+    pub(super) fn temp_path(&self, rel: &RelPath, dir: &str, visible: bool) -> String {
+        match self.staging() {
+            Some(staging) => staged_name(staging, rel.as_str()),
+            None => temp_name(dir, rel.file_name(), visible),
+        }
+    }
+
+    /// Makes sure the staging directory exists. It is not one of the
+    /// directories the sync created (those follow the local tree).
+    pub(super) fn ensure_staging(&mut self) -> Result<(), Failure> {
+        let Some(staging) = self.publishing.temp_dir.clone() else {
+            return Ok(());
+        };
+        let created = self.created.len();
+        let r = self.ensure_dir(&staging);
+        self.created.truncate(created);
+        r
+    }
+
+    /// Sets `mode` on the remote `path` with SITE CHMOD, unless the server
+    /// refused that before. A refusal is logged once and not an error: the
+    /// file or directory keeps the server's mode.
+    pub(super) fn site_chmod(&mut self, path: &str, mode: u32) -> Result<(), Failure> {
+        if self.publishing.chmod_refused.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match self.ftp.site(format!("CHMOD {mode:03o} {path}")) {
+            Ok(_) => {
+                self.publishing.chmod_worked.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                let f = classify(&e, &format!("SITE CHMOD {mode:03o} {}", Escaped(path)));
+                if !f.session_usable() {
+                    return Err(f);
+                }
+                if !self.publishing.chmod_refused.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "warning: the server refuses SITE CHMOD ({f}): files and directories keep the modes the \
+                         server gives them; --chmod and --chmod-dirs are not tried again until a restart"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Tries SITE CHMOD on `path` (for `check`): whether the server took it.
+    pub fn try_chmod(&mut self, path: &str, mode: u32) -> Result<bool, Failure> {
+        self.site_chmod(path, mode)?;
+        Ok(self.chmod_works() == Some(true))
+    }
+
+    /// Whether SITE CHMOD worked (`Some(true)`), was refused, or was not tried.
+    pub fn chmod_works(&self) -> Option<bool> {
+        if self.publishing.chmod_refused.load(Ordering::Relaxed) {
+            Some(false)
+        } else {
+            self.publishing.chmod_worked.load(Ordering::Relaxed).then_some(true)
+        }
+    }
+
     /// Makes sure the remote directory `dir` (absolute or relative to the
     /// login directory) exists, creating missing parents.
     pub fn ensure_dir(&mut self, dir: &str) -> Result<(), Failure> {
@@ -91,6 +161,9 @@ impl Session {
                 Ok(()) => {
                     log::debug!("created remote directory {}", Escaped(&prefix));
                     self.created.push(prefix.clone());
+                    if let Some(mode) = self.publishing.chmod_dirs {
+                        self.site_chmod(&prefix, mode)?;
+                    }
                 }
                 Err(e) => {
                     let f = classify(&e, &format!("MKD {}", Escaped(&prefix)));
@@ -127,7 +200,13 @@ impl Session {
         let temps = if is_temp_name(rel.file_name()) {
             vec![self.remote(rel.as_str())]
         } else {
-            [false, true].map(|visible| temp_name(&dir, rel.file_name(), visible)).to_vec()
+            // Both names beside the file (an earlier run may have had no
+            // --temp-dir) and the staged one.
+            let mut temps = [false, true].map(|visible| temp_name(&dir, rel.file_name(), visible)).to_vec();
+            if let Some(staging) = self.staging() {
+                temps.push(staged_name(staging, rel.as_str()));
+            }
+            temps
         };
         for tmp in temps {
             match self.ftp.rm(&tmp) {

@@ -90,12 +90,13 @@ impl Session {
     ) -> Result<Uploaded, Failure> {
         let final_path = self.remote(rel.as_str());
         let dir = rel.parent().map_or_else(|| self.remote_dir.clone(), |p| self.remote(p));
-        let mut tmp = temp_name(&dir, rel.file_name(), self.visible_temp.load(Ordering::Relaxed));
+        let mut tmp = self.temp_path(rel, &dir, self.visible_temp.load(Ordering::Relaxed));
 
         let mut ready = self.ready_port.take().filter(|(_, at)| at.elapsed() < READY_PORT_TTL).map(|(addr, _)| addr);
         let (file, before) = open_regular(tree, rel)?;
 
         let created = self.created.len();
+        self.ensure_staging()?;
         self.ensure_dir(&dir)?;
         if self.created.len() != created {
             // A directory was made in between: ask for a port again rather
@@ -110,11 +111,19 @@ impl Session {
             Err(f) if f.code == Some(553) || (f.code == Some(550) && f.kind == Kind::Refused) => {
                 // The directory may have been removed behind our back.
                 self.forget_dir(&dir);
+                if let Some(staging) = self.staging().map(str::to_string) {
+                    self.forget_dir(&staging);
+                    self.ensure_staging()?;
+                }
                 self.ensure_dir(&dir)?;
                 match self.store(&tmp, &file, before.len, abort, 0, None) {
                     // Some servers refuse names that start with a dot
                     // (pure-ftpd -x): use a visible temporary name then.
-                    Err(f) if f.code == Some(553) && tmp != temp_name(&dir, rel.file_name(), true) => {
+                    Err(f)
+                        if f.code == Some(553)
+                            && self.staging().is_none()
+                            && tmp != temp_name(&dir, rel.file_name(), true) =>
+                    {
                         let hidden = std::mem::replace(&mut tmp, temp_name(&dir, rel.file_name(), true));
                         let r = self.store(&tmp, &file, before.len, abort, 0, None);
                         // Only if the visible name is taken was it the dot that
@@ -196,6 +205,10 @@ impl Session {
             }
             log::debug!("{f}; not setting modification times on this server");
             self.features.mfmt = false;
+        }
+        if let Some(mode) = self.publishing.chmod {
+            // Before the rename: the file appears with its final mode.
+            self.site_chmod(&tmp, mode).inspect_err(|f| self.discard(&tmp, f))?;
         }
         self.publish(&tmp, &final_path)
             .inspect_err(|f| self.discard(&tmp, f))

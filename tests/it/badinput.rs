@@ -282,6 +282,29 @@ const CONFLICTS: &[Row] = &[
         ..D
     },
     Row {
+        name: "temp-dir is REMOTE_DIR",
+        args: &["--temp-dir", "."],
+        words: &["--temp-dir", "REMOTE_DIR itself", ".incoming"],
+        ..D
+    },
+    Row {
+        name: "temp-dir above REMOTE_DIR",
+        args: &["--temp-dir", "/"],
+        words: &["--temp-dir", "holds REMOTE_DIR", ".incoming"],
+        ..D
+    },
+    Row { name: "temp-dir with ..", args: &["--temp-dir", "../stage"], words: &["--temp-dir", "..", "without"], ..D },
+    Row { name: "temp-dir empty", args: &["--temp-dir", ""], words: &["--temp-dir", "empty"], ..D },
+    Row { name: "chmod not octal", args: &["--chmod", "rw-r--r--"], words: &["--chmod", "octal", "644"], ..D },
+    Row { name: "chmod digit 9", args: &["--chmod", "649"], words: &["--chmod", "octal"], ..D },
+    Row { name: "chmod-dirs too long", args: &["--chmod-dirs", "07555"], words: &["--chmod-dirs", "octal"], ..D },
+    Row {
+        name: "chmod from the environment",
+        env: &[("FTPMONITOR_CHMOD", "x")],
+        words: &["FTPMONITOR_CHMOD", "octal"],
+        ..D
+    },
+    Row {
         name: "check: negative cooldown",
         sub: Some("check"),
         args: &["--cooldown", "-1"],
@@ -386,6 +409,18 @@ const POSITIONALS: &[Row] = &[
 ];
 
 const CONFIG: &[Row] = &[
+    Row {
+        name: "chmod as a word",
+        config: Some("{base}chmod = \"rw\""),
+        words: &["job.toml", "line 5", "chmod", "644"],
+        ..D
+    },
+    Row {
+        name: "chmod as a list",
+        config: Some("{base}chmod-dirs = [755]"),
+        words: &["job.toml", "line 5", "chmod-dirs", "644"],
+        ..D
+    },
     Row {
         name: "max-age word",
         config: Some("{base}max-age = \"old\""),

@@ -46,5 +46,6 @@ mod secrets;
 mod sending;
 mod service;
 mod signals;
+mod staging;
 mod symlinks;
 mod sync;
