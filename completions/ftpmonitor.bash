@@ -53,7 +53,7 @@ _ftpmonitor() {
 
     case "${cmd}" in
         ftpmonitor)
-            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --metrics-addr --log-format --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --order --last --on-upload --on-failure --min-age --max-age --help --version check status pause resume help"
+            opts="-c -f -h -V --config --foreground --pid-file --log-file --state-dir --run-as --log-level --metrics-addr --log-format --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --temp-dir --chmod --chmod-dirs --order --last --on-upload --on-failure --min-age --max-age --help --version check status pause resume help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -147,6 +147,18 @@ _ftpmonitor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --temp-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chmod)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chmod-dirs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --order)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -179,7 +191,7 @@ _ftpmonitor() {
             return 0
             ;;
         ftpmonitor__subcmd__check)
-            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --metrics-addr --log-format --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --order --last --on-upload --on-failure --min-age --max-age --help"
+            opts="-c -f -h --config --foreground --pid-file --log-file --state-dir --run-as --log-level --metrics-addr --log-format --user --password-file --tls --ca-file --active --timeout --cooldown --no-recursive --delete --exclude --include --parallel --rescan-interval --max-delete --once --dry-run --publish-changing --bwlimit --poll --remove-source --archive-dir --temp-dir --chmod --chmod-dirs --order --last --on-upload --on-failure --min-age --max-age --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -270,6 +282,18 @@ _ftpmonitor() {
                     return 0
                     ;;
                 --archive-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --temp-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chmod)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chmod-dirs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

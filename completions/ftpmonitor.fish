@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_ftpmonitor_global_optspecs
-    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= metrics-addr= log-format= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= include= parallel= rescan-interval= max-delete= once dry-run publish-changing bwlimit= poll= remove-source archive-dir= order= last= on-upload= on-failure= min-age= max-age= h/help V/version
+    string join \n c/config= f/foreground pid-file= log-file= state-dir= run-as= log-level= metrics-addr= log-format= user= password-file= tls ca-file= active timeout= cooldown= no-recursive delete exclude= include= parallel= rescan-interval= max-delete= once dry-run publish-changing bwlimit= poll= remove-source archive-dir= temp-dir= chmod= chmod-dirs= order= last= on-upload= on-failure= min-age= max-age= h/help V/version
 end
 
 function __fish_ftpmonitor_needs_command
@@ -45,6 +45,9 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l max-delete -d 'Wi
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l bwlimit -d 'Total upload rate over all connections: 500k, 10M, off, or a timetable "08:00,512k 18:00,10M 23:00,off" (local time) [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l poll -d 'Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines\' writes raise no events)' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l archive-dir -d 'Move each local file to DIR (same path relative to WATCH_DIR) once its upload is verified; DIR outside WATCH_DIR' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l temp-dir -d 'Remote directory to store uploads in under temporary names, renamed into place from there (absolute, or relative to REMOTE_DIR) [default: beside the final name]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l chmod -d 'Octal mode (644) set with SITE CHMOD on each uploaded file before it is renamed into place [default: the server\'s]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l chmod-dirs -d 'Octal mode (755) set with SITE CHMOD on each remote directory the tool creates [default: the server\'s]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l order -d 'Order ready files are sent and published in, per directory: arrival, mtime, name, size [default: arrival, with no order kept between connections]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l last -d 'Publish files matching GLOB (*.done, *.ok) only after every other pending file of their directory; repeatable' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_needs_command" -l on-upload -d 'Program run (no shell) after each verified upload; the file is in FTPMONITOR_PATH, _RELPATH, _REMOTE_PATH, _SIZE' -r
@@ -88,6 +91,9 @@ complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l max-dele
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l bwlimit -d 'Total upload rate over all connections: 500k, 10M, off, or a timetable "08:00,512k 18:00,10M 23:00,off" (local time) [default: off]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l poll -d 'Watch by polling at this interval instead of inotify (NFS, SMB, FUSE: other machines\' writes raise no events)' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l archive-dir -d 'Move each local file to DIR (same path relative to WATCH_DIR) once its upload is verified; DIR outside WATCH_DIR' -r -F
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l temp-dir -d 'Remote directory to store uploads in under temporary names, renamed into place from there (absolute, or relative to REMOTE_DIR) [default: beside the final name]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l chmod -d 'Octal mode (644) set with SITE CHMOD on each uploaded file before it is renamed into place [default: the server\'s]' -r
+complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l chmod-dirs -d 'Octal mode (755) set with SITE CHMOD on each remote directory the tool creates [default: the server\'s]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l order -d 'Order ready files are sent and published in, per directory: arrival, mtime, name, size [default: arrival, with no order kept between connections]' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l last -d 'Publish files matching GLOB (*.done, *.ok) only after every other pending file of their directory; repeatable' -r
 complete -c ftpmonitor -n "__fish_ftpmonitor_using_subcommand check" -l on-upload -d 'Program run (no shell) after each verified upload; the file is in FTPMONITOR_PATH, _RELPATH, _REMOTE_PATH, _SIZE' -r

@@ -105,6 +105,12 @@ macro_rules! scenarios_for {
 
             #[test]
             #[ignore = "needs real FTP daemons: tests/interop/setup.sh, then cargo test --test interop -- --ignored"]
+            fn j_drop_folder_hand_off_staged_with_modes_in_order() {
+                scenarios::drop_folder(KIND);
+            }
+
+            #[test]
+            #[ignore = "needs real FTP daemons: tests/interop/setup.sh, then cargo test --test interop -- --ignored"]
             fn compat_probe() {
                 scenarios::compat_probe(KIND);
             }

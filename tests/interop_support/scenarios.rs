@@ -8,7 +8,8 @@ use crate::support::probe;
 use crate::support::proxy::FaultProxy;
 use crate::support::servers::{Kind, Options, Server};
 use crate::support::{
-    TIMEOUT, describe_tree, files_under, random_bytes, same_contents, tree_difference, write_file, write_random_file,
+    REMOTE_DIR, TIMEOUT, describe_tree, files_under, random_bytes, same_contents, tree_difference, write_file,
+    write_random_file,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -343,4 +344,104 @@ pub fn ipv6_tree(kind: Kind, active: bool) {
     job.once_ok(TIMEOUT, &server);
     assert_synced(&job, &server);
     assert_clean_log(&job, &server);
+}
+
+/// j. A drop folder handed over: `--remove-source --last '*.done' --temp-dir .incoming
+/// --order name --chmod 640 --chmod-dirs 750 --on-upload HOOK` over one connection. Every
+/// file arrives with mode 640 in directories of mode 750 (SITE CHMOD, checked on the
+/// server's disk), no temporary name is ever left in REMOTE_DIR (uploads go to the staging
+/// directory), the files of a directory are published in name order with the trigger
+/// last, each local file is removed once uploaded, and the hook hears of each upload.
+pub fn drop_folder(kind: Kind) {
+    use std::os::unix::fs::PermissionsExt;
+
+    let server = Server::start(kind, Options::default());
+    let job = Job::new(&server);
+    let hook = job.work.join("hook.sh");
+    let heard = job.work.join("heard.txt");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nprintf '%s %s %s %s\\n' \"$FTPMONITOR_EVENT\" \"$FTPMONITOR_RELPATH\" \"$FTPMONITOR_REMOTE_PATH\" \
+             \"$FTPMONITOR_SIZE\" >> {}\n",
+            heard.display()
+        ),
+    )
+    .expect("write the hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod the hook");
+    let hook_arg = hook.to_str().expect("UTF-8 path").to_owned();
+    let job = job.args(&[
+        "--remove-source",
+        "--last",
+        "*.done",
+        "--temp-dir",
+        ".incoming",
+        "--order",
+        "name",
+        "--chmod",
+        "640",
+        "--chmod-dirs",
+        "750",
+        "--parallel",
+        "1",
+        "--on-upload",
+        &hook_arg,
+    ]);
+    // The trigger first: it is the oldest file, and still goes last.
+    let mut files: Vec<(String, Vec<u8>)> = vec![("edi/out/batch.done".into(), b"".to_vec())];
+    for i in (0..30).rev() {
+        let rel = format!("edi/out/order{i:03}.xml");
+        files.push((rel.clone(), format!("<order n=\"{i}\"/>\n").into_bytes()));
+    }
+    files.push(("scans/page1.pdf".into(), random_bytes(50_000)));
+    for (rel, body) in &files {
+        write_file(&job.watch, rel, body);
+    }
+    let mut daemon = job.spawn_foreground();
+    let remote = server.remote_root();
+    let arrived = || files.iter().all(|(rel, body)| std::fs::read(remote.join(rel)).ok().as_ref() == Some(body));
+    daemon.wait_until(TIMEOUT, &server, "every file is on the server", arrived);
+    let handed_over = || files_under(&job.watch).is_empty() && !job.watch.join("edi").exists();
+    daemon.wait_until(TIMEOUT, &server, "every local file and directory is removed", handed_over);
+    let heard_all = || std::fs::read_to_string(&heard).is_ok_and(|t| t.lines().count() >= files.len());
+    daemon.wait_until(TIMEOUT, &server, "the hook heard of every upload", heard_all);
+    let name = kind.name();
+
+    // Nothing but the files, and the staging directory empty.
+    let mut on_server = files_under(&remote);
+    on_server.sort();
+    let mut want: Vec<String> = files.iter().map(|(rel, _)| rel.clone()).collect();
+    want.sort();
+    assert_eq!(on_server, want, "{name}: the server holds other files than those handed over\n{}", job.diagnostics());
+    assert!(remote.join(".incoming").is_dir(), "{name}: no staging directory");
+
+    // Modes on the server's disk.
+    let mode = |rel: &str| {
+        std::fs::metadata(remote.join(rel))
+            .map_or_else(|e| e.to_string(), |m| format!("{:o}", m.permissions().mode() & 0o7777))
+    };
+    for (rel, _) in &files {
+        assert_eq!(mode(rel), "640", "{name}: {rel}\n{}", job.diagnostics());
+    }
+    for dir in ["edi", "edi/out", "scans"] {
+        assert_eq!(mode(dir), "750", "{name}: directory {dir}\n{}", job.diagnostics());
+    }
+
+    // Publish order, from the log (one connection: the order of the lines is the server's).
+    let log = job.log();
+    let at = |rel: &str| {
+        log.find(&format!(" - uploaded {rel} ("))
+            .unwrap_or_else(|| panic!("{name}: no upload of {rel} in the log\n{}", job.diagnostics()))
+    };
+    let orders: Vec<usize> = (0..30).map(|i| at(&format!("edi/out/order{i:03}.xml"))).collect();
+    assert!(orders.windows(2).all(|w| w[0] < w[1]), "{name}: not published in name order\n{}", job.diagnostics());
+    assert!(at("edi/out/batch.done") > orders[29], "{name}: the trigger was published before the data");
+
+    let heard = std::fs::read_to_string(&heard).unwrap_or_default();
+    for (rel, body) in &files {
+        let line = format!("upload {rel} {REMOTE_DIR}/{rel} {}", body.len());
+        assert!(heard.lines().any(|l| l == line), "{name}: the hook never heard {line:?}; it heard:\n{heard}");
+    }
+    assert_clean_log(&job, &server);
+    drop(daemon);
 }
