@@ -205,6 +205,12 @@ struct Changing {
     warned: Option<Instant>,
 }
 
+/// How long after a failed hand-off (an archive disk away, a file that
+/// cannot be removed) it is tried again; the wait doubles up to
+/// [`HANDOFF_RETRY_MAX`] while it keeps failing.
+pub const HANDOFF_RETRY: Duration = Duration::from_secs(60);
+pub const HANDOFF_RETRY_MAX: Duration = Duration::from_secs(3600);
+
 /// The sync state of one run and the rules that change it.
 pub struct Planner {
     rules: Rules,
@@ -242,8 +248,12 @@ pub struct Planner {
     needs: VecDeque<Need>,
     tallies: Vec<Tally>,
     notices: Vec<Notice>,
-    /// Hand-offs that failed (the file stays): tried again at the next reconcile.
+    /// Hand-offs that failed (the file stays): tried again when
+    /// `handoff_retry` is due, or at the next reconcile.
     handoffs_failed: HashMap<RelPath, (Stamp, [u8; 32])>,
+    /// When the failed hand-offs are tried again, and the wait after that
+    /// (doubling from [`HANDOFF_RETRY`] to [`HANDOFF_RETRY_MAX`]).
+    handoff_retry: (Option<Instant>, Duration),
     /// `--last`: the directories whose triggers are not published this run.
     last: last::LastState,
 }
@@ -287,6 +297,7 @@ impl Planner {
             tallies: Vec::new(),
             notices: Vec::new(),
             handoffs_failed: HashMap::new(),
+            handoff_retry: (None, HANDOFF_RETRY),
             last: last::LastState::default(),
         }
     }
@@ -349,6 +360,7 @@ impl Planner {
             self.root.check_at,
             self.moves.first().map(|(_, t)| *t),
             self.ages.next_due(),
+            self.handoff_retry.0,
         ]
         .into_iter()
         .flatten()
@@ -359,6 +371,10 @@ impl Planner {
     /// pair, paths whose cooldown ended, retries that are due, young files
     /// whose wait ended.
     pub fn tick(&mut self, now: Instant) {
+        if self.handoff_retry.0.is_some_and(|at| at <= now) {
+            self.handoff_retry = (None, (self.handoff_retry.1 * 2).min(HANDOFF_RETRY_MAX));
+            self.retry_handoffs();
+        }
         self.flush_moves(now);
         self.young_due(now);
         for rel in self.debouncer.drain_ready(now) {

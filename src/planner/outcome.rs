@@ -148,6 +148,13 @@ impl Planner {
         self.needs.push_back(Need::HandOff { rel: rel.clone(), stamp, hash });
     }
 
+    /// The failed hand-offs, tried again now.
+    pub(super) fn retry_handoffs(&mut self) {
+        for (rel, (stamp, hash)) in std::mem::take(&mut self.handoffs_failed) {
+            self.needs.push_back(Need::HandOff { rel, stamp, hash });
+        }
+    }
+
     /// Hand-offs a previous run recorded and did not finish (a crash between
     /// the upload and the removal): finished now, while the file is the one
     /// uploaded; a file changed since is uploaded again.
@@ -164,8 +171,9 @@ impl Planner {
 
     /// The answer to [`Need::HandOff`]: the file went (`Done`), or is not
     /// the one uploaded any more (`Changed`: sent again), or is gone, or
-    /// could not be removed (`Err`: it stays, and is tried again at the next
-    /// reconcile and the next start).
+    /// could not be removed (`Err`: it stays, and is tried again after
+    /// [`super::HANDOFF_RETRY`], doubling while it fails, or at the next
+    /// reconcile or start).
     pub fn handed_off(
         &mut self,
         rel: RelPath,
@@ -175,6 +183,10 @@ impl Planner {
     ) {
         match result {
             Ok(HandedOff::Done | HandedOff::Gone) => {
+                if self.handoffs_failed.is_empty() && self.handoff_retry.0.is_none() {
+                    // Hand-offs work again: the next failure waits the shortest time.
+                    self.handoff_retry.1 = super::HANDOFF_RETRY;
+                }
                 self.batch.handoff(rel.clone(), None);
                 // Handed over: the journal need not remember it for ever.
                 if self.synced.remove(&rel).is_some() {
@@ -187,9 +199,11 @@ impl Planner {
                 self.touch(rel, now);
             }
             Err(e) => {
+                let wait = self.handoff_retry.1;
+                let at = *self.handoff_retry.0.get_or_insert(now + wait);
                 warn!(
-                    "warning: cannot hand off {rel} after its upload: {e}; the file stays and is tried again at \
-                     the next rescan, SIGUSR1 or start"
+                    "warning: cannot hand off {rel} after its upload: {e}; the file stays and is tried again in {}",
+                    humantime::format_duration(at.saturating_duration_since(now))
                 );
                 self.handoffs_failed.insert(rel, (stamp, hash));
             }

@@ -237,9 +237,7 @@ impl Planner {
     /// were queued.
     pub fn reconcile(&mut self, why: &str, root: Root, found: Vec<Found>, now: Instant) -> usize {
         // Hand-offs that failed are tried again (before the tree is planned).
-        for (rel, (stamp, hash)) in std::mem::take(&mut self.handoffs_failed) {
-            self.needs.push_back(Need::HandOff { rel, stamp, hash });
-        }
+        self.retry_handoffs();
         if !self.root_ok(root) {
             self.hold_for_root(now);
             return 0;

@@ -90,7 +90,8 @@
 //! - O6 move mode (`--remove-source`, `--archive-dir`): a file is handed off
 //!   only after its verified upload and only as uploaded; one changed
 //!   meanwhile is sent again; the journal forgets what went; no first sync
-//!   by listings (`outcome::hand_off`)
+//!   by listings (`outcome::hand_off`); a failed hand-off is tried again after
+//!   1 min, doubling to 1 h (`outcome::failed_hand_off_is_tried_again_after_a_minute_then_less_often`)
 //! - G1 with `--min-age` a file is uploaded once its mtime is that old; a write
 //!   meanwhile starts the wait again; an mtime in the future counts once the
 //!   file held still that long; `--once` leaves a young file for a later run
@@ -389,7 +390,17 @@ impl Given {
             Box::new(Fixed(self.random, 0)),
         );
         p.set_clock(t0, at(NOW));
-        H { p, fs: self.fs, t0, now: t0, wall: at(NOW), running: Vec::new(), rescans: Vec::new(), handed: Vec::new() }
+        H {
+            p,
+            fs: self.fs,
+            t0,
+            now: t0,
+            wall: at(NOW),
+            running: Vec::new(),
+            rescans: Vec::new(),
+            handed: Vec::new(),
+            handoff_error: None,
+        }
     }
 }
 
@@ -406,6 +417,8 @@ pub struct H {
     pub rescans: Vec<Rescan>,
     /// The files it asked to hand off (move mode).
     pub handed: Vec<String>,
+    /// Hand-offs fail with this error (an archive disk gone).
+    pub handoff_error: Option<String>,
 }
 
 impl H {
@@ -443,6 +456,7 @@ impl H {
                 Need::HandOff { rel, stamp, hash } => {
                     // As localfs does: only the file as uploaded goes.
                     let result = match self.fs.entries.get(rel.as_str()) {
+                        _ if self.handoff_error.is_some() => Err(self.handoff_error.clone().unwrap_or_default()),
                         Some(Fake::File { len, mtime }) if stamp == Fs::meta(*len, *mtime).stamp() => {
                             self.fs.remove(rel.as_str());
                             Ok(crate::localfs::HandedOff::Done)

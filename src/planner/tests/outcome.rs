@@ -411,3 +411,27 @@ fn hand_off() {
     h.succeed("upload b");
     assert!(!h.fs.entries.contains_key("b"), "the new b was not handed off");
 }
+
+#[test]
+fn failed_hand_off_is_tried_again_after_a_minute_then_less_often() {
+    // O6: a hand-off that fails (the archive disk away) is tried again on a
+    // timer, not only at the next reconcile: after 1 min, then 2 min, ...
+    let mut h = Given::new().with(|r| r.hand_off = true).file("a", 3, 100).start();
+    h.handoff_error = Some("archive disk gone".into());
+    h.send("a");
+    h.succeed("upload a");
+    assert_eq!(h.handed, ["a"]);
+    h.advance(59 * S);
+    assert_eq!(h.handed, ["a"], "tried again before a minute passed");
+    h.advance(S);
+    assert_eq!(h.handed, ["a", "a"], "not tried again after a minute");
+    h.advance(119 * S);
+    assert_eq!(h.handed.len(), 2, "the wait did not double");
+    h.advance(S);
+    assert_eq!(h.handed.len(), 3, "not tried again after two more minutes");
+    h.handoff_error = None;
+    h.advance(4 * 60 * S);
+    assert_eq!(h.handed.len(), 4);
+    assert!(!h.fs.entries.contains_key("a"), "a was not removed once the hand-off worked");
+    assert!(h.p.next_deadline().is_none_or(|d| d > h.now + 3600 * S), "a retry is still scheduled");
+}
