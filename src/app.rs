@@ -10,6 +10,7 @@
 //! events, outcomes and what the local tree looks like (`local`), and
 //! carries out what it returns: jobs for the workers, journal writes.
 
+mod handoff;
 mod local;
 mod progress;
 mod startup;
@@ -108,6 +109,8 @@ struct App {
     poll_rechecks: std::collections::BTreeMap<Instant, Vec<std::path::PathBuf>>,
     /// `--on-upload`, `--on-failure`: run on threads of their own.
     hooks: crate::hooks::Hooks,
+    /// Move mode: the hand-off thread.
+    handoffs: Option<handoff::HandOffs>,
 }
 
 impl App {
@@ -174,6 +177,20 @@ impl App {
         let busy = synced.is_empty() || !leftovers.is_empty();
         let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx, session, busy)
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
+        let hand_off_thread = match &cfg.hand_off {
+            None => None,
+            Some(how) => {
+                let archive = match how {
+                    crate::config::HandOff::Archive(dir) => Some(crate::localfs::Tree::new(dir.clone())),
+                    crate::config::HandOff::Remove => None,
+                };
+                let tree = crate::localfs::Tree::new(cfg.watch_dir.clone());
+                Some(
+                    handoff::HandOffs::start(tree, archive, tx.clone())
+                        .map_err(|e| Error::runtime(format!("cannot start the hand-off thread: {e}")))?,
+                )
+            }
+        };
         let hooks = crate::hooks::Hooks::start(cfg.on_upload.clone(), cfg.on_failure.clone(), cfg.password.expose())
             .map_err(|e| Error::runtime(format!("cannot start the hook threads: {e}")))?;
         let counters = crate::metrics::Counters::default();
@@ -223,6 +240,7 @@ impl App {
             rate_change_at: None,
             poll_rechecks: std::collections::BTreeMap::new(),
             hooks,
+            handoffs: hand_off_thread,
             args,
             cfg,
         };
@@ -419,6 +437,9 @@ impl App {
                 self.counters.outcome(&outcome);
                 self.planner.on_done(outcome, Instant::now(), SystemTime::now());
             }
+            Event::HandedOff { rel, stamp, hash, result } => {
+                self.planner.handed_off(rel, (stamp, hash), result, Instant::now());
+            }
             Event::WorkerExit => self.exited += 1,
         }
         self.settle();
@@ -554,6 +575,9 @@ impl App {
     fn shutdown(&mut self) -> ExitCode {
         self.watcher = None;
         self.hooks.stop();
+        if let Some(h) = self.handoffs.as_mut() {
+            h.close();
+        }
         self.pool.close();
         let deadline = Instant::now() + Duration::from_secs(3);
         while self.exited < self.pool.size() {

@@ -34,11 +34,21 @@ pub enum Change {
     Error(String),
 }
 
+/// What a hand-off did (see [`crate::localfs::Tree::hand_off`]), or why it failed.
+pub type HandOffResult = Result<crate::localfs::HandedOff, String>;
+
 #[derive(Debug)]
 pub enum Event {
     Fs(Change),
     Signal(i32),
     Done(Outcome),
+    /// Move mode: the hand-off thread removed or archived a file, or not.
+    HandedOff {
+        rel: RelPath,
+        stamp: crate::localfs::Stamp,
+        hash: [u8; 32],
+        result: HandOffResult,
+    },
     /// A worker thread ended (after the job channel closed).
     WorkerExit,
 }

@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use super::App;
-use crate::config::HandOff;
 use crate::hooks::HookEvent;
 use crate::journal::Op;
-use crate::localfs::{FileKind, Found, HandedOff, Tree};
+use crate::localfs::{FileKind, Found, Tree};
 use crate::mounts::Snapshot;
 use crate::planner::{Local, Need, Notice, Root, Tally};
 use crate::relpath::{EscapedPath, RelPath};
@@ -126,10 +125,7 @@ impl App {
                     self.planner.root_event(root, now);
                 }
                 Need::Mounts => self.planner.mounts_changed(Snapshot::take(&self.cfg.watch_dir), now),
-                Need::HandOff { rel, stamp, hash } => {
-                    let result = self.hand_off(&rel, stamp, &hash);
-                    self.planner.handed_off(rel, (stamp, hash), result, now);
-                }
+                Need::HandOff { rel, stamp, hash } => self.hand_off(rel, stamp, hash, now),
                 Need::Rescan(why) => {
                     self.rewatch();
                     let n = self.reconcile(why.why());
@@ -147,29 +143,27 @@ impl App {
         any
     }
 
-    /// Removes or archives a file whose upload was verified, once the
-    /// journal knows of it (a crash then neither loses the file nor hands
-    /// it over twice), and only while it is still the file uploaded.
-    fn hand_off(&mut self, rel: &RelPath, stamp: crate::localfs::Stamp, hash: &[u8; 32]) -> Result<HandedOff, String> {
+    /// Has a file whose upload was verified removed or archived (on the
+    /// hand-off thread), once the journal knows of it: a crash then neither
+    /// loses the file nor hands it over twice. The thread hands it off only
+    /// while it is still the file uploaded.
+    fn hand_off(&mut self, rel: RelPath, stamp: crate::localfs::Stamp, hash: [u8; 32], now: Instant) {
         if self.planner.batch_mut().has_handoffs() {
             self.flush_journal();
-            if self.journal_failing {
-                return Err("the journal cannot be written, so a crash could lose track of it".into());
-            }
         }
-        let archive = match &self.cfg.hand_off {
-            Some(HandOff::Archive(dir)) => Some(Tree::new(dir.clone())),
-            _ => None,
+        let refused = if self.journal_failing {
+            "the journal cannot be written, so a crash could lose track of it"
+        } else {
+            match &self.handoffs {
+                Some(h) if h.submit(rel.clone(), stamp, hash) => {
+                    self.planner.handing_off();
+                    return;
+                }
+                _ => "the hand-off thread has stopped",
+            }
         };
-        let result = self.tree().hand_off(Path::new(rel.as_str()), stamp, hash, archive.as_ref());
-        match (&result, &self.cfg.hand_off) {
-            (Ok(HandedOff::Done), Some(HandOff::Archive(dir))) => {
-                info!("moved {rel} to the archive {} (uploaded)", EscapedPath(&dir.join(rel.as_str())));
-            }
-            (Ok(HandedOff::Done), _) => info!("removed {rel} (uploaded)"),
-            _ => {}
-        }
-        result.map_err(|e| e.to_string())
+        self.planner.handing_off();
+        self.planner.handed_off(rel, (stamp, hash), Err(refused.to_string()), now);
     }
 
     /// Hands what the planner noticed to the hooks (their own threads: this

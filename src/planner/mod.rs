@@ -254,6 +254,8 @@ pub struct Planner {
     /// When the failed hand-offs are tried again, and the wait after that
     /// (doubling from [`HANDOFF_RETRY`] to [`HANDOFF_RETRY_MAX`]).
     handoff_retry: (Option<Instant>, Duration),
+    /// Hand-offs the loop gave to the hand-off thread and has not heard of.
+    handoffs_running: usize,
     /// `--last`: the directories whose triggers are not published this run.
     last: last::LastState,
 }
@@ -298,6 +300,7 @@ impl Planner {
             notices: Vec::new(),
             handoffs_failed: HashMap::new(),
             handoff_retry: (None, HANDOFF_RETRY),
+            handoffs_running: 0,
             last: last::LastState::default(),
         }
     }
@@ -452,6 +455,7 @@ impl Planner {
             && self.listings.is_empty()
             && self.needs.is_empty()
             && self.ages.is_empty()
+            && self.handoffs_running == 0
     }
 
     /// Files the journal knows on the server.

@@ -148,6 +148,12 @@ impl Planner {
         self.needs.push_back(Need::HandOff { rel: rel.clone(), stamp, hash });
     }
 
+    /// The loop gave a [`Need::HandOff`] to the hand-off thread: its answer
+    /// ([`Planner::handed_off`]) comes later.
+    pub fn handing_off(&mut self) {
+        self.handoffs_running += 1;
+    }
+
     /// The failed hand-offs, tried again now.
     pub(super) fn retry_handoffs(&mut self) {
         for (rel, (stamp, hash)) in std::mem::take(&mut self.handoffs_failed) {
@@ -181,6 +187,7 @@ impl Planner {
         result: Result<HandedOff, String>,
         now: Instant,
     ) {
+        self.handoffs_running = self.handoffs_running.saturating_sub(1);
         match result {
             Ok(HandedOff::Done | HandedOff::Gone) => {
                 if self.handoffs_failed.is_empty() && self.handoff_retry.0.is_none() {

@@ -141,3 +141,81 @@ fn kill_9_between_the_upload_and_the_removal_finishes_the_removal_without_a_seco
         .count();
     assert_eq!(stored, 1, "data.txt was sent twice\n{}", d.diagnostics());
 }
+
+/// An ext4 image mounted on a loop device; unmounted and removed on drop.
+struct Loop {
+    mount: PathBuf,
+    image: PathBuf,
+}
+
+impl Loop {
+    /// `None` (with a line saying why) where loop mounts are not available
+    /// (not root, no loop devices, no e2fsprogs).
+    fn mount(t: &Test) -> Option<Loop> {
+        let mount = t.outside_dir().join("loop-archive");
+        let image = t.outside_dir().join("archive.img");
+        std::fs::create_dir_all(&mount).unwrap();
+        let made = std::fs::File::create(&image).and_then(|f| f.set_len(32 << 20)).is_ok()
+            && run(std::process::Command::new("mkfs.ext4").arg("-q").arg(&image))
+            && run(std::process::Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mount));
+        if !made {
+            eprintln!("SKIPPED: cannot mount an ext4 image on a loop device (needs root and e2fsprogs)");
+            return None;
+        }
+        Some(Loop { mount, image })
+    }
+
+    /// Freezes the file system (`fsfreeze`): every write to it blocks until
+    /// the guard is dropped. Declared after the daemon, the guard thaws
+    /// before the daemon is stopped, also when the test fails: a process
+    /// blocked on a frozen disk cannot be killed.
+    fn freeze(&self) -> Option<Frozen<'_>> {
+        if !run(std::process::Command::new("fsfreeze").arg("--freeze").arg(&self.mount)) {
+            eprintln!("SKIPPED: fsfreeze --freeze does not work here");
+            return None;
+        }
+        Some(Frozen(self))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.mount).status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+struct Frozen<'a>(&'a Loop);
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fsfreeze").arg("--unfreeze").arg(&self.0.mount).status();
+    }
+}
+
+fn run(cmd: &mut std::process::Command) -> bool {
+    cmd.status().is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_hand_off_that_hangs_on_its_archive_disk_holds_up_no_other_upload() {
+    let t = Test::new();
+    let Some(disk) = Loop::mount(&t) else { return };
+    let d = t.arg("--archive-dir").arg(&disk.mount).start();
+    let Some(frozen) = disk.freeze() else { return };
+    d.write("big-scan.tif", b"the first file, whose archive copy hangs");
+    d.wait_remote("big-scan.tif", b"the first file, whose archive copy hangs");
+    // Its hand-off now copies it to the frozen disk and waits there; the
+    // loop must go on without it.
+    d.write("next.txt", b"uploaded meanwhile");
+    d.wait_remote("next.txt", b"uploaded meanwhile");
+    assert!(d.watch_dir().join("big-scan.tif").exists(), "the source went before its archive copy");
+    drop(frozen);
+    for (rel, body) in
+        [("big-scan.tif", &b"the first file, whose archive copy hangs"[..]), ("next.txt", b"uploaded meanwhile")]
+    {
+        let kept = disk.mount.join(rel);
+        d.wait_until(&format!("{rel} is in the archive"), || std::fs::read(&kept).is_ok_and(|b| b == body));
+        d.wait_until(&format!("{rel} left WATCH_DIR"), || gone(&d.watch_dir().join(rel)));
+    }
+}
