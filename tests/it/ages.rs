@@ -20,19 +20,22 @@ fn stores(d: &crate::support::Daemon) -> usize {
 
 #[test]
 fn a_writer_pausing_longer_than_the_cooldown_is_published_once_whole() {
-    let t = Test::new().cooldown(Some("1")).args(["--min-age", "5s", "--log-level", "debug"]);
+    let t = Test::new().cooldown(Some("1")).args(["--min-age", "6s", "--log-level", "debug"]);
     let d = t.start();
     let path = d.watch_dir().join("scan.pdf");
     let mut f = std::fs::File::create(&path).unwrap();
     f.write_all(b"first half, ").unwrap();
     f.sync_all().unwrap();
+    let first_write = std::time::Instant::now();
     // The cooldown (1 s) ends during the writer's pause: the file is not old enough.
     d.wait_until("the cooldown of scan.pdf ends (it waits, or it is uploaded)", || {
         d.log().contains("scan.pdf: modified less than --min-age ago; uploading it in") || stores(&d) > 0
     });
     assert_eq!(stores(&d), 0, "the first half was uploaded\n{}", d.diagnostics());
-    // The writer's pause is the workload (3 s, three cooldowns), not a synchronisation.
-    std::thread::sleep(Duration::from_secs(3));
+    // The writer's pause is the workload (3 s from its first write, three
+    // cooldowns, well inside --min-age however late the line above was
+    // seen), not a synchronisation.
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(first_write.elapsed()));
     f.write_all(b"second half").unwrap();
     drop(f);
     d.wait_remote("scan.pdf", b"first half, second half");
