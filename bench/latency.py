@@ -143,6 +143,23 @@ def measure(binary, root, port, user="bench", password="bench", count=200, work=
                 max_ms=latencies[-1], idle_cpu_ticks=idle, idle_seconds=idle_seconds)
 
 
+def rss_by_mapping(pid, top=6):
+    """Resident KiB per mapped file (or [heap], [stack], anonymous), largest first."""
+    sizes, name = {}, None
+    try:
+        for line in open(f"/proc/{pid}/smaps"):
+            first = line.split()[0] if line.strip() else ""
+            if "-" in first and ":" not in first:
+                parts = line.split(None, 5)
+                name = parts[5].strip() if len(parts) > 5 else "[anonymous]"
+                name = os.path.basename(name) if name.startswith("/") else name
+            elif first == "Rss:" and name is not None:
+                sizes[name] = sizes.get(name, 0) + int(line.split()[1])
+    except OSError:
+        return []
+    return sorted(sizes.items(), key=lambda kv: -kv[1])[:top]
+
+
 def memory(binary, root, port, user, password, local, count, work, timeout=600):
     """VmRSS and VmHWM of the daemon once it has synced `count` files of
     `local` and gone idle."""
@@ -166,7 +183,8 @@ def memory(binary, root, port, user, password, local, count, work, timeout=600):
                 break
             ticks = now
         return dict(rss_kib=status_kib(proc.pid, "VmRSS"), hwm_kib=status_kib(proc.pid, "VmHWM"),
-                    anon_kib=status_kib(proc.pid, "RssAnon"), file_kib=status_kib(proc.pid, "RssFile"))
+                    anon_kib=status_kib(proc.pid, "RssAnon"), file_kib=status_kib(proc.pid, "RssFile"),
+                    by_mapping=rss_by_mapping(proc.pid))
     finally:
         stop(proc)
         shutil.rmtree(target, ignore_errors=True)

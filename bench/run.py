@@ -456,7 +456,8 @@ def run_memory(ctx, results, ds_name):
                          work=ctx.work / f"memory-{ds_name}")
     results.append(dict(workload=f"memory-{ds_name}", files=count, **mem))
     say(f"memory ({count} files): VmRSS {mem['rss_kib'] / 1024:.1f} MiB (anonymous {mem['anon_kib'] / 1024:.1f} MiB, "
-        f"file {mem['file_kib'] / 1024:.1f} MiB), peak {mem['hwm_kib'] / 1024:.1f} MiB")
+        f"file {mem['file_kib'] / 1024:.1f} MiB), peak {mem['hwm_kib'] / 1024:.1f} MiB; resident by mapping: "
+        + ", ".join(f"{name} {kib / 1024:.1f} MiB" for name, kib in mem.get("by_mapping", [])))
 
 
 # -------------------------------------------------------------------- report --

@@ -111,6 +111,8 @@ struct App {
     hooks: crate::hooks::Hooks,
     /// Move mode: the hand-off thread.
     handoffs: Option<handoff::HandOffs>,
+    /// Work ran since the heap was last trimmed (see `App::run`).
+    worked: bool,
 }
 
 impl App {
@@ -241,6 +243,7 @@ impl App {
             poll_rechecks: std::collections::BTreeMap::new(),
             hooks,
             handoffs: hand_off_thread,
+            worked: true,
             args,
             cfg,
         };
@@ -276,6 +279,12 @@ impl App {
             if self.finished() {
                 break;
             }
+            if self.worked && self.planner.outstanding() == 0 {
+                // Idle after work: what the burst (walks, listings, queues)
+                // freed goes back to the system.
+                self.worked = false;
+                daemon::give_back_free_memory();
+            }
             let now = Instant::now();
             let event = match self.next_deadline() {
                 Some(d) if d <= now => self.rx.try_recv().ok(),
@@ -310,6 +319,7 @@ impl App {
             let now = Instant::now();
             while let Some(job) = self.planner.next_job(now) {
                 self.pool.submit(job);
+                self.worked = true;
             }
             if !self.settle() {
                 break;

@@ -41,3 +41,9 @@ pub fn lookup_user(_user: &str) -> std::result::Result<(u32, u32), String> {
 pub fn drop_privileges(user: &str, _owned: &[&Path]) -> Result<()> {
     Err(Error::usage(format!("--run-as {user}: not available on Windows: run the task or service as that user")))
 }
+
+/// Nothing to tune: the arena setting is glibc's (see the Unix version).
+pub fn one_malloc_arena() {}
+
+/// Nothing to do: the Windows heap gives back what it frees.
+pub fn give_back_free_memory() {}
