@@ -47,7 +47,14 @@ impl Watcher {
             None => Box::new(RecommendedWatcher::new(handler, config)?),
         };
         let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
-        inner.watch(root, mode)?;
+        match inner.watch(root, mode) {
+            // The directories watched before the limit stay watched; the
+            // periodic rescan covers the rest.
+            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                log::warn!("warning: {}", watch_limit_reached(root, recursive));
+            }
+            other => other?,
+        }
         let mounts = match MountWatch::start(&tx_mounts) {
             Ok(m) => m,
             Err(e) => {
@@ -110,6 +117,28 @@ impl Drop for MountWatch {
             let _ = t.join();
         }
     }
+}
+
+/// The line for a start that ran out of inotify watches: how many the
+/// tree needs (one per directory), the limit now, and a value to raise it to.
+fn watch_limit_reached(root: &Path, recursive: bool) -> String {
+    let mut dirs = 1;
+    Tree::new(root)
+        .walk(Path::new(""), recursive, |_, kind| {
+            dirs += usize::from(kind == FileKind::Dir);
+            true
+        })
+        .for_each(drop);
+    let limit: Option<u64> =
+        std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches").ok().and_then(|s| s.trim().parse().ok());
+    let raise_to = limit.map_or(524_288, |l| (l + dirs as u64).next_power_of_two().max(524_288));
+    format!(
+        "the system's limit of inotify watches{} is reached: the watch directory holds {dirs} directories and \
+         each needs one; those not watched raise no events, and their changes are found by the periodic rescan \
+         (--rescan-interval); raise the limit above {dirs} plus what other programs use, such as \
+         `sysctl fs.inotify.max_user_watches={raise_to}` (persist it in /etc/sysctl.d/), and restart ftpmonitor",
+        limit.map(|l| format!(" (fs.inotify.max_user_watches = {l})")).unwrap_or_default()
+    )
 }
 
 /// Explains an error, with the fix for the limit an operator can raise.

@@ -49,3 +49,4 @@ mod signals;
 mod staging;
 mod symlinks;
 mod sync;
+mod watches;

@@ -34,6 +34,8 @@ pub(super) struct Opts {
     pub(super) remote_dir: String,
     pub(super) create_remote_dir: bool,
     pub(super) env: Vec<(OsString, Option<OsString>)>,
+    /// A command the binary is run through (its path and arguments follow).
+    pub(super) wrapper: Vec<OsString>,
 }
 
 /// Builder for one run of the binary. By default:
@@ -101,6 +103,7 @@ impl Test {
                 remote_dir: "/upload".to_owned(),
                 create_remote_dir: true,
                 env: Vec::new(),
+                wrapper: Vec::new(),
             },
         }
     }
@@ -218,6 +221,17 @@ impl Test {
         self
     }
 
+    /// Runs the binary through `program args...` (given the binary's path
+    /// and its arguments after them), such as `unshare ... sh -c '...; exec "$0" "$@"'`.
+    pub fn wrapper<I, S>(mut self, program_and_args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.opts.wrapper = program_and_args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        self
+    }
+
     /// Remove an environment variable for the child.
     pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
         self.opts.env.push((key.as_ref().to_owned(), None));
@@ -271,7 +285,14 @@ impl Test {
         let (stdout, stderr) = s.next_output_files();
         // Several runs may share the log file: this one's lines start here.
         let log_offset = std::fs::metadata(s.log_path()).map_or(0, |m| m.len());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftpmonitor"));
+        let mut cmd = match o.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(env!("CARGO_BIN_EXE_ftpmonitor"));
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ftpmonitor")),
+        };
         cmd.args(self.command_line()).current_dir(s.tmp());
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("FTPMONITOR_") {
