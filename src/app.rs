@@ -176,8 +176,7 @@ impl App {
                 Escaped(&m.fstype)
             );
         }
-        let busy = synced.is_empty() || !leftovers.is_empty();
-        let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx, session, busy)
+        let pool = Pool::start(cfg.parallel, &connector, cfg.watch_dir.clone(), &tx, session)
             .map_err(|e| Error::runtime(format!("cannot start transfer threads: {e}")))?;
         let hand_off_thread = match &cfg.hand_off {
             None => None,

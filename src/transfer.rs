@@ -1,13 +1,16 @@
 //! The transfer workers: `--parallel` threads, each with its own FTP session
-//! kept open between jobs, fed from one job channel by the main loop and
+//! kept open between jobs, fed from one job queue by the main loop (a job
+//! goes to an idle worker that is logged in already, if there is one: a
+//! new login is a new connection and costs the server a password check) and
 //! reporting every outcome back to it. Workers hold no sync state and make no
 //! retry decisions beyond one: a job whose session turns out to be dead (the
 //! server closed an idle connection) is tried once more on a fresh session.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -16,8 +19,74 @@ use crate::ftp::{Connector, Failure, Kind, Session};
 use crate::localfs::Tree;
 use crate::relpath::RelPath;
 
+/// The jobs handed out and the idle workers, split by whether they hold a
+/// session: [`Pool::submit`] wakes a logged-in one first.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Idle workers with a session wait here.
+    warm: Condvar,
+    /// Idle workers without one.
+    cold: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    closed: bool,
+    /// Workers waiting on `warm`, and how many of them were woken and have
+    /// not taken the lock yet.
+    idle_warm: usize,
+    waking_warm: usize,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, job: Job) {
+        let mut st = self.lock();
+        st.jobs.push_back(job);
+        if st.idle_warm > st.waking_warm {
+            st.waking_warm += 1;
+            self.warm.notify_one();
+        } else {
+            self.cold.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.warm.notify_all();
+        self.cold.notify_all();
+    }
+
+    /// The next job, waiting for one; `None` once closed and empty.
+    fn take(&self, logged_in: bool) -> Option<Job> {
+        let mut st = self.lock();
+        loop {
+            if let Some(job) = st.jobs.pop_front() {
+                return Some(job);
+            }
+            if st.closed {
+                return None;
+            }
+            if logged_in {
+                st.idle_warm += 1;
+                st = self.warm.wait(st).unwrap_or_else(PoisonError::into_inner);
+                st.idle_warm -= 1;
+                st.waking_warm = st.waking_warm.saturating_sub(1);
+            } else {
+                st = self.cold.wait(st).unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+    }
+}
+
 pub struct Pool {
-    jobs: Option<Sender<Job>>,
+    /// `None` once closed.
+    jobs: Option<Arc<Queue>>,
     /// Jobs handed out that no worker has taken yet.
     waiting: Arc<std::sync::atomic::AtomicUsize>,
     handles: Vec<JoinHandle<()>>,
@@ -29,32 +98,25 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `n` workers; `first` is a session already logged in (the
-    /// start-up check's), handed to the first worker. With `busy` (work is
-    /// known to be coming: a first sync, a queue left over), the others log
-    /// in at once.
+    /// start-up check's), handed to the first worker, which gets the first
+    /// job. The others log in when a job comes that no logged-in worker is
+    /// free for.
     pub fn start(
         n: usize,
         connector: &Connector,
         watch_dir: PathBuf,
         events: &Sender<Event>,
         mut first: Option<Session>,
-        busy: bool,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
+        let queue = Arc::new(Queue::default());
         let abort = Arc::new(AtomicBool::new(false));
         let stopping = Arc::new(AtomicBool::new(false));
         let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut handles = Vec::with_capacity(n);
-        // The server answered a moment ago: the other workers log in now, while
-        // the first one starts, instead of when their first job comes (a
-        // login can cost the server milliseconds of password hashing).
-        let prewarm = busy && first.is_some();
         for i in 0..n {
             let worker = Worker {
                 connector: connector.clone(),
-                prewarm,
                 waiting: Arc::clone(&waiting),
                 session: first.take(),
                 tree: Tree::new(watch_dir.clone()),
@@ -63,12 +125,12 @@ impl Pool {
                 connected: Arc::clone(&connected),
                 counted: false,
             };
-            let (rx, events) = (Arc::clone(&rx), events.clone());
+            let (queue, events) = (Arc::clone(&queue), events.clone());
             let handle =
-                std::thread::Builder::new().name(format!("transfer-{i}")).spawn(move || worker.run(&rx, &events))?;
+                std::thread::Builder::new().name(format!("transfer-{i}")).spawn(move || worker.run(&queue, &events))?;
             handles.push(handle);
         }
-        Ok(Self { jobs: Some(tx), waiting, handles, abort, stopping, connected })
+        Ok(Self { jobs: Some(queue), waiting, handles, abort, stopping, connected })
     }
 
     /// A pool with no workers, left behind once the real one is joined.
@@ -86,10 +148,9 @@ impl Pool {
     /// Hands a job to the next idle worker. The caller sends no more jobs
     /// than there are idle workers.
     pub fn submit(&self, job: Job) {
-        if let Some(tx) = &self.jobs {
+        if let Some(queue) = &self.jobs {
             self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            // Workers only stop after `close`.
-            let _ = tx.send(job);
+            queue.push(job);
         }
     }
 
@@ -108,7 +169,9 @@ impl Pool {
     /// Closes the job channel: each worker finishes its job, says goodbye to
     /// the server and sends [`Event::WorkerExit`].
     pub fn close(&mut self) {
-        self.jobs = None;
+        if let Some(queue) = self.jobs.take() {
+            queue.close();
+        }
     }
 
     pub fn size(&self) -> usize {
@@ -145,8 +208,6 @@ fn same_content(tree: &Tree, rel: &RelPath, known: &[u8; 32]) -> Option<crate::l
 
 struct Worker {
     connector: Connector,
-    /// Log in before the first job (see [`Pool::start`]).
-    prewarm: bool,
     /// See [`Pool::waiting`]: the sessions' hint that another upload follows.
     waiting: Arc<std::sync::atomic::AtomicUsize>,
     session: Option<Session>,
@@ -173,22 +234,9 @@ impl Worker {
         }
     }
 
-    fn run(mut self, jobs: &Mutex<Receiver<Job>>, events: &Sender<Event>) {
-        if self.prewarm && self.session.is_none() {
-            // A failure here is not reported: the first job connects again
-            // and reports what it finds.
-            match self.connector.connect() {
-                Ok(s) => self.session = Some(s),
-                Err(f) => log::debug!("connecting ahead of the first job: {f}"),
-            }
-        }
+    fn run(mut self, jobs: &Queue, events: &Sender<Event>) {
         self.count_session();
-        loop {
-            let job = {
-                let rx = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                rx.recv()
-            };
-            let Ok(job) = job else { break };
+        while let Some(job) = jobs.take(self.session.is_some()) {
             self.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             let started = Instant::now();
             let result = if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
