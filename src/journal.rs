@@ -218,14 +218,10 @@ impl Batch {
         self.uploads.insert(rel, Some((size, mtime_ns)));
     }
 
-    /// The upload of `rel` ended (done, or nothing of it worth resuming). One
-    /// that started in this batch leaves nothing to write.
+    /// The upload of `rel` ended (done, or nothing of it worth resuming).
+    /// Its row goes, if an earlier batch wrote one (the journal knows).
     pub fn upload_ended(&mut self, rel: RelPath) {
-        if let Some(Some(_)) = self.uploads.get(&rel) {
-            self.uploads.remove(&rel);
-        } else {
-            self.uploads.insert(rel, None);
-        }
+        self.uploads.insert(rel, None);
     }
 
     /// The local file `rel` (`size`, `mtime_ns`, `hash`) is to be removed
@@ -274,6 +270,9 @@ pub struct Journal {
     conn: Connection,
     job: i64,
     path: PathBuf,
+    /// The paths with a row in `uploads`: an upload that ends deletes its
+    /// row only if there is one (most start and end within one batch).
+    upload_rows: std::collections::HashSet<RelPath>,
 }
 
 impl Journal {
@@ -347,7 +346,9 @@ impl Journal {
         .map_err(err)?;
         // A new run knows nothing of the server yet.
         conn.execute("DELETE FROM outages WHERE job = ?1", params![job]).map_err(err)?;
-        Ok(Self { conn, job, path })
+        let mut journal = Self { conn, job, path, upload_rows: std::collections::HashSet::new() };
+        journal.upload_rows = journal.load_uploads()?.into_iter().map(|(rel, _, _)| rel).collect();
+        Ok(journal)
     }
 
     fn err(&self, source: rusqlite::Error) -> JournalError {
@@ -459,6 +460,10 @@ impl Journal {
         let job = self.job;
         let b = &*batch;
         let shown = EscapedPath(&self.path).to_string();
+        // Rows of `uploads` written (true) or deleted, applied to
+        // `upload_rows` once the transaction commits.
+        let mut written: Vec<(RelPath, bool)> = Vec::new();
+        let upload_rows = &self.upload_rows;
         let tx = self.conn.transaction().map_err(|e| JournalError { path: shown.clone(), source: e })?;
         let res = (|| -> rusqlite::Result<()> {
             {
@@ -503,15 +508,22 @@ impl Journal {
                 let mut ue = tx.prepare_cached("DELETE FROM uploads WHERE job = ?1 AND path = ?2")?;
                 for (rel, started) in &b.uploads {
                     match started {
-                        Some((size, mtime_ns)) => us.execute(params![
-                            job,
-                            rel.as_str(),
-                            i64::try_from(*size).unwrap_or(i64::MAX),
-                            mtime_ns,
-                            now
-                        ])?,
-                        None => ue.execute(params![job, rel.as_str()])?,
-                    };
+                        Some((size, mtime_ns)) => {
+                            us.execute(params![
+                                job,
+                                rel.as_str(),
+                                i64::try_from(*size).unwrap_or(i64::MAX),
+                                mtime_ns,
+                                now
+                            ])?;
+                            written.push((rel.clone(), true));
+                        }
+                        None if upload_rows.contains(rel) => {
+                            ue.execute(params![job, rel.as_str()])?;
+                            written.push((rel.clone(), false));
+                        }
+                        None => {}
+                    }
                 }
                 let mut hs = tx.prepare_cached(
                     "INSERT OR REPLACE INTO handoffs (job, path, size, mtime_ns, blake3) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -561,6 +573,13 @@ impl Journal {
         })();
         // On failure the batch is kept and written with the next one.
         res.and_then(|()| tx.commit()).map_err(|e| JournalError { path: shown, source: e })?;
+        for (rel, row) in written {
+            if row {
+                self.upload_rows.insert(rel);
+            } else {
+                self.upload_rows.remove(&rel);
+            }
+        }
         *batch = Batch::default();
         Ok(())
     }

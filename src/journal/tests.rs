@@ -54,6 +54,22 @@ fn uploads_under_way_survive_a_restart_until_they_end() {
     assert!(j.load_uploads().unwrap().is_empty());
 }
 
+#[test]
+fn an_upload_tried_again_in_a_later_batch_leaves_no_row_once_it_ends() {
+    // The first attempt's row is written; the second attempt starts and ends
+    // within one batch: the row must still go (it stayed, and a restart
+    // "resumed" a finished upload).
+    let tmp = tempfile::tempdir().unwrap();
+    let mut j = Journal::open(tmp.path(), &key("/a")).unwrap();
+    let mut b = Batch::default();
+    b.upload_started(rel("retried.bin"), 300, 7);
+    j.apply(&mut b).unwrap();
+    b.upload_started(rel("retried.bin"), 300, 7);
+    b.upload_ended(rel("retried.bin"));
+    j.apply(&mut b).unwrap();
+    assert!(j.load_uploads().unwrap().is_empty(), "{:?}", j.load_uploads().unwrap());
+}
+
 #[cfg(unix)]
 #[test]
 fn the_journal_is_owner_only() {

@@ -96,6 +96,34 @@ impl Job {
         std::fs::read(self.log_path()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
+    /// Whether the journal holds nothing queued, retrying or under way (the
+    /// daemon writes it at once when nothing runs any more).
+    pub fn journal_idle(&self) -> bool {
+        let path = self.work.join("state").join("journal.sqlite");
+        let Ok(conn) = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+            return false;
+        };
+        conn.query_row("SELECT (SELECT count(*) FROM queue) + (SELECT count(*) FROM uploads)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .is_ok_and(|n| n == 0)
+    }
+
+    /// What the journal holds queued or under way, for failure messages.
+    pub fn journal_pending(&self) -> Vec<String> {
+        let path = self.work.join("state").join("journal.sqlite");
+        let Ok(conn) = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+            return vec!["(no journal)".into()];
+        };
+        let mut out = Vec::new();
+        for sql in ["SELECT 'queue ' || path || ' ' || op FROM queue", "SELECT 'upload ' || path FROM uploads"] {
+            if let Ok(mut stmt) = conn.prepare(sql) {
+                out.extend(stmt.query_map([], |r| r.get::<_, String>(0)).into_iter().flatten().flatten());
+            }
+        }
+        out
+    }
+
     /// How many times the log says `rel` was uploaded.
     pub fn uploads(&self, rel: &str) -> usize {
         let needle = format!(" - uploaded {rel} (");
