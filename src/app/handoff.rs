@@ -34,7 +34,11 @@ impl HandOffs {
         let (tx, rx) = channel::<Work>();
         std::thread::Builder::new().name("hand-off".to_string()).spawn(move || {
             for Work { rel, stamp, hash } in rx {
-                let result = tree.hand_off(Path::new(rel.as_str()), stamp, &hash, archive.as_ref());
+                // A panic must not lose the answer (`--once` waits for it).
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    tree.hand_off(Path::new(rel.as_str()), stamp, &hash, archive.as_ref())
+                }))
+                .unwrap_or_else(|_| Err(std::io::Error::other("internal error in the hand-off")));
                 match (&result, &archive) {
                     (Ok(HandedOff::Done), Some(to)) => {
                         info!("moved {rel} to the archive {} (uploaded)", EscapedPath(&to.root().join(rel.as_str())));

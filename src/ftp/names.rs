@@ -49,14 +49,14 @@ pub fn temp_name(dir: &str, name: &str, visible: bool) -> String {
     join_remote(dir, &temp_file_name(name, visible))
 }
 
-/// The temporary name of the upload of `rel` (a path below REMOTE_DIR) in
-/// the staging directory `staging` (`--temp-dir`): `NAME~HASH.ftpmonitor-part`,
-/// the hash standing for the whole path, since the files of every
-/// directory share the staging directory. Never hidden: receivers do not
-/// look there.
-pub fn staged_name(staging: &str, rel: &str) -> String {
-    let name = rel.rsplit('/').next().unwrap_or(rel);
-    let hash = blake3::hash(rel.as_bytes()).to_hex();
+/// The temporary name of the upload to the remote path `target` in the
+/// staging directory `staging` (`--temp-dir`): `NAME~HASH.ftpmonitor-part`,
+/// the hash standing for the whole final path, since the files of every
+/// directory (and of every job that shares the staging directory) meet
+/// there. Never hidden: receivers do not look there.
+pub fn staged_name(staging: &str, target: &str) -> String {
+    let name = target.rsplit('/').next().unwrap_or(target);
+    let hash = blake3::hash(target.as_bytes()).to_hex();
     join_remote(staging, &affixed("", name, &format!("~{}{TEMP_SUFFIX}", &hash[..HASH_HEX])))
 }
 
@@ -126,6 +126,8 @@ mod tests {
         let b = staged_name("/stage", "b/report.csv");
         assert!(a.starts_with("/stage/report.csv~") && a.ends_with(TEMP_SUFFIX), "{a}");
         assert_ne!(a, b, "two directories' files share a staged name");
+        // Two jobs (REMOTE_DIRs) sharing one staging directory.
+        assert_ne!(staged_name("/stage", "/up1/a.txt"), staged_name("/stage", "/up2/a.txt"));
         assert_eq!(a, staged_name("/stage", "a/report.csv"), "not stable");
         assert!(is_temp_name(&a));
         let long = staged_name("/stage", &format!("d/{}", "n".repeat(250)));

@@ -77,7 +77,7 @@ impl Session {
     /// beside the final name (hidden unless `visible`).
     pub(super) fn temp_path(&self, rel: &RelPath, dir: &str, visible: bool) -> String {
         match self.staging() {
-            Some(staging) => staged_name(staging, rel.as_str()),
+            Some(staging) => staged_name(staging, &self.remote(rel.as_str())),
             None => temp_name(dir, rel.file_name(), visible),
         }
     }
@@ -110,6 +110,11 @@ impl Session {
                 let f = classify(&e, &format!("SITE CHMOD {mode:03o} {}", Escaped(path)));
                 if !f.session_usable() {
                     return Err(f);
+                }
+                if f.kind == Kind::Transient {
+                    // "Try later": this file keeps the server's mode, the next one is tried.
+                    log::warn!("warning: {f}: {} keeps the mode the server gave it", Escaped(path));
+                    return Ok(());
                 }
                 if !self.publishing.chmod_refused.swap(true, Ordering::Relaxed) {
                     log::warn!(
@@ -204,7 +209,7 @@ impl Session {
             // --temp-dir) and the staged one.
             let mut temps = [false, true].map(|visible| temp_name(&dir, rel.file_name(), visible)).to_vec();
             if let Some(staging) = self.staging() {
-                temps.push(staged_name(staging, rel.as_str()));
+                temps.push(staged_name(staging, &self.remote(rel.as_str())));
             }
             temps
         };

@@ -256,6 +256,10 @@ pub struct Planner {
     handoff_retry: (Option<Instant>, Duration),
     /// Hand-offs the loop gave to the hand-off thread and has not heard of.
     handoffs_running: usize,
+    /// The newest hand-off asked for of each file (as uploaded): an answer
+    /// about an older one (the file was uploaded again meanwhile) changes
+    /// nothing, or it would clear the newer one's journal row.
+    handoffs_latest: HashMap<RelPath, (Stamp, [u8; 32])>,
     /// `--last`: the directories whose triggers are not published this run.
     last: last::LastState,
 }
@@ -301,6 +305,7 @@ impl Planner {
             handoffs_failed: HashMap::new(),
             handoff_retry: (None, HANDOFF_RETRY),
             handoffs_running: 0,
+            handoffs_latest: HashMap::new(),
             last: last::LastState::default(),
         }
     }

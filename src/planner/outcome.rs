@@ -145,6 +145,9 @@ impl Planner {
             return;
         }
         self.batch.handoff(rel.clone(), Some((stamp.len, mtime_ns(stamp.mtime), hash)));
+        // A failed hand-off of an older version is replaced by this one.
+        self.handoffs_failed.remove(rel);
+        self.handoffs_latest.insert(rel.clone(), (stamp, hash));
         self.needs.push_back(Need::HandOff { rel: rel.clone(), stamp, hash });
     }
 
@@ -171,6 +174,7 @@ impl Planner {
                 .filter(|ns| *ns > 0)
                 .map(|ns| SystemTime::UNIX_EPOCH + Duration::from_nanos(ns));
             let stamp = Stamp { len: size, mtime };
+            self.handoffs_latest.insert(rel.clone(), (stamp, hash));
             self.needs.push_back(Need::HandOff { rel, stamp, hash });
         }
     }
@@ -188,6 +192,13 @@ impl Planner {
         now: Instant,
     ) {
         self.handoffs_running = self.handoffs_running.saturating_sub(1);
+        if self.handoffs_latest.get(&rel) != Some(&(stamp, hash)) {
+            debug!("{rel}: the answer about an older hand-off is dropped (a newer one is under way)");
+            return;
+        }
+        if result.is_ok() {
+            self.handoffs_latest.remove(&rel);
+        }
         match result {
             Ok(HandedOff::Done | HandedOff::Gone) => {
                 if self.handoffs_failed.is_empty() && self.handoff_retry.0.is_none() {

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{Fake, Given, H, Row, abs, at, rel, run};
+use super::{Fake, Fs, Given, H, Row, abs, at, rel, run};
 use crate::event::{Change, Done};
 use crate::ftp::{Failure, Kind};
 use crate::journal::mtime_ns;
@@ -434,4 +434,29 @@ fn failed_hand_off_is_tried_again_after_a_minute_then_less_often() {
     assert_eq!(h.handed.len(), 4);
     assert!(!h.fs.entries.contains_key("a"), "a was not removed once the hand-off worked");
     assert!(h.p.next_deadline().is_none_or(|d| d > h.now + 3600 * S), "a retry is still scheduled");
+}
+
+#[test]
+fn an_answer_about_an_older_hand_off_changes_nothing() {
+    // O6: with hand-offs on their own thread, the answer about a version
+    // uploaded before may come after a newer version's upload: it must not
+    // clear the newer hand-off (its journal row) nor send the file again.
+    let mut h = Given::new().with(|r| r.hand_off = true).file("a", 3, 100).start();
+    h.handoff_error = Some("archive disk gone".into());
+    h.send("a");
+    h.succeed("upload a");
+    let old = (Fs::meta(3, 100).stamp(), [0u8; 32]);
+    h.fs.put("a", Fake::File { len: 4, mtime: 101 });
+    h.touched("a");
+    h.quiet();
+    assert_eq!(h.jobs(), ["upload a"]);
+    h.succeed("upload a");
+    assert_eq!(h.handed, ["a", "a"]);
+    h.p.handed_off(rel("a"), old, Ok(crate::localfs::HandedOff::Changed), h.now);
+    assert!(h.p.batch_mut().has_handoffs(), "the stale answer cleared the newer hand-off's journal row");
+    h.quiet();
+    assert!(h.jobs().is_empty(), "the stale answer sent the file again");
+    h.handoff_error = None;
+    h.advance(61 * S);
+    assert!(!h.fs.entries.contains_key("a"), "the newer version's hand-off was lost");
 }
