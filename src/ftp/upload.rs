@@ -34,6 +34,7 @@ const KEPT_PORT_CONNECT: Duration = Duration::from_secs(3);
 
 /// The longest pause between two looks at an upload's send queue (see
 /// `wait_sent`).
+#[cfg(target_os = "linux")]
 const DRAIN_POLL_MAX: Duration = Duration::from_millis(20);
 
 /// Names and paths longer than this get a hint when the server refuses them.
