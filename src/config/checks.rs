@@ -241,14 +241,25 @@ pub(super) fn check_temp_dir(dir: &str, remote_dir: &str, origin: &Origin) -> Re
     } else {
         crate::relpath::join_remote(remote_dir, &parts.join("/"))
     };
-    if full == remote_dir {
+    // Compared without empty and `.` components (REMOTE_DIR may be written
+    // `/a/./b` or `/a//b`; a relative one is relative to the login directory).
+    let tidy = |p: &str| {
+        let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        if p.starts_with('/') { format!("/{}", parts.join("/")) } else { parts.join("/") }
+    };
+    let (full_cmp, remote_cmp) = (tidy(&full), tidy(remote_dir));
+    if full_cmp == remote_cmp {
         return Err(Error::usage(format!(
             "{origin}: is REMOTE_DIR itself, where temporary names already go by default: give a directory \
              beside or below it, such as .incoming, or leave --temp-dir out"
         )));
     }
-    let below = if remote_dir == "/" { full.strip_prefix('/') } else { full.strip_prefix(&format!("{remote_dir}/")) };
-    if remote_dir.starts_with(&format!("{full}/")) || (full == "/" && remote_dir.starts_with('/')) {
+    let below = match remote_cmp.as_str() {
+        "" => (!full_cmp.starts_with('/')).then_some(full_cmp.as_str()),
+        "/" => full_cmp.strip_prefix('/'),
+        r => full_cmp.strip_prefix(&format!("{r}/")),
+    };
+    if remote_cmp.starts_with(&format!("{full_cmp}/")) || (full_cmp == "/" && remote_cmp.starts_with('/')) {
         return Err(Error::usage(format!(
             "{origin}: holds REMOTE_DIR: the staging directory must not be above the files it is for; \
              give a directory beside or below REMOTE_DIR, such as .incoming"

@@ -265,11 +265,15 @@ fn the_staging_directory_is_placed_against_remote_dir() {
     assert_eq!(ok("/upstage", "/up"), ("/upstage".into(), None));
     assert_eq!(ok("/stage", "/"), ("/stage".into(), Some("stage".into())));
     assert_eq!(ok("stage", "."), ("./stage".into(), Some("stage".into())));
+    assert_eq!(ok("/a/b/.stage", "/a/./b"), ("/a/b/.stage".into(), Some(".stage".into())));
+    assert_eq!(ok("/a/b/.stage", "/a//b"), ("/a/b/.stage".into(), Some(".stage".into())));
+    assert_eq!(ok("sub/stage", "up"), ("up/sub/stage".into(), Some("sub/stage".into())));
     for (dir, remote, words) in [
         (".", "/up", "REMOTE_DIR itself"),
         ("/up/", "/up", "REMOTE_DIR itself"),
         ("/", "/up", "holds REMOTE_DIR"),
         ("/a", "/a/b", "holds REMOTE_DIR"),
+        ("/a/b", "/a/./b", "REMOTE_DIR itself"),
         ("../x", "/up", ".."),
         ("x/../../y", "/up", ".."),
     ] {
