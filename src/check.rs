@@ -71,11 +71,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         println!("  staging:         {} (--temp-dir: temporary names go there, renamed into place)", Escaped(staging));
     }
     if cfg.chmod.is_some() || cfg.chmod_dirs.is_some() {
-        let shown = |m: Option<u32>| m.map_or_else(|| "the server's".to_string(), |m| format!("{m:03o}"));
         println!(
             "  modes:           files {}, created directories {} (SITE CHMOD)",
-            shown(cfg.chmod),
-            shown(cfg.chmod_dirs)
+            mode_text(cfg.chmod),
+            mode_text(cfg.chmod_dirs)
         );
     }
     match &cfg.hand_off {
@@ -153,6 +152,11 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         println!("result: ok, a real run would work");
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `--chmod` / `--chmod-dirs` for the report: the octal mode, or the server's.
+fn mode_text(mode: Option<u32>) -> String {
+    mode.map_or_else(|| "the server's".to_string(), |m| format!("{m:03o}"))
 }
 
 fn describe_features(session: &Session) -> String {
@@ -256,11 +260,10 @@ fn probe_upload(cfg: &Config, session: &mut Session, problems: &mut Vec<String>)
         match (session.chmod_works(), cfg.chmod, cfg.chmod_dirs) {
             (_, None, None) => {}
             (Some(true), file, dir) => {
-                let shown = |m: Option<u32>| m.map_or_else(|| "the server's".to_string(), |m| format!("{m:03o}"));
                 println!(
                     "chmod: SITE CHMOD works: files get mode {}, directories the tool creates {}",
-                    shown(file),
-                    shown(dir)
+                    mode_text(file),
+                    mode_text(dir)
                 );
             }
             (Some(false), _, _) => problems.push(

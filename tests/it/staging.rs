@@ -5,7 +5,9 @@
 //! warning, no further tries, uploads go on. (The modes themselves are checked
 //! on the disks of pure-ftpd, vsftpd and ProFTPD in `tests/interop.rs`.)
 
-use crate::support::{Daemon, FtpProxy, ServerEvent, TEMP_SUFFIX, Test, Transparent};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::support::{Behaviour, Daemon, FtpProxy, ServerEvent, TEMP_SUFFIX, Test, Transparent, Verdict};
 
 /// Every STOR's path and every rename's (from, to), as the server saw them.
 fn stores_and_renames(d: &Daemon) -> (Vec<String>, Vec<(String, String)>) {
@@ -122,4 +124,39 @@ fn check_reports_that_site_chmod_is_refused() {
     {
         assert!(out.stdout.contains(want), "no {want:?} in\n{}", out.stdout);
     }
+}
+
+/// Answers the first SITE CHMOD with a 450 ("try later") and the others with
+/// a 200, as a server with SITE CHMOD that is briefly busy would.
+#[derive(Default)]
+struct BusyOnce(AtomicUsize);
+
+impl Behaviour for BusyOnce {
+    fn command(&self, _verb: &str, line: &str) -> Verdict {
+        if !line.to_ascii_uppercase().starts_with("SITE CHMOD") {
+            return Verdict::Forward;
+        }
+        if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+            Verdict::Answer("450 Busy, try later".into())
+        } else {
+            Verdict::Answer("200 SITE CHMOD command successful".into())
+        }
+    }
+}
+
+#[test]
+fn a_temporary_refusal_of_site_chmod_is_a_warning_for_that_file_and_the_next_one_is_tried() {
+    let t = Test::new().cooldown(Some("0.2")).args(["--chmod", "640", "--parallel", "1"]);
+    let proxy = FtpProxy::start(t.server().port(), BusyOnce::default());
+    let d = t.host(&proxy.ip().to_string()).port_arg(&proxy.port().to_string()).start();
+    for i in 0..4 {
+        d.write(&format!("f{i}.txt"), b"mode");
+    }
+    for i in 0..4 {
+        d.wait_remote(&format!("f{i}.txt"), b"mode");
+    }
+    let tries = proxy.commands().iter().filter(|c| c.to_ascii_uppercase().starts_with("SITE CHMOD")).count();
+    assert_eq!(tries, 4, "a 450 switched --chmod off: {:?}", proxy.commands());
+    assert_eq!(d.log().matches("450 Busy, try later").count(), 1, "{}", d.log());
+    assert!(!d.log().contains("refuses SITE CHMOD"), "a 450 was taken for a refusal\n{}", d.log());
 }
