@@ -113,6 +113,10 @@ struct App {
     handoffs: Option<handoff::HandOffs>,
     /// Work ran since the heap was last trimmed (see `App::run`).
     worked: bool,
+    /// `--once`: the pre-flight login, made when the first job is handed
+    /// out (none if nothing changed); a refused one ends the run in `fatal`.
+    deferred_login: Option<Connector>,
+    fatal: Option<Error>,
 }
 
 impl App {
@@ -243,6 +247,8 @@ impl App {
             hooks,
             handoffs: hand_off_thread,
             worked: true,
+            deferred_login: cfg.once.then(|| connector.clone()),
+            fatal: None,
             args,
             cfg,
         };
@@ -274,6 +280,12 @@ impl App {
     fn run(&mut self) -> ExitCode {
         loop {
             self.dispatch();
+            if let Some(e) = self.fatal.take() {
+                error!("error: {e}");
+                self.planner.stop();
+                let _ = self.shutdown();
+                return e.exit_code();
+            }
             self.maybe_flush_journal();
             if self.finished() {
                 break;
@@ -317,6 +329,16 @@ impl App {
         loop {
             let now = Instant::now();
             while let Some(job) = self.planner.next_job(now) {
+                if let Some(connector) = self.deferred_login.take() {
+                    match startup::preflight_login(&self.cfg, &connector) {
+                        Ok(Some(session)) => self.pool.lend(session),
+                        Ok(None) => {}
+                        Err(e) => {
+                            self.fatal = Some(e);
+                            return;
+                        }
+                    }
+                }
                 self.pool.submit(job);
                 self.worked = true;
             }

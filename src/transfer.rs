@@ -94,7 +94,12 @@ pub struct Pool {
     stopping: Arc<AtomicBool>,
     /// Sessions logged in now (for `--metrics-addr`).
     connected: Arc<std::sync::atomic::AtomicUsize>,
+    /// A session logged in by someone else (see [`Pool::lend`]).
+    spare: Spare,
 }
+
+/// A logged-in session waiting for the first worker without one.
+type Spare = Arc<Mutex<Option<Session>>>;
 
 impl Pool {
     /// Starts `n` workers; `first` is a session already logged in (the
@@ -113,6 +118,7 @@ impl Pool {
         let stopping = Arc::new(AtomicBool::new(false));
         let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let spare = Spare::default();
         let mut handles = Vec::with_capacity(n);
         for i in 0..n {
             let worker = Worker {
@@ -123,6 +129,7 @@ impl Pool {
                 abort: Arc::clone(&abort),
                 stopping: Arc::clone(&stopping),
                 connected: Arc::clone(&connected),
+                spare: Arc::clone(&spare),
                 counted: false,
             };
             let (queue, events) = (Arc::clone(&queue), events.clone());
@@ -130,7 +137,7 @@ impl Pool {
                 std::thread::Builder::new().name(format!("transfer-{i}")).spawn(move || worker.run(&queue, &events))?;
             handles.push(handle);
         }
-        Ok(Self { jobs: Some(queue), waiting, handles, abort, stopping, connected })
+        Ok(Self { jobs: Some(queue), waiting, handles, abort, stopping, connected, spare })
     }
 
     /// A pool with no workers, left behind once the real one is joined.
@@ -142,7 +149,15 @@ impl Pool {
             abort: Arc::new(AtomicBool::new(false)),
             stopping: Arc::new(AtomicBool::new(false)),
             connected: Arc::default(),
+            spare: Spare::default(),
         }
+    }
+
+    /// Gives a session logged in elsewhere (the deferred pre-flight login of
+    /// `--once`) to the next worker that needs one, instead of a login of
+    /// its own.
+    pub fn lend(&self, session: Session) {
+        *self.spare.lock().unwrap_or_else(PoisonError::into_inner) = Some(session);
     }
 
     /// Hands a job to the next idle worker. The caller sends no more jobs
@@ -216,6 +231,8 @@ struct Worker {
     abort: Arc<AtomicBool>,
     stopping: Arc<AtomicBool>,
     connected: Arc<std::sync::atomic::AtomicUsize>,
+    /// See [`Pool::lend`].
+    spare: Spare,
     /// Whether this worker's session is in `connected`.
     counted: bool,
 }
@@ -303,7 +320,8 @@ impl Worker {
     }
 
     fn attempt(&mut self, job: &Job) -> Result<Done, Failure> {
-        let mut session = match self.session.take() {
+        let lent = || self.spare.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let mut session = match self.session.take().or_else(lent) {
             Some(s) => s,
             None => self.connector.connect()?,
         };

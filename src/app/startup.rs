@@ -34,12 +34,18 @@ pub(super) fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     // Taken before the login: a second instance says "already running" at
     // once, without a connection to the server (or a wait for a silent one).
     let mut pid_file = PidFile::acquire(&cfg.pid_file)?;
-    let session = match preflight_login(&cfg, &connector) {
-        Ok(session) => session,
-        Err(e) => {
-            // A refused login leaves no PID file behind.
-            pid_file.remove();
-            return Err(e);
+    // `--once` logs in only once it knows there is something to do (see
+    // `App::start`): a run that finds nothing changed opens no connection.
+    let session = if cfg.once {
+        None
+    } else {
+        match preflight_login(&cfg, &connector) {
+            Ok(session) => session,
+            Err(e) => {
+                // A refused login leaves no PID file behind.
+                pid_file.remove();
+                return Err(e);
+            }
         }
     };
     let mut readiness = if cfg.foreground {
@@ -221,7 +227,7 @@ fn why_not_created(dir: &Path, e: &std::io::Error) -> String {
 /// Logs in once while errors still reach the terminal: a refused login or a
 /// TLS failure stops here; an unreachable server only warns.
 /// The session is kept for the first transfer worker.
-fn preflight_login(cfg: &Config, connector: &Connector) -> Result<Option<Session>> {
+pub(super) fn preflight_login(cfg: &Config, connector: &Connector) -> Result<Option<Session>> {
     match connector.connect() {
         Ok(session) => {
             if session.pipelines() {
