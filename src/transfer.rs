@@ -38,6 +38,9 @@ struct QueueState {
     /// not taken the lock yet.
     idle_warm: usize,
     waking_warm: usize,
+    /// Workers waiting on `cold` (none: a push wakes nobody, which saves the
+    /// loop a system call per job while every worker is busy).
+    idle_cold: usize,
 }
 
 impl Queue {
@@ -51,7 +54,7 @@ impl Queue {
         if st.idle_warm > st.waking_warm {
             st.waking_warm += 1;
             self.warm.notify_one();
-        } else {
+        } else if st.idle_cold > 0 {
             self.cold.notify_one();
         }
     }
@@ -78,7 +81,9 @@ impl Queue {
                 st.idle_warm -= 1;
                 st.waking_warm = st.waking_warm.saturating_sub(1);
             } else {
+                st.idle_cold += 1;
                 st = self.cold.wait(st).unwrap_or_else(PoisonError::into_inner);
+                st.idle_cold -= 1;
             }
         }
     }

@@ -163,8 +163,10 @@ impl Connector {
         // Pipelining writes to the control socket itself: plain text only.
         let pipelining =
             !tls_on && !self.pipeline_off.load(Ordering::Relaxed) && ftp.get_welcome_msg().is_some_and(takes_pipelines);
+        let peer_ip = ftp.get_ref().peer_addr().ok().map(|a| a.ip());
         Ok(Session {
             ftp,
+            peer_ip,
             epsv: !self.active,
             remote_dir: self.remote_dir.clone(),
             dirs: Arc::clone(&self.dirs),

@@ -260,6 +260,8 @@ pub struct Session {
     /// other data command (the server closes it then, and another session
     /// may get the same port number) and after [`READY_PORT_TTL`].
     ready_port: Option<(SocketAddr, std::time::Instant)>,
+    /// The control connection's peer: EPSV's data connections go there.
+    peer_ip: Option<std::net::IpAddr>,
     /// The job's "kept ports do not work" switch (see [`Connector`]).
     kept_ports_off: Arc<AtomicBool>,
     /// How many jobs wait for a worker (see [`Session::expect_more_uploads`]).

@@ -320,8 +320,11 @@ impl Session {
         let inner = text.split_once('(')?.1.split_once(')')?.0;
         let delim = inner.chars().next()?;
         let port: u16 = inner.split(delim).nth(3)?.parse().ok()?;
-        let peer = self.ftp.get_ref().peer_addr().ok()?;
-        Some(SocketAddr::new(peer.ip(), port))
+        let ip = match self.peer_ip {
+            Some(ip) => ip,
+            None => self.ftp.get_ref().peer_addr().ok()?.ip(),
+        };
+        Some(SocketAddr::new(ip, port))
     }
 }
 

@@ -17,7 +17,7 @@
 //! only read for the fingerprint is not.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -81,9 +81,9 @@ pub(super) struct Source<'a> {
 impl<'a> Source<'a> {
     /// Starts reading `file` (of length `len` when opened) from its start,
     /// to be sent at the rate `limiter` allows.
+    /// (Reads are positional: where an earlier attempt left the file's
+    /// cursor does not matter.)
     pub(super) fn new(file: &'a File, len: u64, limiter: &'a Limiter) -> Result<Self, SendError> {
-        let mut f = file;
-        f.rewind().map_err(SendError::Local)?;
         Ok(Self { file, len, hasher: blake3::Hasher::new(), read: 0, limiter })
     }
 
@@ -97,7 +97,7 @@ impl<'a> Source<'a> {
                 return Err(SendError::Aborted);
             }
             let want = usize::try_from(n - self.read).unwrap_or(CHUNK).min(buf.len());
-            let got = fill(self.file, &mut buf[..want]).map_err(SendError::Local)?;
+            let got = fill(self.file, self.read, &mut buf[..want]).map_err(SendError::Local)?;
             if got == 0 {
                 break;
             }
@@ -125,7 +125,7 @@ impl<'a> Source<'a> {
             if abort.load(Ordering::Relaxed) {
                 return Err(SendError::Aborted);
             }
-            let n = fill(self.file, &mut buf).map_err(SendError::Local)?;
+            let n = fill(self.file, self.read, &mut buf).map_err(SendError::Local)?;
             if n == 0 {
                 break;
             }
@@ -133,6 +133,10 @@ impl<'a> Source<'a> {
             self.limiter.take(n, abort);
             out.write_all(&buf[..n]).map_err(SendError::Remote)?;
             self.read += n as u64;
+            if n < buf.len() {
+                // `fill` stops short only at the end of the file.
+                break;
+            }
         }
         Ok(Sent { total: self.read, blake3: *self.hasher.finalize().as_bytes() })
     }
@@ -172,7 +176,7 @@ impl<'a> Source<'a> {
                         back.resize(CHUNK, 0);
                         back
                     };
-                    let n = fill(file, &mut buf).map_err(SendError::Local)?;
+                    let n = fill(file, read, &mut buf).map_err(SendError::Local)?;
                     if n == 0 {
                         return Ok(());
                     }
@@ -199,11 +203,12 @@ impl<'a> Source<'a> {
     }
 }
 
-/// Reads until `buf` is full or the file ends; returns how much was read.
-fn fill(mut file: &File, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads from byte `at` on until `buf` is full or the file ends; returns
+/// how much was read.
+fn fill(file: &File, at: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        match file.read(&mut buf[n..]) {
+        match read_at(file, &mut buf[n..], at + n as u64) {
             Ok(0) => break,
             Ok(got) => n += got,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -211,6 +216,16 @@ fn fill(mut file: &File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, at)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, at)
 }
 
 #[cfg(test)]

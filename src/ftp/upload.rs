@@ -18,7 +18,7 @@ use super::session::open_data;
 use super::tls::close_upload;
 use super::{Failure, Kind, Session, Uploaded, classify, describe_io};
 use crate::config::TEMP_SUFFIX;
-use crate::localfs::{FileKind, OpenError, Stamp, Tree};
+use crate::localfs::{OpenError, Stamp, Tree};
 use crate::relpath::{Escaped, RelPath};
 
 /// How long a passive port asked for ahead of an upload is used (see
@@ -164,9 +164,11 @@ impl Session {
             long_name_hint(f, &final_path)
         })?;
 
-        // Still the same regular file of the tree (not one behind a link)?
-        let after = tree.lstat(Path::new(rel.as_str())).ok().flatten().filter(|m| m.kind == FileKind::File);
-        let after = after.map(|m| m.stamp());
+        // Did the bytes read change meanwhile? Asked of the open file: its
+        // size and mtime move with any write to it. (A new file renamed over
+        // the name leaves what was read whole; the rename is an event of its
+        // own, and its upload follows.)
+        let after = file.metadata().ok().map(|m| Stamp::of(&m));
         if (after != Some(before) || bytes != before.len) && !snapshot {
             let r = self.ftp.rm(&tmp).map(drop);
             self.note(r);
