@@ -71,15 +71,15 @@ def status_kib(pid, key):
     return 0
 
 
-def start_daemon(binary, watch, remote, port, user, password, work, cooldown="0"):
+def start_daemon(binary, watch, remote, port, user, password, work, cooldown="0", state=None, ready_timeout=30):
     log = work / "ftpmonitor.log"
     env = dict(os.environ, FTPMONITOR_PASSWORD=password)
     proc = subprocess.Popen(
-        [binary, "--foreground", "--cooldown", cooldown, "--state-dir", str(work / "state"),
+        [binary, "--foreground", "--cooldown", cooldown, "--state-dir", str(state or work / "state"),
          "--pid-file", str(work / "pid"), "--log-file", str(log), "--user", user,
          str(watch), "127.0.0.1", str(port), remote],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ready_timeout
     while not (log.exists() and "ready:" in log.read_text(errors="replace")):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop(proc)
