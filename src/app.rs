@@ -280,11 +280,9 @@ impl App {
     fn run(&mut self) -> ExitCode {
         loop {
             self.dispatch();
-            if let Some(e) = self.fatal.take() {
-                error!("error: {e}");
+            if self.fatal.is_some() {
                 self.planner.stop();
-                let _ = self.shutdown();
-                return e.exit_code();
+                return self.shutdown();
             }
             self.maybe_flush_journal();
             if self.finished() {
@@ -629,6 +627,10 @@ impl App {
         self.progress.finish();
         let (files, bytes) = self.planner.uploaded();
         let summary = format!("{files} file(s), {} uploaded", logging::human_bytes(bytes));
+        if let Some(e) = self.fatal.take() {
+            error!("error: {e}");
+            return e.exit_code();
+        }
         if self.cfg.once && self.stop.is_none() {
             if self.planner.root_held() {
                 error!(

@@ -75,6 +75,7 @@ fn a_once_run_with_work_and_a_refused_login_exits_1_at_once() {
     out.assert_exit(EXIT_RUNTIME);
     assert!(is_login_refused(&out.stderr), "stderr does not say the login was refused: {:?}", out.stderr);
     assert!(!out.stderr.contains("wrong-pass"), "the error echoes the password: {:?}", out.stderr);
+    assert!(!out.stderr.contains("done:"), "a refused login is followed by a summary of success: {:?}", out.stderr);
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "a refused login was retried: the run took {:?}",
