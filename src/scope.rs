@@ -146,6 +146,23 @@ impl Scope {
         reserved || Self::matches_here_or_above(&self.excludes, rel)
     }
 
+    /// [`Scope::excluded`] for `rel` in a directory whose own answer is
+    /// known (`dir_excluded`): only `rel` itself is matched, not again every
+    /// directory above it (a walk asks once per directory, not once per file).
+    pub fn excluded_in(&self, rel: &str, dir_excluded: bool) -> bool {
+        let reserved = self
+            .reserved
+            .as_deref()
+            .is_some_and(|r| rel.strip_prefix(r).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')));
+        dir_excluded || reserved || self.excludes.is_match(rel)
+    }
+
+    /// Whether a walk can answer for an entry with [`Scope::excluded_in`]
+    /// alone: no includes, which need the whole path.
+    pub fn excludes_only(&self) -> bool {
+        self.includes.is_none()
+    }
+
     /// Why the file `rel` is not synced, if it is not.
     pub fn file(&self, rel: &str) -> Option<Out> {
         if self.excluded(rel) {
@@ -256,6 +273,34 @@ mod tests {
             assert_eq!(s.file(rel), None, "{rel}");
         }
         assert_eq!(Scope::new(&[], &[]).unwrap().file(".incoming/a.txt"), None);
+    }
+
+    #[test]
+    fn excluded_in_a_directory_answers_as_excluded_does() {
+        let sc = scope(&["build", "cache/**", "*.tmp", "logs/old"], &[]).reserve(Some("stage/in".to_string()));
+        let paths = [
+            "a.txt",
+            "build",
+            "build/x.o",
+            "src/build/deep/y.o",
+            "cache/a",
+            "cachex/a",
+            "d/e/f.tmp",
+            "d/e/f.tmpx",
+            "logs/old/a",
+            "x/logs/old/a",
+            "stage/in",
+            "stage/in/a",
+            "stage/inner/a",
+            "d/.f.swp",
+            "d/e/report.ftpmonitor-part",
+            "d/e/ok",
+        ];
+        for rel in paths {
+            let dir_excluded = rel.rsplit_once('/').is_some_and(|(dir, _)| sc.excluded(dir));
+            assert_eq!(sc.excluded_in(rel, dir_excluded), sc.excluded(rel), "{rel}");
+        }
+        assert!(sc.excludes_only() && !scope(&[], &["*.pdf"]).excludes_only());
     }
 
     fn scope(exclude: &[&str], include: &[&str]) -> Scope {

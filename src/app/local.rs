@@ -90,7 +90,8 @@ impl App {
             return Vec::new();
         }
         let start = dir.map_or_else(PathBuf::new, |d| PathBuf::from(d.as_str()));
-        self.tree().walk(&start, selection.recursive, |p, kind| selection.keeps(p, kind)).collect()
+        let mut last = None;
+        self.tree().walk(&start, selection.recursive, |p, kind| selection.keeps_walked(p, kind, &mut last)).collect()
     }
 
     /// Answers what the planner needs, until it needs nothing more, and

@@ -22,7 +22,19 @@ impl Planner {
     /// A path relative to the watch directory, or `None` (logged) if it is
     /// not synced.
     pub(super) fn rel(&mut self, path: &Path) -> Option<RelPath> {
-        match self.rules.selection.rel(path) {
+        let r = self.rules.selection.rel(path);
+        self.admitted(r)
+    }
+
+    /// [`Planner::rel`] for the entries of a walk (see
+    /// [`crate::planner::selection::Selection::rel_walked`]).
+    pub(super) fn rel_walked(&mut self, path: &Path, last: &mut Option<(std::path::PathBuf, bool)>) -> Option<RelPath> {
+        let r = self.rules.selection.rel_walked(path, last);
+        self.admitted(r)
+    }
+
+    fn admitted(&mut self, r: Result<RelPath, super::selection::Unsynced>) -> Option<RelPath> {
+        match r {
             Ok(rel) => Some(rel),
             Err(Some((name, why))) => {
                 self.skip_once(&name, why);

@@ -37,10 +37,11 @@ impl Planner {
     /// files and unreadable names are skipped with a log line each.
     pub(super) fn files_of(&mut self, found: Vec<Found>) -> Walked {
         let mut out = Walked::default();
+        let mut last = None;
         for f in found {
             match f {
                 Found::File(path, meta) => {
-                    if let Some(rel) = self.rel(&path) {
+                    if let Some(rel) = self.rel_walked(&path, &mut last) {
                         out.files.push((rel, meta.stamp()));
                     }
                 }

@@ -29,9 +29,25 @@ impl Selection {
     /// The path below WATCH_DIR of `path` (a file or a directory), if this
     /// run syncs it.
     pub fn rel(&self, path: &Path) -> Result<RelPath, Unsynced> {
+        self.rel_with(path, |rel| self.globs.path(rel.as_str()))
+    }
+
+    /// [`Selection::rel`] for the entries of a walk, reported directory by
+    /// directory: `last` is the cache of [`Selection::keeps_walked`].
+    pub fn rel_walked(&self, path: &Path, last: &mut Option<(PathBuf, bool)>) -> Result<RelPath, Unsynced> {
+        if !self.globs.excludes_only() {
+            return self.rel(path);
+        }
+        self.rel_with(path, |rel| {
+            let dir_excluded = self.dir_excluded(rel, path, last);
+            self.globs.excluded_in(rel.as_str(), dir_excluded).then_some(Out::Excluded)
+        })
+    }
+
+    fn rel_with(&self, path: &Path, out: impl FnOnce(&RelPath) -> Option<Out>) -> Result<RelPath, Unsynced> {
         match RelPath::from_local(&self.watch_dir, path) {
             Ok(rel) if !self.recursive && rel.parent().is_some() => Err(None),
-            Ok(rel) => match self.globs.path(rel.as_str()) {
+            Ok(rel) => match out(&rel) {
                 Some(Out::Excluded) => Err(Some((rel.to_string(), Out::Excluded.reason()))),
                 Some(Out::NotIncluded) => Err(None),
                 None => Ok(rel),
@@ -79,5 +95,35 @@ impl Selection {
                 self.globs.file(r.as_str()).is_none()
             }
         })
+    }
+
+    /// [`Selection::keeps`] for a walk, which reports a directory's entries
+    /// one after the other: `last` remembers the last parent directory
+    /// asked about and whether it is excluded, so that each file matches
+    /// its own name against the excludes, not every directory above it
+    /// again. The same answers as `keeps`.
+    pub fn keeps_walked(&self, path: &Path, kind: FileKind, last: &mut Option<(PathBuf, bool)>) -> bool {
+        if kind == FileKind::Dir || !self.globs.excludes_only() {
+            return self.keeps(path, kind);
+        }
+        let Ok(rel) = RelPath::from_local(&self.watch_dir, path) else { return true };
+        let dir_excluded = self.dir_excluded(&rel, path, last);
+        !self.globs.excluded_in(rel.as_str(), dir_excluded)
+    }
+
+    /// Whether the directory holding `rel` (at `path`) is excluded, asked of
+    /// the globs once per directory: `last` holds the last one's answer.
+    fn dir_excluded(&self, rel: &RelPath, path: &Path, last: &mut Option<(PathBuf, bool)>) -> bool {
+        match (rel.parent(), path.parent()) {
+            (None, _) | (_, None) => false,
+            (Some(dir), Some(parent)) => match last {
+                Some((p, excluded)) if p.as_path() == parent => *excluded,
+                _ => {
+                    let excluded = self.globs.excluded(dir);
+                    *last = Some((parent.to_path_buf(), excluded));
+                    excluded
+                }
+            },
+        }
     }
 }
