@@ -18,7 +18,7 @@ use super::session::open_data;
 use super::tls::close_upload;
 use super::{Failure, Kind, Session, Uploaded, classify, describe_io};
 use crate::config::TEMP_SUFFIX;
-use crate::localfs::{OpenError, Stamp, Tree};
+use crate::localfs::{FileKind, OpenError, Stamp, Tree};
 use crate::relpath::{Escaped, RelPath};
 
 /// How long a passive port asked for ahead of an upload is used (see
@@ -164,11 +164,13 @@ impl Session {
             long_name_hint(f, &final_path)
         })?;
 
-        // Did the bytes read change meanwhile? Asked of the open file: its
-        // size and mtime move with any write to it. (A new file renamed over
-        // the name leaves what was read whole; the rename is an event of its
-        // own, and its upload follows.)
-        let after = file.metadata().ok().map(|m| Stamp::of(&m));
+        // Still the same regular file of the tree (not one behind a link)?
+        // Asked by name, not of the open file: a file deleted or replaced
+        // while it was read is not published (a delete meanwhile would
+        // otherwise leave the old copy on the server with --delete; the
+        // fault suite's "changed while uploading" scenario catches that).
+        let after = tree.lstat(Path::new(rel.as_str())).ok().flatten().filter(|m| m.kind == FileKind::File);
+        let after = after.map(|m| m.stamp());
         if (after != Some(before) || bytes != before.len) && !snapshot {
             let r = self.ftp.rm(&tmp).map(drop);
             self.note(r);
