@@ -34,8 +34,8 @@ pub(super) fn run_daemon(args: RunArgs) -> Result<ExitCode> {
     // Taken before the login: a second instance says "already running" at
     // once, without a connection to the server (or a wait for a silent one).
     let mut pid_file = PidFile::acquire(&cfg.pid_file)?;
-    // `--once` logs in only once it knows there is something to do (see
-    // `App::start`): a run that finds nothing changed opens no connection.
+    // `--once` logs in only once it has a job to hand out (see
+    // `App::dispatch`): a run that finds nothing changed opens no connection.
     let session = if cfg.once {
         None
     } else {

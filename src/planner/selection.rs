@@ -127,3 +127,41 @@ impl Selection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_walk_keeps_and_names_what_the_path_by_path_checks_do() {
+        let s = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let sel = Selection {
+            watch_dir: PathBuf::from("/w"),
+            recursive: true,
+            globs: Scope::new(&s(&["build", "logs/old", "*.tmp"]), &[]).unwrap(),
+        };
+        // In a walk's order: a directory, then its entries.
+        let walk = [
+            ("/w/a.txt", FileKind::File),
+            ("/w/build", FileKind::Dir),
+            ("/w/build/x.o", FileKind::File),
+            ("/w/build/y.o", FileKind::File),
+            ("/w/logs", FileKind::Dir),
+            ("/w/logs/new.txt", FileKind::File),
+            ("/w/logs/old", FileKind::Dir),
+            ("/w/logs/old/a.txt", FileKind::File),
+            ("/w/logs/old/b.tmp", FileKind::File),
+            ("/w/src/build/z.o", FileKind::File),
+            ("/w/src/ok.rs", FileKind::File),
+            ("/w/src/.ok.rs.swp", FileKind::File),
+        ];
+        let (mut kept, mut named) = (None, None);
+        for (path, kind) in walk {
+            let p = Path::new(path);
+            assert_eq!(sel.keeps_walked(p, kind, &mut kept), sel.keeps(p, kind), "{path}");
+            if kind == FileKind::File {
+                assert_eq!(sel.rel_walked(p, &mut named), sel.rel(p), "{path}");
+            }
+        }
+    }
+}
