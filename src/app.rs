@@ -15,7 +15,6 @@ mod local;
 mod progress;
 mod startup;
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant, SystemTime};
@@ -144,8 +143,7 @@ impl App {
         );
         let journal = Journal::open(&cfg.state_dir, &JobKey::of(&cfg))
             .map_err(|e| Error::runtime(format!("{e}: check the state directory (--state-dir)")))?;
-        let synced: BTreeMap<_, _> =
-            journal.load_synced().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
+        let synced = journal.load_synced().map_err(|e| Error::runtime(e.to_string()))?;
         let created_dirs = journal.load_dirs().map_err(|e| Error::runtime(e.to_string()))?.into_iter().collect();
         let leftovers = journal.load_queue().map_err(|e| Error::runtime(e.to_string()))?;
         let uploads = journal.load_uploads().map_err(|e| Error::runtime(e.to_string()))?;

@@ -11,7 +11,7 @@
 //! directories or servers) can share one state directory: every row carries
 //! its job's id. Inspect it with `sqlite3 STATE_DIR/journal.sqlite`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -363,30 +363,34 @@ impl Journal {
         rest: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<(RelPath, T)>, JournalError> {
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.err(e))?;
-        let rows =
-            stmt.query_map(params![self.job], |r| Ok((r.get::<_, String>(0)?, rest(r)?))).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![self.job], |r| {
+                // Checked where SQLite keeps it: one copy of each path.
+                let path = r.get_ref(0)?.as_str().map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+                })?;
+                Ok((RelPath::parse(path), rest(r)?))
+            })
+            .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (path, value) = row.map_err(|e| self.err(e))?;
-            if let Some(rel) = RelPath::parse(&path) {
+            if let (Some(rel), value) = row.map_err(|e| self.err(e))? {
                 out.push((rel, value));
             }
         }
         Ok(out)
     }
 
-    /// Everything the journal knows was synced.
-    pub fn load_synced(&self) -> Result<HashMap<RelPath, Synced>, JournalError> {
-        let rows = self.path_rows("SELECT path, size, mtime_ns, blake3 FROM files WHERE job = ?1", |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<Vec<u8>>>(3)?))
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|(rel, (size, mtime_ns, hash))| {
-                let hash = hash.and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
-                (rel, Synced { size: u64::try_from(size).unwrap_or(0), mtime_ns, hash })
-            })
-            .collect())
+    /// Everything the journal knows was synced. The rows come in the order
+    /// of the table's key, so the map is built from sorted input.
+    pub fn load_synced(&self) -> Result<BTreeMap<RelPath, Synced>, JournalError> {
+        let rows =
+            self.path_rows("SELECT path, size, mtime_ns, blake3 FROM files WHERE job = ?1 ORDER BY path", |r| {
+                // The fingerprint read in place: any other length than 32 is none.
+                let hash = r.get_ref(3)?.as_blob_or_null().ok().flatten().and_then(|h| <[u8; 32]>::try_from(h).ok());
+                Ok(Synced { size: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0), mtime_ns: r.get(2)?, hash })
+            })?;
+        Ok(rows.into_iter().collect())
     }
 
     /// The queue left by the previous run.

@@ -1,6 +1,7 @@
 //! Paths relative to the watch directory, the unit the whole sync engine
 //! speaks in, and the escaping every file name gets before it reaches a log.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
@@ -19,6 +20,14 @@ pub enum BadName {
     NotUtf8(String),
     /// CR or LF: an FTP command line cannot carry them.
     LineBreak(String),
+}
+
+/// A relative path a walk joined (see [`RelPath::from_walked`]) as the
+/// `/`-separated text the globs and the journal use: borrowed on Unix,
+/// where the walk joins with `/`; `None` if it is not UTF-8.
+pub fn walked_str(rel: &Path) -> Option<Cow<'_, str>> {
+    let s = rel.to_str()?;
+    if cfg!(windows) && s.contains('\\') { Some(Cow::Owned(s.replace('\\', "/"))) } else { Some(Cow::Borrowed(s)) }
 }
 
 impl RelPath {
@@ -41,6 +50,25 @@ impl RelPath {
             return Err(BadName::Outside);
         }
         let joined = parts.join("/");
+        if joined.contains(['\r', '\n']) {
+            return Err(BadName::LineBreak(joined));
+        }
+        Ok(Self(joined))
+    }
+
+    /// The path of something a walk found, relative to the watch directory
+    /// as the walk joined it from the names it read ([`crate::localfs::Found`]);
+    /// the same answers as [`RelPath::from_local`] gives for its absolute
+    /// path, without a copy on Unix.
+    pub fn from_walked(rel: PathBuf) -> Result<Self, BadName> {
+        let joined = match rel.into_os_string().into_string() {
+            Ok(s) if cfg!(windows) => s.replace('\\', "/"),
+            Ok(s) => s,
+            Err(os) => return Err(BadName::NotUtf8(os.to_string_lossy().into_owned())),
+        };
+        if joined.is_empty() || !joined.split('/').all(|c| !c.is_empty() && c != "." && c != "..") {
+            return Err(BadName::Outside);
+        }
         if joined.contains(['\r', '\n']) {
             return Err(BadName::LineBreak(joined));
         }
@@ -153,6 +181,25 @@ impl fmt::Display for EscapedPath<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_walked_path_names_what_its_absolute_path_names() {
+        let root = Path::new("/w");
+        let mut walked: Vec<PathBuf> =
+            ["a.txt", "a/b/c.txt", "bad\nname.txt", "cr\rhere/x", "", "é/ü.txt"].iter().map(PathBuf::from).collect();
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            walked.push(Path::new("dir").join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt")));
+        }
+        for rel in walked {
+            let expect = RelPath::from_local(root, &root.join(&rel));
+            assert_eq!(RelPath::from_walked(rel.clone()), expect, "{}", rel.display());
+            if let Ok(r) = &expect {
+                assert_eq!(walked_str(&rel).as_deref(), Some(r.as_str()));
+            }
+        }
+    }
 
     #[test]
     fn builds_relative_paths_with_slashes() {

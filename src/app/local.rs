@@ -17,6 +17,9 @@ use crate::planner::{Local, Need, Notice, Root, Tally};
 use crate::relpath::{EscapedPath, RelPath};
 use crate::watcher::Watcher;
 
+/// The most threads a walk of the whole tree uses.
+const WALK_THREADS: usize = 4;
+
 impl App {
     /// The watch directory, the only way to what lies below it.
     fn tree(&self) -> Tree {
@@ -62,7 +65,7 @@ impl App {
             Local::Dir(found) => {
                 for f in found {
                     if let Found::File(path, meta) = f {
-                        fresh(path.clone(), meta.stamp().mtime);
+                        fresh(self.cfg.watch_dir.join(path), meta.stamp().mtime);
                     }
                 }
             }
@@ -209,11 +212,21 @@ impl App {
     }
 
     /// A look at the watch directory and, if it looks like itself (see
-    /// [`crate::planner::Planner::root_ok`]), a walk of the whole tree.
-    fn whole_tree(&self) -> (Root, Vec<Found>) {
+    /// [`crate::planner::Planner::root_ok`]), a walk of the whole tree, on
+    /// as many threads as there are cores (at most [`WALK_THREADS`]): on a
+    /// big tree the walk is a stat per file.
+    fn whole_tree(&self) -> (Root, impl Iterator<Item = Found> + use<>) {
         let root = self.look_root();
-        let found = if self.planner.root_ok(root) { self.walk(None) } else { Vec::new() };
-        (root, found)
+        let found = if self.planner.root_ok(root) {
+            let selection = &self.planner.rules().selection;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(WALK_THREADS));
+            self.tree().walk_all(Path::new(""), selection.recursive, threads, |p, kind, last| {
+                selection.keeps_walked(p, kind, last)
+            })
+        } else {
+            Vec::new()
+        };
+        (root, found.into_iter().flatten())
     }
 
     /// The whole tree against the journal (see [`crate::planner::Planner::reconcile`]).

@@ -101,10 +101,11 @@ impl fmt::Display for OpenError {
     }
 }
 
-/// One thing a walk found. Directories are not reported: they are entered.
+/// One thing a walk found, by its path relative to the root (empty: the
+/// root). Directories are not reported: they are entered.
 #[derive(Debug)]
 pub enum Found {
-    /// A regular file (absolute path).
+    /// A regular file.
     File(PathBuf, Meta),
     /// A symbolic link, socket, FIFO or device: never followed, opened or read.
     Skipped(PathBuf, FileKind),
@@ -175,12 +176,36 @@ impl Tree {
     /// Walks `start` (relative; empty for the root): the start itself if it
     /// is not a directory, else what lies below it, read through directory
     /// descriptors. With `recursive` false only the start's own entries.
-    /// `keep` sees each entry's absolute path and kind before it is reported
-    /// or entered: false leaves it out silently (excludes, includes).
+    /// Every path it reports is relative to the root, as the walk joined it
+    /// from the names it read (empty: the root itself). `keep` sees each
+    /// entry's path and kind before it is reported or entered: false leaves
+    /// it out silently (excludes, includes).
     pub fn walk<F: FnMut(&Path, FileKind) -> bool>(&self, start: &Path, recursive: bool, keep: F) -> Walk<F> {
         match check_relative(start) {
             Ok(()) => Walk { inner: Some(sys::Walk::new(self, start, recursive)), failed: None, keep },
-            Err(e) => Walk { inner: None, failed: Some(Found::Unreadable(self.root.join(start), e)), keep },
+            Err(e) => Walk { inner: None, failed: Some(Found::Unreadable(start.to_path_buf(), e)), keep },
+        }
+    }
+
+    /// [`Tree::walk`] for a whole tree at once (a reconcile, a rescan), on up
+    /// to `threads` threads where the system has them: the same entries, in
+    /// chunks, each directory's entries together, in no particular order.
+    /// `keep` gets a `C` of its own on each thread, for what it caches.
+    pub fn walk_all<C, K>(&self, start: &Path, recursive: bool, threads: usize, keep: K) -> Vec<Vec<Found>>
+    where
+        C: Default,
+        K: Fn(&Path, FileKind, &mut C) -> bool + Sync,
+    {
+        if let Err(e) = check_relative(start) {
+            return vec![vec![Found::Unreadable(start.to_path_buf(), e)]];
+        }
+        #[cfg(unix)]
+        return sys::walk_parallel(self, start, recursive, threads, &keep);
+        #[cfg(not(unix))]
+        {
+            let _one_thread = threads;
+            let mut cache = C::default();
+            vec![self.walk(start, recursive, |p, kind| keep(p, kind, &mut cache)).collect()]
         }
     }
 

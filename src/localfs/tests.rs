@@ -64,7 +64,9 @@ fn walked(tree: &Tree, start: &str, recursive: bool, mut keep: impl FnMut(&Path)
                 Found::Skipped(p, k) => (p, format!("{k:?}")),
                 Found::Unreadable(p, e) => (p, format!("unreadable: {e}")),
             };
-            (path.strip_prefix(tree.root()).unwrap().to_string_lossy().into_owned(), what)
+            // Paths come relative to the root.
+            assert!(path.is_relative(), "{}", path.display());
+            (path.to_string_lossy().into_owned(), what)
         })
         .collect()
 }
@@ -195,13 +197,15 @@ fn a_walk_leaves_out_what_keep_refuses_before_entering_it() {
     let fx = fixture();
     for tree in both(&fx.w) {
         let mut asked = Vec::new();
-        let d = fx.w.join("d");
+        // keep is asked with paths relative to the root.
+        let d = Path::new("d");
         let found = walked(&tree, "", true, |p| {
             asked.push(p.to_path_buf());
             p != d && p.file_name() != Some(std::ffi::OsStr::new("fifo"))
         });
         assert_eq!(found, map(&[("f.txt", "file 1"), ("link", "Symlink"), ("dlink", "Symlink")]));
-        assert!(!asked.iter().any(|p| p.starts_with(&d) && *p != d), "asked about what is below d: {asked:?}");
+        assert!(asked.iter().any(|p| p == d), "never asked about d: {asked:?}");
+        assert!(!asked.iter().any(|p| p.starts_with(d) && p != d), "asked about what is below d: {asked:?}");
     }
 }
 
@@ -214,7 +218,7 @@ fn a_directory_swapped_for_a_link_in_the_middle_of_a_walk_is_not_entered() {
         // The walk has listed the root and asks about d before it enters
         // it: that is when d becomes a link to the secrets.
         let found = walked(&tree, "", true, |p| {
-            if p == d {
+            if p == Path::new("d") {
                 std::fs::rename(&d, &moved).unwrap();
                 symlink(&fx.outside, &d).unwrap();
             }
@@ -307,11 +311,69 @@ fn metadata_matches_what_std_reports_to_the_nanosecond() {
             assert_eq!(looked.stamp(), std_stamp);
             assert_eq!(looked.modified, Some(t));
             let walked: Vec<_> = tree
-                .walk(Path::new(""), false, |p, _| p == path)
+                .walk(Path::new(""), false, |p, _| p == Path::new("f.txt"))
                 .filter_map(|f| if let Found::File(_, m) = f { Some(m.stamp()) } else { None })
                 .collect();
             assert_eq!(walked, vec![std_stamp]);
             assert_eq!(tree.open_file(Path::new("f.txt")).unwrap().1.stamp(), std_stamp);
         }
+    }
+}
+
+/// What `walk_all` reported, as [`walked`] gives it, and whether each
+/// directory's entries came together in one chunk.
+fn walked_all(tree: &Tree, start: &str, threads: usize, skip: &str) -> (BTreeMap<String, String>, bool) {
+    let chunks = tree.walk_all(Path::new(start), true, threads, |p, _, asked: &mut usize| {
+        *asked += 1;
+        !p.starts_with(skip) || skip.is_empty()
+    });
+    let mut together = true;
+    let mut dirs_seen = std::collections::HashSet::new();
+    let mut out = BTreeMap::new();
+    for chunk in chunks {
+        let mut last: Option<PathBuf> = None;
+        for found in chunk {
+            let (path, what) = match found {
+                Found::File(p, m) => (p, format!("file {}", m.len)),
+                Found::Skipped(p, k) => (p, format!("{k:?}")),
+                Found::Unreadable(p, e) => (p, format!("unreadable: {e}")),
+            };
+            let dir = path.parent().map(Path::to_path_buf);
+            if dir != last {
+                together &= dirs_seen.insert(dir.clone());
+                last = dir;
+            }
+            out.insert(path.to_string_lossy().into_owned(), what);
+        }
+    }
+    (out, together)
+}
+
+#[test]
+fn a_walk_on_several_threads_finds_what_a_walk_on_one_does() {
+    let fx = fixture();
+    for a in 0..6 {
+        for b in 0..5 {
+            let dir = fx.w.join(format!("t{a}/u{b}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in 0..7 {
+                std::fs::write(dir.join(format!("f{f}")), vec![b'x'; f]).unwrap();
+            }
+        }
+        std::fs::write(fx.w.join(format!("t{a}/top")), b"top").unwrap();
+    }
+    symlink(&fx.outside, fx.w.join("t1/u1/escape")).unwrap();
+    for tree in both(&fx.w) {
+        for (start, skip) in [("", ""), ("", "t2"), ("t3", ""), ("f.txt", ""), ("missing", ""), ("dlink", "")] {
+            let one = walked(&tree, start, true, |p| skip.is_empty() || !p.starts_with(skip));
+            for threads in [1, 2, 4] {
+                let (all, together) = walked_all(&tree, start, threads, skip);
+                assert_eq!(all, one, "start {start:?}, skip {skip:?}, {threads} threads");
+                assert!(together, "a directory's entries were split, {threads} threads");
+            }
+        }
+        let (all, _) = walked_all(&tree, "", 2, "");
+        assert_eq!(all.get("t1/u1/escape").map(String::as_str), Some("Symlink"));
+        assert_eq!(all.len(), 6 * (5 * 7 + 1) + 7);
     }
 }

@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
@@ -195,7 +195,7 @@ pub(super) fn root_has_entries(tree: &Tree) -> io::Result<bool> {
 struct Pending {
     /// The directory it was found in, still open; `None` below
     /// [`KEEP_OPEN_DEPTH`]: opened from the root by `rel`.
-    parent: Option<Rc<Dir>>,
+    parent: Option<Arc<Dir>>,
     name: OsString,
     rel: PathBuf,
     depth: usize,
@@ -207,7 +207,7 @@ pub(super) struct Walk {
     /// Where the walk begins, until it is looked at.
     start: Option<PathBuf>,
     /// The root, for directories reached by path.
-    root: Option<OwnedFd>,
+    root: Option<Arc<OwnedFd>>,
     pending: Vec<Pending>,
     ready: VecDeque<Found>,
 }
@@ -239,24 +239,23 @@ impl Walk {
     }
 
     fn begin(&mut self, start: PathBuf, keep: &mut dyn FnMut(&Path, FileKind) -> bool) {
-        let abs = self.tree.root.join(&start);
         let root = match open_root(&self.tree, THROUGH) {
             Ok(fd) => fd,
             Err(e) => {
                 if start.as_os_str().is_empty() || !not_in_tree(e) {
-                    self.ready.push_back(Found::Unreadable(abs, e.into()));
+                    self.ready.push_back(Found::Unreadable(start, e.into()));
                 }
                 return;
             }
         };
         let opened = open_dir_below(&self.tree, root.as_fd(), &start, OFlags::RDONLY);
-        self.root = Some(root);
+        self.root = Some(Arc::new(root));
         match opened {
             Ok(fd) => self.read(fd, start, 0, keep),
-            Err(e) if start.as_os_str().is_empty() => self.ready.push_back(Found::Unreadable(abs, e.into())),
+            Err(e) if start.as_os_str().is_empty() => self.ready.push_back(Found::Unreadable(start, e.into())),
             Err(e) => {
                 let looked = lstat(&self.tree, &start);
-                self.unopened(abs, looked, e);
+                self.unopened(start, looked, e);
             }
         }
     }
@@ -271,7 +270,6 @@ impl Walk {
         match opened {
             Ok(fd) => self.read(fd, dir.rel, dir.depth, keep),
             Err(e) => {
-                let abs = self.tree.root.join(&dir.rel);
                 // Swapped for something else since it was listed?
                 let looked = match &dir.parent {
                     Some(parent) => parent
@@ -281,32 +279,31 @@ impl Walk {
                         .or_else(|e| if e == Errno::NOENT { Ok(None) } else { Err(e.into()) }),
                     None => lstat(&self.tree, &dir.rel),
                 };
-                self.unopened(abs, looked, e);
+                self.unopened(dir.rel, looked, e);
             }
         }
     }
 
     /// Reports a directory that could not be opened as what it is now.
-    fn unopened(&mut self, abs: PathBuf, looked: io::Result<Option<Meta>>, e: Errno) {
+    fn unopened(&mut self, rel: PathBuf, looked: io::Result<Option<Meta>>, e: Errno) {
         match looked {
             Ok(None) => {}
             Ok(Some(meta)) => match meta.kind {
-                FileKind::File => self.ready.push_back(Found::File(abs, meta)),
-                FileKind::Dir => self.ready.push_back(Found::Unreadable(abs, e.into())),
-                kind => self.ready.push_back(Found::Skipped(abs, kind)),
+                FileKind::File => self.ready.push_back(Found::File(rel, meta)),
+                FileKind::Dir => self.ready.push_back(Found::Unreadable(rel, e.into())),
+                kind => self.ready.push_back(Found::Skipped(rel, kind)),
             },
-            Err(looked) => self.ready.push_back(Found::Unreadable(abs, looked)),
+            Err(looked) => self.ready.push_back(Found::Unreadable(rel, looked)),
         }
     }
 
     /// Lists the directory `fd` (at `rel`): its files and what is skipped
     /// become ready, its directories pending.
     fn read(&mut self, fd: OwnedFd, rel: PathBuf, depth: usize, keep: &mut dyn FnMut(&Path, FileKind) -> bool) {
-        let here = self.tree.root.join(&rel);
         let mut dir = match Dir::new(fd) {
             Ok(dir) => dir,
             Err(e) => {
-                self.ready.push_back(Found::Unreadable(here, e.into()));
+                self.ready.push_back(Found::Unreadable(rel, e.into()));
                 return;
             }
         };
@@ -321,15 +318,14 @@ impl Walk {
                 }
                 Err(e) => {
                     // What was listed is reported; the rest is unknown.
-                    self.ready.push_back(Found::Unreadable(here.clone(), e.into()));
+                    self.ready.push_back(Found::Unreadable(rel.clone(), e.into()));
                     break;
                 }
             }
         }
-        let dir = Rc::new(dir);
+        let dir = Arc::new(dir);
         for (name, file_type) in entries {
             let child = rel.join(&name);
-            let abs = self.tree.root.join(&child);
             // The kind from the directory entry; `None` where the file
             // system does not say (then it is looked at first).
             let listed = match file_type {
@@ -341,7 +337,7 @@ impl Walk {
                 }
                 _ => None,
             };
-            if listed.is_some_and(|kind| !keep(&abs, kind)) {
+            if listed.is_some_and(|kind| !keep(&child, kind)) {
                 continue;
             }
             let kind = match listed {
@@ -351,33 +347,151 @@ impl Walk {
                 _ => match dir.fd().and_then(|fd| rustix::fs::statat(fd, &name, AtFlags::SYMLINK_NOFOLLOW)) {
                     Ok(st) => {
                         let meta = meta_of(&st);
-                        if listed.is_none() && !keep(&abs, meta.kind) {
+                        if listed.is_none() && !keep(&child, meta.kind) {
                             continue;
                         }
                         if meta.kind == FileKind::File {
-                            self.ready.push_back(Found::File(abs, meta));
+                            self.ready.push_back(Found::File(child, meta));
                             continue;
                         }
                         meta.kind
                     }
                     Err(e) if e == Errno::NOENT => continue,
                     Err(e) => {
-                        self.ready.push_back(Found::Unreadable(abs, e.into()));
+                        self.ready.push_back(Found::Unreadable(child, e.into()));
                         continue;
                     }
                 },
             };
             match kind {
                 FileKind::Dir if self.recursive => self.pending.push(Pending {
-                    parent: (depth < KEEP_OPEN_DEPTH).then(|| Rc::clone(&dir)),
+                    parent: (depth < KEEP_OPEN_DEPTH).then(|| Arc::clone(&dir)),
                     name,
                     rel: child,
                     depth: depth + 1,
                 }),
                 FileKind::Dir | FileKind::File => {}
-                kind => self.ready.push_back(Found::Skipped(abs, kind)),
+                kind => self.ready.push_back(Found::Skipped(child, kind)),
             }
         }
+    }
+}
+
+/// What the threads of [`walk_parallel`] share: the directories found and not
+/// read yet, and how many are being read (the walk is over when none is
+/// left and none is being read).
+struct Shared {
+    pending: Vec<Pending>,
+    busy: usize,
+}
+
+/// A walk of `start` on `threads` threads at once (this one among them):
+/// each reads the next directory not read yet, so that the system calls of
+/// a big tree (a stat per file) run side by side. The same entries as
+/// [`Walk`] finds, in chunks (each directory's entries together, in no
+/// particular order of directories); each thread has its own `C` for
+/// `keep`. Should a thread fail, the start is reported unreadable as well
+/// (what it would have found is unknown, not gone).
+pub(super) fn walk_parallel<C, K>(
+    tree: &Tree,
+    start: &Path,
+    recursive: bool,
+    threads: usize,
+    keep: &K,
+) -> Vec<Vec<Found>>
+where
+    C: Default,
+    K: Fn(&Path, FileKind, &mut C) -> bool + Sync,
+{
+    let mut first = Walk::new(tree, start, recursive);
+    let mut cache = C::default();
+    let mut chunks = Vec::new();
+    if let Some(start) = first.start.take() {
+        first.begin(start, &mut |p: &Path, k: FileKind| keep(p, k, &mut cache));
+    }
+    chunks.push(Vec::from(std::mem::take(&mut first.ready)));
+    if first.pending.is_empty() {
+        return chunks;
+    }
+    let shared = Mutex::new(Shared { pending: std::mem::take(&mut first.pending), busy: 0 });
+    let wake = Condvar::new();
+    let root = first.root.take();
+    let failed = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads.max(1))
+            .map_while(|_| {
+                let root = root.clone();
+                let (shared, wake) = (&shared, &wake);
+                // Fewer threads if the system will not give more.
+                std::thread::Builder::new()
+                    .name("walk".into())
+                    .spawn_scoped(s, move || walk_some(tree, recursive, root, shared, wake, keep))
+                    .ok()
+            })
+            .collect();
+        chunks.push(walk_some(tree, recursive, root.clone(), &shared, &wake, keep));
+        let mut failed = false;
+        for h in helpers {
+            match h.join() {
+                Ok(found) => chunks.push(found),
+                Err(_) => failed = true,
+            }
+        }
+        failed
+    });
+    if failed {
+        chunks.push(vec![Found::Unreadable(start.to_path_buf(), io::Error::other("a thread of the walk failed"))]);
+    }
+    chunks
+}
+
+/// One thread of [`walk_parallel`]: reads directories until none is left.
+fn walk_some<C, K>(
+    tree: &Tree,
+    recursive: bool,
+    root: Option<Arc<OwnedFd>>,
+    shared: &Mutex<Shared>,
+    wake: &Condvar,
+    keep: &K,
+) -> Vec<Found>
+where
+    C: Default,
+    K: Fn(&Path, FileKind, &mut C) -> bool + Sync,
+{
+    /// Counts a directory as read even if reading it failed badly, so that
+    /// the other threads do not wait for it for ever.
+    struct Reading<'a>(&'a Mutex<Shared>, &'a Condvar);
+    impl Drop for Reading<'_> {
+        fn drop(&mut self) {
+            let mut shared = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            shared.busy -= 1;
+            self.1.notify_all();
+        }
+    }
+    let mut walk =
+        Walk { tree: tree.clone(), recursive, start: None, root, pending: Vec::new(), ready: VecDeque::new() };
+    let mut cache = C::default();
+    let mut found = Vec::new();
+    loop {
+        let dir = {
+            let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                if let Some(dir) = s.pending.pop() {
+                    s.busy += 1;
+                    break dir;
+                }
+                if s.busy == 0 {
+                    return found;
+                }
+                s = wake.wait(s).unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        let reading = Reading(shared, wake);
+        walk.enter(dir, &mut |p: &Path, k: FileKind| keep(p, k, &mut cache));
+        found.extend(walk.ready.drain(..));
+        if !walk.pending.is_empty() {
+            shared.lock().unwrap_or_else(PoisonError::into_inner).pending.append(&mut walk.pending);
+        }
+        drop(reading);
     }
 }
 

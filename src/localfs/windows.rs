@@ -157,31 +157,30 @@ impl Walk {
 
     /// Reads the directory `rel` if it still is one (checked right before).
     fn visit(&mut self, rel: PathBuf, first: bool, keep: &mut dyn FnMut(&Path, FileKind) -> bool) {
-        let abs = self.tree.root.join(&rel);
         match lstat(&self.tree, &rel) {
             Ok(None) if first && rel.as_os_str().is_empty() => {
-                self.ready.push_back(Found::Unreadable(abs, io::ErrorKind::NotFound.into()));
+                self.ready.push_back(Found::Unreadable(rel, io::ErrorKind::NotFound.into()));
                 return;
             }
             Ok(None) => return,
             Ok(Some(m)) if m.kind == FileKind::Dir => {}
             Ok(Some(m)) if m.kind == FileKind::File => {
-                self.ready.push_back(Found::File(abs, m));
+                self.ready.push_back(Found::File(rel, m));
                 return;
             }
             Ok(Some(m)) => {
-                self.ready.push_back(Found::Skipped(abs, m.kind));
+                self.ready.push_back(Found::Skipped(rel, m.kind));
                 return;
             }
             Err(e) => {
-                self.ready.push_back(Found::Unreadable(abs, e));
+                self.ready.push_back(Found::Unreadable(rel, e));
                 return;
             }
         }
-        let entries = match std::fs::read_dir(&abs) {
+        let entries = match std::fs::read_dir(self.tree.root.join(&rel)) {
             Ok(entries) => entries,
             Err(e) => {
-                self.ready.push_back(Found::Unreadable(abs, e));
+                self.ready.push_back(Found::Unreadable(rel, e));
                 return;
             }
         };
@@ -189,23 +188,22 @@ impl Walk {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(e) => {
-                    self.ready.push_back(Found::Unreadable(abs.clone(), e));
+                    self.ready.push_back(Found::Unreadable(rel.clone(), e));
                     break;
                 }
             };
             let child = rel.join(entry.file_name());
-            let path = self.tree.root.join(&child);
             // From the directory listing itself: nothing is followed.
             match entry.metadata() {
-                Ok(m) if !keep(&path, kind_of(&m)) => {}
+                Ok(m) if !keep(&child, kind_of(&m)) => {}
                 Ok(m) => match kind_of(&m) {
-                    FileKind::File => self.ready.push_back(Found::File(path, meta_of(&m))),
+                    FileKind::File => self.ready.push_back(Found::File(child, meta_of(&m))),
                     FileKind::Dir if self.recursive => self.pending.push(child),
                     FileKind::Dir => {}
-                    kind => self.ready.push_back(Found::Skipped(path, kind)),
+                    kind => self.ready.push_back(Found::Skipped(child, kind)),
                 },
                 Err(e) if gone(&e) => {}
-                Err(e) => self.ready.push_back(Found::Unreadable(path, e)),
+                Err(e) => self.ready.push_back(Found::Unreadable(child, e)),
             }
         }
     }

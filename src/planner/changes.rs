@@ -28,7 +28,11 @@ impl Planner {
 
     /// [`Planner::rel`] for the entries of a walk (see
     /// [`crate::planner::selection::Selection::rel_walked`]).
-    pub(super) fn rel_walked(&mut self, path: &Path, last: &mut Option<(std::path::PathBuf, bool)>) -> Option<RelPath> {
+    pub(super) fn rel_walked(
+        &mut self,
+        path: std::path::PathBuf,
+        last: &mut Option<(String, bool)>,
+    ) -> Option<RelPath> {
         let r = self.rules.selection.rel_walked(path, last);
         self.admitted(r)
     }

@@ -118,7 +118,13 @@ impl Planner {
     /// of a job (empty journal), so that an already-populated server is not
     /// sent everything again, and on SIGUSR1, to repair a server that lost
     /// files behind our back. Returns how many files are compared.
-    pub fn compare_with_server(&mut self, why: &str, root: Root, found: Vec<Found>, now: std::time::Instant) -> usize {
+    pub fn compare_with_server(
+        &mut self,
+        why: &str,
+        root: Root,
+        found: impl IntoIterator<Item = Found>,
+        now: std::time::Instant,
+    ) -> usize {
         if !self.root_ok(root) {
             self.hold_for_root(now);
             return 0;

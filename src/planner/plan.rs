@@ -35,25 +35,27 @@ pub struct Walked {
 impl Planner {
     /// The regular files in scope among what a walk found; links, special
     /// files and unreadable names are skipped with a log line each.
-    pub(super) fn files_of(&mut self, found: Vec<Found>) -> Walked {
-        let mut out = Walked::default();
+    pub(super) fn files_of(&mut self, found: impl IntoIterator<Item = Found>) -> Walked {
+        let found = found.into_iter();
+        let mut out = Walked { files: Vec::with_capacity(found.size_hint().0), ..Walked::default() };
         let mut last = None;
         for f in found {
             match f {
                 Found::File(path, meta) => {
-                    if let Some(rel) = self.rel_walked(&path, &mut last) {
+                    if let Some(rel) = self.rel_walked(path, &mut last) {
                         out.files.push((rel, meta.stamp()));
                     }
                 }
                 Found::Skipped(path, kind) => {
-                    if let Some(rel) = self.rel(&path) {
+                    if let Some(rel) = self.rel_walked(path, &mut last) {
                         self.skip_not_regular(&rel, kind);
                     }
                 }
                 Found::Unreadable(path, e) => {
-                    self.skip_once(&EscapedPath(&path).to_string(), &format!("cannot read: {e}"));
+                    let abs = self.rules.selection.watch_dir.join(&path);
+                    self.skip_once(&EscapedPath(&abs).to_string(), &format!("cannot read: {e}"));
                     // What lies below an unreadable directory is unknown, not gone.
-                    match RelPath::from_local(&self.rules.selection.watch_dir, &path) {
+                    match RelPath::from_walked(path) {
                         Ok(rel) => out.unreadable.push(rel),
                         Err(_) => out.unreadable_root = true,
                     }
@@ -236,7 +238,7 @@ impl Planner {
     /// changed, and (with `--delete`) what is gone, unless that is more than
     /// `--max-delete` percent of the synced files. Returns how many files
     /// were queued.
-    pub fn reconcile(&mut self, why: &str, root: Root, found: Vec<Found>, now: Instant) -> usize {
+    pub fn reconcile(&mut self, why: &str, root: Root, found: impl IntoIterator<Item = Found>, now: Instant) -> usize {
         // Hand-offs that failed are tried again (before the tree is planned).
         self.retry_handoffs();
         if !self.root_ok(root) {
@@ -245,20 +247,16 @@ impl Planner {
         }
         let walked = self.files_of(found);
         let too_old = self.ages.too_old;
-        let mut seen = std::collections::HashSet::with_capacity(walked.files.len());
+        // What is still there, for --delete only.
+        let mut seen = std::collections::HashSet::with_capacity(if self.rules.delete { walked.files.len() } else { 0 });
         let mut queued = 0;
         for (rel, stamp) in walked.files {
-            seen.insert(rel.clone());
-            if self.debouncer.contains(&rel) {
-                continue;
+            let unchanged = self.debouncer.contains(&rel)
+                || self.synced.get(&rel).is_some_and(|s| s.size == stamp.len && s.mtime_ns == mtime_ns(stamp.mtime));
+            if self.rules.delete {
+                seen.insert(rel.clone());
             }
-            if let Some(s) = self.synced.get(&rel)
-                && s.size == stamp.len
-                && s.mtime_ns == mtime_ns(stamp.mtime)
-            {
-                continue;
-            }
-            if self.plan_file(rel, stamp) {
+            if !unchanged && self.plan_file(rel, stamp) {
                 queued += 1;
             }
         }

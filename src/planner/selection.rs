@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::localfs::FileKind;
-use crate::relpath::{BadName, RelPath};
+use crate::relpath::{BadName, RelPath, walked_str};
 use crate::scope::{Out, Scope};
 
 #[derive(Debug, Clone)]
@@ -29,23 +29,28 @@ impl Selection {
     /// The path below WATCH_DIR of `path` (a file or a directory), if this
     /// run syncs it.
     pub fn rel(&self, path: &Path) -> Result<RelPath, Unsynced> {
-        self.rel_with(path, |rel| self.globs.path(rel.as_str()))
+        self.rel_with(RelPath::from_local(&self.watch_dir, path), |rel| self.globs.path(rel.as_str()))
     }
 
-    /// [`Selection::rel`] for the entries of a walk, reported directory by
-    /// directory: `last` is the cache of [`Selection::keeps_walked`].
-    pub fn rel_walked(&self, path: &Path, last: &mut Option<(PathBuf, bool)>) -> Result<RelPath, Unsynced> {
+    /// [`Selection::rel`] for what a walk found (`rel` relative to WATCH_DIR,
+    /// as the walk joined it), reported directory by directory: `last` is
+    /// the cache of [`Selection::keeps_walked`]. No copy of the path is made.
+    pub fn rel_walked(&self, rel: PathBuf, last: &mut Option<(String, bool)>) -> Result<RelPath, Unsynced> {
         if !self.globs.excludes_only() {
-            return self.rel(path);
+            return self.rel_with(RelPath::from_walked(rel), |rel| self.globs.path(rel.as_str()));
         }
-        self.rel_with(path, |rel| {
-            let dir_excluded = self.dir_excluded(rel, path, last);
+        self.rel_with(RelPath::from_walked(rel), |rel| {
+            let dir_excluded = self.dir_excluded(rel.as_str(), last);
             self.globs.excluded_in(rel.as_str(), dir_excluded).then_some(Out::Excluded)
         })
     }
 
-    fn rel_with(&self, path: &Path, out: impl FnOnce(&RelPath) -> Option<Out>) -> Result<RelPath, Unsynced> {
-        match RelPath::from_local(&self.watch_dir, path) {
+    fn rel_with(
+        &self,
+        rel: Result<RelPath, BadName>,
+        out: impl FnOnce(&RelPath) -> Option<Out>,
+    ) -> Result<RelPath, Unsynced> {
+        match rel {
             Ok(rel) if !self.recursive && rel.parent().is_some() => Err(None),
             Ok(rel) => match out(&rel) {
                 Some(Out::Excluded) => Err(Some((rel.to_string(), Out::Excluded.reason()))),
@@ -97,33 +102,38 @@ impl Selection {
         })
     }
 
-    /// [`Selection::keeps`] for a walk, which reports a directory's entries
-    /// one after the other: `last` remembers the last parent directory
-    /// asked about and whether it is excluded, so that each file matches
-    /// its own name against the excludes, not every directory above it
-    /// again. The same answers as `keeps`.
-    pub fn keeps_walked(&self, path: &Path, kind: FileKind, last: &mut Option<(PathBuf, bool)>) -> bool {
-        if kind == FileKind::Dir || !self.globs.excludes_only() {
-            return self.keeps(path, kind);
+    /// [`Selection::keeps`] for a walk, which gives `rel` relative to
+    /// WATCH_DIR and reports a directory's entries one after the other:
+    /// `last` remembers the last parent directory asked about and whether it
+    /// is excluded, so that each file matches its own name against the
+    /// excludes, not every directory above it again. The same answers as
+    /// `keeps` gives for the absolute path.
+    pub fn keeps_walked(&self, rel: &Path, kind: FileKind, last: &mut Option<(String, bool)>) -> bool {
+        let Some(rel) = walked_str(rel) else { return true };
+        if rel.is_empty() || rel.contains(['\r', '\n']) {
+            return true;
         }
-        let Ok(rel) = RelPath::from_local(&self.watch_dir, path) else { return true };
-        let dir_excluded = self.dir_excluded(&rel, path, last);
-        !self.globs.excluded_in(rel.as_str(), dir_excluded)
+        if kind == FileKind::Dir {
+            return self.globs.dir(&rel).is_none();
+        }
+        if !self.globs.excludes_only() {
+            return self.globs.file(&rel).is_none();
+        }
+        let dir_excluded = self.dir_excluded(&rel, last);
+        !self.globs.excluded_in(&rel, dir_excluded)
     }
 
-    /// Whether the directory holding `rel` (at `path`) is excluded, asked of
-    /// the globs once per directory: `last` holds the last one's answer.
-    fn dir_excluded(&self, rel: &RelPath, path: &Path, last: &mut Option<(PathBuf, bool)>) -> bool {
-        match (rel.parent(), path.parent()) {
-            (None, _) | (_, None) => false,
-            (Some(dir), Some(parent)) => match last {
-                Some((p, excluded)) if p.as_path() == parent => *excluded,
-                _ => {
-                    let excluded = self.globs.excluded(dir);
-                    *last = Some((parent.to_path_buf(), excluded));
-                    excluded
-                }
-            },
+    /// Whether the directory holding `rel` is excluded, asked of the globs
+    /// once per directory: `last` holds the last one's answer.
+    fn dir_excluded(&self, rel: &str, last: &mut Option<(String, bool)>) -> bool {
+        let Some((dir, _)) = rel.rsplit_once('/') else { return false };
+        match last {
+            Some((p, excluded)) if p == dir => *excluded,
+            _ => {
+                let excluded = self.globs.excluded(dir);
+                *last = Some((dir.to_string(), excluded));
+                excluded
+            }
         }
     }
 }
@@ -154,13 +164,17 @@ mod tests {
             ("/w/src/build/z.o", FileKind::File),
             ("/w/src/ok.rs", FileKind::File),
             ("/w/src/.ok.rs.swp", FileKind::File),
+            ("/w/src/line\nbreak.tmp", FileKind::File),
+            ("/w/build\r", FileKind::Dir),
         ];
         let (mut kept, mut named) = (None, None);
         for (path, kind) in walk {
             let p = Path::new(path);
-            assert_eq!(sel.keeps_walked(p, kind, &mut kept), sel.keeps(p, kind), "{path}");
+            // A walk names what it found relative to the watch directory.
+            let walked = p.strip_prefix("/w").unwrap();
+            assert_eq!(sel.keeps_walked(walked, kind, &mut kept), sel.keeps(p, kind), "{path}");
             if kind == FileKind::File {
-                assert_eq!(sel.rel_walked(p, &mut named), sel.rel(p), "{path}");
+                assert_eq!(sel.rel_walked(walked.to_path_buf(), &mut named), sel.rel(p), "{path}");
             }
         }
     }

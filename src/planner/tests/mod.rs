@@ -215,8 +215,9 @@ impl Fs {
         }
     }
 
-    /// A walk as localfs gives it: directories entered (not reported), links
-    /// and special files reported as skipped, excluded names left out.
+    /// A walk as localfs gives it (paths relative to the watch directory):
+    /// directories entered (not reported), links and special files reported
+    /// as skipped, excluded names left out.
     fn walk(&self, dir: Option<&str>, scope: &Selection) -> Vec<Found> {
         if self.root_gone || !scope.walks_into(dir.and_then(RelPath::parse).as_ref()) {
             return Vec::new();
@@ -239,12 +240,12 @@ impl Fs {
                 continue;
             }
             match what {
-                Fake::File { len, mtime } => out.push(Found::File(abs(path), Self::meta(*len, *mtime))),
+                Fake::File { len, mtime } => out.push(Found::File(PathBuf::from(path), Self::meta(*len, *mtime))),
                 Fake::Dir => {}
-                Fake::Link => out.push(Found::Skipped(abs(path), FileKind::Symlink)),
-                Fake::Fifo => out.push(Found::Skipped(abs(path), FileKind::Special)),
+                Fake::Link => out.push(Found::Skipped(PathBuf::from(path), FileKind::Symlink)),
+                Fake::Fifo => out.push(Found::Skipped(PathBuf::from(path), FileKind::Special)),
                 Fake::Unreadable => {
-                    out.push(Found::Unreadable(abs(path), std::io::ErrorKind::PermissionDenied.into()));
+                    out.push(Found::Unreadable(PathBuf::from(path), std::io::ErrorKind::PermissionDenied.into()));
                 }
             }
         }
