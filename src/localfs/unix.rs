@@ -390,8 +390,9 @@ struct Shared {
 /// a big tree (a stat per file) run side by side. The same entries as
 /// [`Walk`] finds, in chunks (each directory's entries together, in no
 /// particular order of directories); each thread has its own `C` for
-/// `keep`. Should a thread fail, the start is reported unreadable as well
-/// (what it would have found is unknown, not gone).
+/// `keep`. Should a helper thread fail, the start is reported unreadable as
+/// well (what it would have found is unknown, not gone); a failure on the
+/// calling thread goes on up, as in [`Walk`].
 pub(super) fn walk_parallel<C, K>(
     tree: &Tree,
     start: &Path,

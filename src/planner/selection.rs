@@ -91,7 +91,10 @@ impl Selection {
 
     /// Whether a walk reports or enters the absolute `path` of this `kind`:
     /// left out silently are what is excluded, what is not included, and a
-    /// directory below which nothing can be included.
+    /// directory below which nothing can be included. Walks ask
+    /// [`Selection::keeps_walked`]; this is the path-by-path answer the tests
+    /// hold it to.
+    #[cfg(test)]
     pub fn keeps(&self, path: &Path, kind: FileKind) -> bool {
         RelPath::from_local(&self.watch_dir, path).map_or(true, |r| {
             if kind == FileKind::Dir {
